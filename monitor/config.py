@@ -1,0 +1,448 @@
+"""Typed configuration: the only place the YAML file is parsed and validated.
+
+``load_config(path)`` returns a :class:`Config` or raises :class:`ConfigError` listing *every*
+problem with the file, the field path, the line and the fix. Unknown keys are errors (a
+misspelt ``faliure_threshold`` must not be silently ignored).
+
+Secrets are never written in the file itself: a string may reference ``${ENV_VAR}``, and any
+secret field ``x`` may instead be given as ``x_file: /path`` (Docker/Kubernetes secrets).
+Secret values are :class:`pydantic.SecretStr`, so they print as ``**********``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from monitor.model import AbsentReason, AccountKey, ErrorKind, Policy
+
+# --------------------------------------------------------------------------- scalar types
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """``"30s"``, ``"5m"``, ``"1h30m"``, ``"250ms"`` or a bare number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m or 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        pos, seconds = 0, 0.0
+        for match in _DURATION_PART.finditer(text):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if not text or pos != len(text):
+            raise ValueError(f"invalid duration {value!r}: use e.g. 30s, 5m, 1h30m or 250ms")
+    else:
+        raise ValueError("expected a duration such as 30s, 5m or 1h")
+    if seconds <= 0:
+        raise ValueError("a duration must be greater than zero")
+    return seconds
+
+
+_SIZE = re.compile(r"^(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?$")
+_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3,
+               "KB": 1000, "MB": 1000**2, "GB": 1000**3}
+
+
+def parse_size(value: Any) -> int:
+    """``"1MiB"``, ``"512KiB"`` or a bare number of bytes -> bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = _SIZE.match(str(value).strip())
+    if not match or int(match.group(1)) <= 0:
+        raise ValueError(f"invalid size {value!r}: use e.g. 512KiB or 1MiB")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class Strict(BaseModel):
+    """Base for every config model: unknown keys are errors; ``x_file`` fills secret ``x``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name, field in cls.model_fields.items():
+            file_key = f"{name}_file"
+            if file_key not in data or field.annotation not in (SecretStr, SecretStr | None):
+                continue
+            if data.get(name) is not None:
+                raise ValueError(f"give either {name} or {file_key}, not both")
+            path = Path(str(data.pop(file_key)))
+            try:
+                data[name] = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"{file_key}: cannot read {path}: {exc.strerror}") from None
+        return data
+
+
+# --------------------------------------------------------------------------- HTTP rules
+
+
+class Match(Strict):
+    """Conditions on one HTTP answer; every condition given must hold."""
+
+    status: list[int] | None = None
+    body_contains: list[str] = Field(default_factory=list)
+    body_not_contains: list[str] = Field(default_factory=list)
+    final_url_contains: str | None = None
+    # JSON field tests: dotted path -> expected value (``null`` means "field missing/null").
+    json_fields: dict[str, Any] = Field(default_factory=dict)
+    # Dotted paths that must exist with a non-null value (e.g. ``data.id``).
+    json_has: list[str] = Field(default_factory=list)
+
+    @field_validator("body_contains", "body_not_contains", "json_has", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status_one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int) else value
+
+
+class AbsentRule(Match):
+    reason: AbsentReason
+
+
+class ErrorRule(Match):
+    kind: ErrorKind
+
+
+class HttpRules(Strict):
+    """Declarative checks for a site without an API (see probes/http.py).
+
+    Order of evaluation: ``error`` rules (login walls, captchas), then ``absent``, then
+    ``present``; an answer that matches nothing is ``error(unexpected)``, never ``absent``.
+    """
+
+    url: str = "{base_url}/{handle}"
+    method: Literal["GET", "HEAD"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    present: list[Match] = Field(min_length=1)
+    absent: list[AbsentRule] = Field(default_factory=list)
+    error: list[ErrorRule] = Field(default_factory=list)
+    # Self-check examples: handles known to exist / known not to exist.
+    known_present: list[str] = Field(default_factory=list)
+    known_absent: list[str] = Field(default_factory=list)
+
+    @field_validator("url")
+    @classmethod
+    def _url_has_handle(cls, value: str) -> str:
+        if "{handle}" not in value and "{id}" not in value:
+            raise ValueError("url must contain {handle} or {id}, e.g. '{base_url}/{handle}'")
+        return value
+
+
+# --------------------------------------------------------------------------- main models
+
+
+class Thresholds(Strict):
+    """Timing and thresholds; set under ``defaults`` and overridable per account."""
+
+    interval: Duration | None = None
+    failure_threshold: int | None = Field(default=None, ge=1)
+    recovery_threshold: int | None = Field(default=None, ge=1)
+    confirm_interval: Duration | None = None
+    staleness: Duration | None = None
+
+
+class Defaults(Thresholds):
+    interval: Duration = 60.0
+    failure_threshold: int = Field(default=2, ge=1)
+    recovery_threshold: int = Field(default=1, ge=1)
+    confirm_interval: Duration = 10.0
+    staleness: Duration = 600.0
+    timeout: Duration = 10.0
+    max_body_bytes: Size = 1024 * 1024
+    jitter: float = Field(default=0.1, ge=0.0, le=0.5)
+
+
+class PlatformConfig(Strict):
+    """One platform (or one instance of a platform, e.g. a Mastodon server)."""
+
+    probe: str | None = None  # the probe module to use; defaults to the platform's name
+    base_url: str
+    token: SecretStr | None = None
+    user_agent: str = "account-monitor/0.1 (+https://github.com/account-monitor)"
+    timeout: Duration | None = None
+    max_body_bytes: Size | None = None
+    concurrency: int = Field(default=8, ge=1, le=1024)
+    rate_per_second: float = Field(default=5.0, gt=0)
+    burst: int = Field(default=5, ge=1)
+    rules: HttpRules | None = None
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: Any) -> Any:
+        # ``token: ${X_BEARER_TOKEN:-}`` with the variable unset means "no token".
+        return None if value == "" else value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class AccountConfig(Thresholds):
+    platform: str
+    handle: str = Field(min_length=1)
+    id: str | None = None  # the platform's immutable id, when known
+    protected: bool = False
+    team: str | None = None
+    owner: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @property
+    def key(self) -> AccountKey:
+        return AccountKey(self.platform, self.handle)
+
+
+class MonitorSettings(Strict):
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=9464, ge=0, le=65535)
+    state_path: str = "state/monitor.db"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_grace: Duration = 5.0
+
+
+class Config(Strict):
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    defaults: Defaults = Field(default_factory=Defaults)
+    platforms: dict[str, PlatformConfig]
+    accounts: list[AccountConfig]
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        from monitor.probes import PROBES  # the registry; imported late to avoid a cycle
+
+        problems: list[str] = []
+        for name, platform in self.platforms.items():
+            probe = platform.probe or name
+            if probe not in PROBES:
+                problems.append(
+                    f"platforms.{name}.probe: unknown probe {probe!r}; "
+                    f"choose one of {', '.join(sorted(PROBES))}"
+                )
+            elif probe == "http" and platform.rules is None:
+                problems.append(f"platforms.{name}.rules: the http probe needs rules")
+        seen: set[AccountKey] = set()
+        for i, account in enumerate(self.accounts):
+            if account.platform not in self.platforms:
+                problems.append(
+                    f"accounts[{i}].platform: {account.platform!r} is not configured under "
+                    f"platforms (have: {', '.join(sorted(self.platforms)) or 'none'})"
+                )
+            if account.key in seen:
+                problems.append(f"accounts[{i}]: {account.key} is listed twice")
+            seen.add(account.key)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def policy(self, account: AccountConfig) -> Policy:
+        """Defaults with the account's overrides applied."""
+        d = self.defaults
+        pick = lambda name: getattr(account, name) if getattr(account, name) is not None else getattr(d, name)  # noqa: E731
+        return Policy(
+            interval=pick("interval"),
+            failure_threshold=pick("failure_threshold"),
+            recovery_threshold=pick("recovery_threshold"),
+            confirm_interval=pick("confirm_interval"),
+            staleness=pick("staleness"),
+        )
+
+    def platform_timeout(self, name: str) -> float:
+        return self.platforms[name].timeout or self.defaults.timeout
+
+    def platform_max_body(self, name: str) -> int:
+        return self.platforms[name].max_body_bytes or self.defaults.max_body_bytes
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str  # dotted field path, e.g. accounts[3].interval
+    line: int | None
+    reason: str
+
+
+class ConfigError(Exception):
+    """The file is not a valid config. ``problems`` lists every problem found."""
+
+    def __init__(self, file: str, problems: list[Problem]):
+        self.file = file
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"{self.file}: {len(self.problems)} problem(s):"]
+        for p in self.problems:
+            where = f"{self.file}:{p.line}" if p.line else self.file
+            lines.append(f"  {where}: {p.path or '(top level)'}: {p.reason}")
+        return "\n".join(lines)
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(node: Any, path: str, env: dict[str, str], problems: list[Problem]) -> Any:
+    """Replace ``${VAR}`` in every string; a missing variable is a problem, not an empty string."""
+    if isinstance(node, dict):
+        return {k: _expand_env(v, _join(path, k), env, problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(v, f"{path}[{i}]", env, problems) for i, v in enumerate(node)]
+    if isinstance(node, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name not in env and default is not None:
+                return default
+            if name not in env:
+                problems.append(Problem(path, None, f"environment variable {name} is not set; "
+                                        f"export it or use {path.rsplit('.', 1)[-1]}_file"))
+                return ""
+            return env[name]
+
+        return _ENV_REF.sub(sub, node)
+    return node
+
+
+def _join(path: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def _line_index(text: str) -> dict[str, int]:
+    """Map every field path in the YAML text to its 1-based line, for error messages."""
+    index: dict[str, int] = {}
+
+    def walk(node: yaml.Node, path: str) -> None:
+        index.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                child = _join(path, key_node.value)
+                index[child] = key_node.start_mark.line + 1
+                walk(value_node, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{path}[{i}]")
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return index
+    if root is not None:
+        walk(root, "")
+    return index
+
+
+def _loc_to_path(loc: Iterable[Any]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, str) and part.startswith(("function-", "model-")):
+            continue
+        path = _join(path, part)
+    return path
+
+
+def _line_for(path: str, lines: dict[str, int]) -> int | None:
+    while path:
+        if path in lines:
+            return lines[path]
+        path = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", path) if re.search(r"(\.[^.\[]+|\[\d+\])$", path) else ""
+    return lines.get("")
+
+
+def _validation_problems(exc: ValidationError, lines: dict[str, int]) -> list[Problem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        path = _loc_to_path(err["loc"])
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key (check the spelling; see README's config reference)"
+        else:
+            reason = err["msg"].removeprefix("Value error, ")
+        for part in reason.split("\n"):
+            # cross-field problems carry their own path as "path: reason"
+            sub_path, sep, sub_reason = part.partition(": ")
+            if sep and not path and re.match(r"^[\w.\[\]]+$", sub_path):
+                problems.append(Problem(sub_path, _line_for(sub_path, lines), sub_reason))
+            else:
+                problems.append(Problem(path, _line_for(path, lines), part))
+    return problems
+
+
+def parse_config(text: str, file: str = "<config>", env: dict[str, str] | None = None) -> Config:
+    """Validate YAML text into a :class:`Config`; raise :class:`ConfigError` with every problem."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        raise ConfigError(file, [Problem("", line, f"not valid YAML: {exc}")]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(file, [Problem("", 1, "expected a mapping with platforms: and accounts:")])
+    problems: list[Problem] = []
+    lines = _line_index(text)
+    raw = _expand_env(raw, "", dict(os.environ) if env is None else env, problems)
+    for p in problems:
+        object.__setattr__(p, "line", _line_for(p.path, lines))
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(_validation_problems(exc, lines))
+        config = None
+    if problems:
+        raise ConfigError(file, problems)
+    assert config is not None
+    return config
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(file, [Problem("", None, f"cannot read the file: {exc.strerror}")]) from None
+    return parse_config(text, file)

@@ -1,0 +1,174 @@
+"""Domain types shared by probes, the state machine, the store and the notifiers.
+
+Plain frozen dataclasses: no I/O, no clock. Times are POSIX seconds (float, UTC).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AccountKey:
+    """What identifies a watched account: the platform's config name and the handle we watch."""
+
+    platform: str
+    handle: str
+
+    def __str__(self) -> str:
+        return f"{self.platform}/{self.handle}"
+
+
+class Result(enum.StrEnum):
+    """The three answers a probe may give. Only ``ABSENT`` can move an account toward down."""
+
+    PRESENT = "present"
+    ABSENT = "absent"
+    ERROR = "error"
+
+
+class AbsentReason(enum.StrEnum):
+    """Why a platform says an account is gone (only documented answers count)."""
+
+    SUSPENDED = "suspended"
+    DEACTIVATED = "deactivated"
+    DELETED = "deleted"
+    NOT_FOUND = "not_found"
+    RENAMED = "renamed"
+    TAKEN_DOWN = "taken_down"
+
+
+class ErrorKind(enum.StrEnum):
+    """Why a probe could not decide. None of these is evidence of absence."""
+
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    SERVER_ERROR = "server_error"  # 5xx
+    RATE_LIMITED = "rate_limited"  # 429, or a platform's documented throttle answer
+    AUTH = "auth"  # 401/403 for our own credentials
+    BLOCKED = "blocked"  # login wall, captcha, bot challenge
+    TOO_LARGE = "too_large"  # body over the configured cap
+    PARSE = "parse"  # body not in the documented shape
+    UNEXPECTED = "unexpected"  # an answer no rule recognises
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One classified probe answer (or one pushed stream event)."""
+
+    result: Result
+    at: float
+    reason: AbsentReason | None = None  # set iff result is ABSENT
+    error: ErrorKind | None = None  # set iff result is ERROR
+    evidence: str = ""  # short, secret-free: status code, matched marker or field
+    account_id: str | None = None  # the platform's immutable id, when the answer shows it
+    handle: str | None = None  # the handle the platform reports now (renames)
+    latency: float = 0.0
+
+    @classmethod
+    def present(cls, at: float, evidence: str = "", **kw: Any) -> Observation:
+        return cls(Result.PRESENT, at, evidence=evidence, **kw)
+
+    @classmethod
+    def absent(cls, at: float, reason: AbsentReason, evidence: str = "", **kw: Any) -> Observation:
+        return cls(Result.ABSENT, at, reason=reason, evidence=evidence, **kw)
+
+    @classmethod
+    def failed(cls, at: float, error: ErrorKind, evidence: str = "", **kw: Any) -> Observation:
+        return cls(Result.ERROR, at, error=error, evidence=evidence, **kw)
+
+
+class State(enum.StrEnum):
+    UNKNOWN = "unknown"
+    UP = "up"
+    SUSPECT = "suspect"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Per-account thresholds, resolved from config defaults and overrides (seconds)."""
+
+    interval: float = 60.0
+    failure_threshold: int = 2
+    recovery_threshold: int = 1
+    confirm_interval: float = 10.0
+    staleness: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """Everything the state machine knows about one account. Replaced, never mutated."""
+
+    state: State = State.UNKNOWN
+    absent_streak: int = 0  # consecutive absent observations (errors do not break or extend it)
+    present_streak: int = 0  # consecutive present observations while down
+    reason: AbsentReason | None = None  # the latest absence reason while suspect/down
+    last_present_at: float | None = None
+    first_absent_at: float | None = None  # first absent observation of the current streak
+    last_absent_at: float | None = None
+    first_recovered_at: float | None = None  # first present observation after going down
+    last_observed_at: float | None = None  # any observation, errors included
+    last_decisive_at: float | None = None  # last present/absent observation
+    blind: bool = False  # only errors for longer than the staleness bound
+    outage_id: int | None = None  # the open outage's row id, while down
+    since: float | None = None  # when the current state was entered
+
+
+class EventKind(enum.StrEnum):
+    TRANSITION = "transition"  # any state change (logged and persisted; not paged on its own)
+    VANISHED = "vanished"  # confirmed down: page for protected accounts
+    RECOVERED = "recovered"  # back up: resolve the page, record the outage
+    RENAMED = "renamed"
+    MOVED = "moved"
+    BLIND = "blind"  # only errors beyond the staleness bound
+    SIGHTED = "sighted"  # decisive answers again after blindness
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something the state machine decided. ``details`` is JSON-serialisable."""
+
+    kind: EventKind
+    key: AccountKey
+    at: float
+    old_state: State
+    new_state: State
+    reason: AbsentReason | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """A confirmed disappearance with honest bounds.
+
+    The account vanished somewhere in ``(last_seen_present_at, first_seen_absent_at]`` and
+    came back somewhere in ``(last_seen_absent_at, recovered_at]``.
+    """
+
+    id: int
+    key: AccountKey
+    reason: str
+    last_seen_present_at: float | None
+    first_seen_absent_at: float
+    confirmed_at: float
+    last_seen_absent_at: float | None = None
+    recovered_at: float | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Observed duration: first absent sighting to first present sighting."""
+        if self.recovered_at is None:
+            return None
+        return self.recovered_at - self.first_seen_absent_at
+
+    @property
+    def duration_bounds(self) -> tuple[float, float] | None:
+        """(shortest, longest) duration consistent with what we saw."""
+        if self.recovered_at is None:
+            return None
+        last_absent = self.last_seen_absent_at or self.first_seen_absent_at
+        start_max = self.last_seen_present_at or self.first_seen_absent_at
+        return (last_absent - self.first_seen_absent_at, self.recovered_at - start_max)

@@ -1,0 +1,184 @@
+"""When to probe what: jittered per-account timing, per-platform concurrency and rate budgets.
+
+One heap holds every account's next due time (100k accounts cost 100k small tuples, not
+100k sleeping tasks). A dispatcher moves due accounts onto their platform's queue; each
+platform has ``concurrency`` workers, and every request first takes a slot from the
+platform's rate budget (GCRA, i.e. a token bucket without a timer). An account is in exactly
+one place at a time — the heap, a queue or a worker — so a slow platform can never pile up
+duplicate probes of one account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import random
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+
+Clock = Callable[[], float]
+
+
+class RateBudget:
+    """Generic cell-rate algorithm: ``rate`` requests/s sustained, bursts of ``burst``."""
+
+    def __init__(self, rate: float, burst: int = 1, clock: Clock = time.monotonic):
+        self.interval = 1.0 / rate
+        self.tolerance = (max(burst, 1) - 1) * self.interval
+        self.clock = clock
+        self._tat = 0.0  # theoretical arrival time of the next request
+
+    def reserve(self) -> float:
+        """Take the next slot; return how long to wait before using it."""
+        now = self.clock()
+        tat = max(self._tat, now)
+        self._tat = tat + self.interval
+        return max(0.0, tat - self.tolerance - now)
+
+    def pause_until(self, when: float) -> None:
+        """Spend no budget before ``when`` (monotonic), e.g. after a 429 with a reset time."""
+        self._tat = max(self._tat, when + self.tolerance)
+
+    async def acquire(self) -> None:
+        delay = self.reserve()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+# probe(key) -> seconds until the next probe of key (None: stop probing it)
+ProbeFn = Callable[[Hashable], Awaitable[float | None]]
+
+
+@dataclass
+class Lane:
+    """One platform: its queue, its workers and its budget."""
+
+    name: str
+    concurrency: int
+    budget: RateBudget
+    queue: asyncio.Queue[Hashable] = field(default_factory=asyncio.Queue)
+    in_flight: int = 0
+
+
+class Scheduler:
+    """Runs ``probe(key)`` for every added key, forever, at the delays it returns."""
+
+    def __init__(self, probe: ProbeFn, *, jitter: float = 0.1, clock: Clock = time.monotonic,
+                 rng: random.Random | None = None):
+        self.probe = probe
+        self.jitter = jitter
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.lanes: dict[str, Lane] = {}
+        self._lane_of: dict[Hashable, str] = {}
+        self._heap: list[tuple[float, int, Hashable]] = []
+        self._due: dict[Hashable, int] = {}  # key -> seq of its live heap entry
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.running = False
+
+    # ----------------------------------------------------------------- set-up
+
+    def add_lane(self, name: str, *, concurrency: int, rate: float, burst: int) -> None:
+        if name in self.lanes:
+            lane = self.lanes[name]
+            lane.budget = RateBudget(rate, burst, self.clock)
+            lane.concurrency = concurrency  # applies to workers started from now on
+            return
+        self.lanes[name] = Lane(name, concurrency, RateBudget(rate, burst, self.clock))
+        if self.running:
+            self._start_lane(self.lanes[name])
+
+    def add(self, key: Hashable, lane: str, *, spread: float) -> None:
+        """Watch ``key``; its first probe falls at a random point within ``spread`` seconds,
+        so a restart with thousands of accounts is not a thundering herd."""
+        self._lane_of[key] = lane
+        self.schedule(key, self.rng.uniform(0, spread))
+
+    def remove(self, key: Hashable) -> None:
+        """Stop probing ``key`` (a queued or in-flight probe finishes, then it is dropped)."""
+        self._lane_of.pop(key, None)
+        self._due.pop(key, None)
+
+    def schedule(self, key: Hashable, delay: float) -> None:
+        """(Re)schedule ``key`` to be probed ``delay`` seconds from now."""
+        if key not in self._lane_of:
+            return
+        seq = next(self._seq)
+        self._due[key] = seq
+        due = self.clock() + max(0.0, delay)
+        heapq.heappush(self._heap, (due, seq, key))
+        if self._heap[0][1] == seq:
+            self._wake.set()
+
+    def jittered(self, delay: float) -> float:
+        return delay * self.rng.uniform(1 - self.jitter, 1 + self.jitter)
+
+    def __len__(self) -> int:
+        return len(self._lane_of)
+
+    def queued(self, lane: str) -> int:
+        return self.lanes[lane].queue.qsize()
+
+    # ----------------------------------------------------------------- running
+
+    async def start(self) -> None:
+        self.running = True
+        self._tasks.append(asyncio.create_task(self._dispatch(), name="dispatch"))
+        for lane in self.lanes.values():
+            self._start_lane(lane)
+
+    def _start_lane(self, lane: Lane) -> None:
+        for i in range(lane.concurrency):
+            self._tasks.append(asyncio.create_task(self._work(lane), name=f"{lane.name}-{i}"))
+
+    async def _dispatch(self) -> None:
+        while not self._stopping:
+            now = self.clock()
+            while self._heap and self._heap[0][0] <= now:
+                _, seq, key = heapq.heappop(self._heap)
+                if self._due.get(key) != seq:
+                    continue  # superseded by a later schedule() or removed
+                del self._due[key]
+                lane = self._lane_of.get(key)
+                if lane is not None:
+                    self.lanes[lane].queue.put_nowait(key)
+            timeout = self._heap[0][0] - now if self._heap else None
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def _work(self, lane: Lane) -> None:
+        while not self._stopping:
+            key = await lane.queue.get()
+            if key not in self._lane_of:
+                continue
+            await lane.budget.acquire()
+            if self._stopping:
+                return
+            lane.in_flight += 1
+            try:
+                delay = await self.probe(key)
+            finally:
+                lane.in_flight -= 1
+            if delay is not None and not self._stopping:
+                self.schedule(key, self.jittered(delay))
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop dispatching; give in-flight probes ``grace`` seconds to finish, then cancel."""
+        self._stopping = True
+        self._wake.set()
+        deadline = self.clock() + grace
+        while any(lane.in_flight for lane in self.lanes.values()) and self.clock() < deadline:
+            await asyncio.sleep(0.02)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self.running = False

@@ -1,0 +1,307 @@
+"""SQLite store: account states, outages, transitions and the notification outbox.
+
+One decision = one transaction: the new state, the outage row it opens or closes, the
+transition rows and the outbox rows it causes are committed together, so a crash can never
+page twice for one outage or forget to page. Steady-state probes never write here.
+
+The schema is versioned with ``PRAGMA user_version``; :data:`MIGRATIONS` only ever grows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from monitor.model import (
+    AbsentReason,
+    AccountKey,
+    AccountState,
+    Event,
+    EventKind,
+    Outage,
+    State,
+)
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE accounts (
+        platform    TEXT NOT NULL,
+        handle      TEXT NOT NULL,
+        account_id  TEXT,
+        state       TEXT NOT NULL,
+        since       REAL,
+        outage_id   INTEGER,
+        data        TEXT NOT NULL,          -- the full AccountState as JSON
+        updated_at  REAL NOT NULL,
+        PRIMARY KEY (platform, handle)
+    );
+    CREATE TABLE outages (
+        id                    INTEGER PRIMARY KEY AUTOINCREMENT,
+        platform              TEXT NOT NULL,
+        handle                TEXT NOT NULL,
+        reason                TEXT NOT NULL,
+        last_seen_present_at  REAL,
+        first_seen_absent_at  REAL NOT NULL,
+        confirmed_at          REAL NOT NULL,
+        last_seen_absent_at   REAL,
+        recovered_at          REAL
+    );
+    CREATE INDEX outages_by_account ON outages (platform, handle, id);
+    CREATE INDEX outages_open ON outages (recovered_at) WHERE recovered_at IS NULL;
+    CREATE TABLE transitions (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        platform    TEXT NOT NULL,
+        handle      TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        at          REAL NOT NULL,
+        old_state   TEXT NOT NULL,
+        new_state   TEXT NOT NULL,
+        reason      TEXT,
+        outage_id   INTEGER,
+        details     TEXT NOT NULL
+    );
+    CREATE TABLE outbox (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        transition_id    INTEGER REFERENCES transitions (id),
+        notifier         TEXT NOT NULL,
+        action           TEXT NOT NULL,
+        dedup_key        TEXT NOT NULL,
+        payload          TEXT NOT NULL,
+        created_at       REAL NOT NULL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  REAL NOT NULL,
+        status           TEXT NOT NULL DEFAULT 'pending',  -- pending | delivered | failed
+        last_error       TEXT,
+        finished_at      REAL
+    );
+    CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE status = 'pending';
+    """,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A notification to deliver, written with the decision that caused it."""
+
+    notifier: str
+    action: str  # trigger | resolve | notify
+    dedup_key: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAccount:
+    state: AccountState
+    account_id: str | None
+
+
+class Store:
+    """The embedded SQLite store. Not thread-safe: used from the event loop only.
+
+    Writes happen only on decisions (rare), so they run inline; WAL mode keeps readers
+    (``history``) from blocking the monitor.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")  # a confirmed page must survive power loss
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.migrate()
+
+    # ----------------------------------------------------------------- schema
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        version = self.schema_version
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"{self.path} has schema version {version}, newer than this build knows "
+                f"({len(MIGRATIONS)}); upgrade account-monitor or use another state file"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {number}")
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ----------------------------------------------------------------- states
+
+    def load_accounts(self) -> dict[AccountKey, StoredAccount]:
+        rows = self.db.execute("SELECT platform, handle, account_id, data FROM accounts")
+        return {
+            AccountKey(r["platform"], r["handle"]): StoredAccount(
+                _state_from_json(r["data"]), r["account_id"]
+            )
+            for r in rows
+        }
+
+    def save_account(self, key: AccountKey, st: AccountState, account_id: str | None,
+                     now: float) -> None:
+        """Persist one account's state (used for learned ids; decisions use :meth:`decide`)."""
+        with self.transaction():
+            self._upsert(key, st, account_id, now)
+
+    def decide(self, key: AccountKey, st: AccountState, events: Sequence[Event],
+               account_id: str | None, now: float,
+               outbox: Iterable[tuple[int, OutboxItem]] = ()) -> tuple[AccountState, list[int]]:
+        """Commit one decision atomically; returns the state with its outage id and the
+        transition row ids (one per event, in order).
+
+        ``outbox`` pairs an index into ``events`` with the notification that event causes.
+        """
+        with self.transaction():
+            for event in events:
+                if event.kind is EventKind.VANISHED:
+                    st = replace(st, outage_id=self._open_outage(key, event))
+                elif event.kind is EventKind.RECOVERED:
+                    self._close_outage(event)
+            ids = [self._insert_transition(key, ev, st.outage_id if ev.kind is not
+                                           EventKind.RECOVERED else ev.details.get("outage_id"))
+                   for ev in events]
+            for index, item in outbox:
+                self.db.execute(
+                    "INSERT INTO outbox (transition_id, notifier, action, dedup_key, payload,"
+                    " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (ids[index], item.notifier, item.action, item.dedup_key,
+                     json.dumps(item.payload), now, now),
+                )
+            self._upsert(key, st, account_id, now)
+        return st, ids
+
+    def _upsert(self, key: AccountKey, st: AccountState, account_id: str | None,
+                now: float) -> None:
+        self.db.execute(
+            "INSERT INTO accounts (platform, handle, account_id, state, since, outage_id, data,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (platform, handle) DO UPDATE SET account_id = excluded.account_id,"
+            " state = excluded.state, since = excluded.since, outage_id = excluded.outage_id,"
+            " data = excluded.data, updated_at = excluded.updated_at",
+            (key.platform, key.handle, account_id, st.state.value, st.since, st.outage_id,
+             _state_to_json(st), now),
+        )
+
+    def _open_outage(self, key: AccountKey, event: Event) -> int:
+        d = event.details
+        cur = self.db.execute(
+            "INSERT INTO outages (platform, handle, reason, last_seen_present_at,"
+            " first_seen_absent_at, confirmed_at, last_seen_absent_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key.platform, key.handle, str(event.reason or "unknown"), d.get("last_present_at"),
+             d.get("first_absent_at", event.at), event.at, event.at),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def _close_outage(self, event: Event) -> None:
+        d = event.details
+        if d.get("outage_id") is None:
+            return
+        self.db.execute(
+            "UPDATE outages SET recovered_at = ?, last_seen_absent_at ="
+            " MAX(COALESCE(last_seen_absent_at, 0), COALESCE(?, 0)) WHERE id = ?",
+            (d.get("recovered_at", event.at), d.get("last_absent_at"), d["outage_id"]),
+        )
+
+    def _insert_transition(self, key: AccountKey, event: Event, outage_id: int | None) -> int:
+        cur = self.db.execute(
+            "INSERT INTO transitions (platform, handle, kind, at, old_state, new_state, reason,"
+            " outage_id, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (key.platform, key.handle, event.kind.value, event.at, event.old_state.value,
+             event.new_state.value, event.reason.value if event.reason else None, outage_id,
+             json.dumps(event.details)),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    # ----------------------------------------------------------------- queries
+
+    def outages(self, *, limit: int = 100, platform: str | None = None,
+                handle: str | None = None, open_only: bool = False) -> list[Outage]:
+        """Newest first."""
+        where, args = ["1 = 1"], []
+        if platform:
+            where.append("platform = ?")
+            args.append(platform)
+        if handle:
+            where.append("handle = ?")
+            args.append(handle)
+        if open_only:
+            where.append("recovered_at IS NULL")
+        rows = self.db.execute(
+            f"SELECT * FROM outages WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+            (*args, limit),
+        )
+        return [_outage(r) for r in rows]
+
+    def transitions(self, *, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT * FROM transitions WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+        )
+        return [dict(r) | {"details": json.loads(r["details"])} for r in rows]
+
+    def outbox_pending(self) -> dict[str, int]:
+        rows = self.db.execute(
+            "SELECT notifier, COUNT(*) AS n FROM outbox WHERE status = 'pending' GROUP BY notifier"
+        )
+        return {r["notifier"]: r["n"] for r in rows}
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _outage(row: sqlite3.Row) -> Outage:
+    return Outage(
+        id=row["id"],
+        key=AccountKey(row["platform"], row["handle"]),
+        reason=row["reason"],
+        last_seen_present_at=row["last_seen_present_at"],
+        first_seen_absent_at=row["first_seen_absent_at"],
+        confirmed_at=row["confirmed_at"],
+        last_seen_absent_at=row["last_seen_absent_at"],
+        recovered_at=row["recovered_at"],
+    )
+
+
+def _state_to_json(st: AccountState) -> str:
+    return json.dumps(asdict(st))
+
+
+def _state_from_json(text: str) -> AccountState:
+    data = json.loads(text)
+    data["state"] = State(data["state"])
+    if data.get("reason"):
+        data["reason"] = AbsentReason(data["reason"])
+    known = AccountState.__dataclass_fields__
+    return AccountState(**{k: v for k, v in data.items() if k in known})
