@@ -1,0 +1,350 @@
+"""Misbehaviour on demand, and the server shell every fake platform shares.
+
+Probes must turn every hostile answer (slow, 5xx, 429, hangs, resets, huge or broken bodies)
+into ``error(kind)``, never ``absent``. A fake makes those answers deterministically (a
+seeded :class:`random.Random`), controlled from Python or, for other processes, over HTTP:
+
+- ``POST /_control/accounts/{handle}`` -- the platform's own account script (see subclasses)
+- ``POST /_control/faults`` -- JSON with :class:`Faults` fields; replaces the whole profile
+- ``POST /_control/reset`` -- zero the request counters
+- ``GET /_control/stats`` -- counters, account states and the current faults
+
+Control endpoints never see faults, latency or counting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import random
+import signal
+import socket
+import struct
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+CONTROL_PREFIX = "/_control/"
+HUGE_CHUNK = 64 * 1024
+# A JSON document cut off mid-value, as a crashed upstream or a truncating proxy sends it.
+MALFORMED_JSON = b'{"id":"109283741234567890","username":"alice","acct":"ali'
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """A fault profile. ``*_rate`` fields are per-request probabilities (summing to <= 1)."""
+
+    latency: float = 0.0  # seconds added before every answer
+    timeout_rate: float = 0.0  # hang for hang_seconds (longer than any client timeout)
+    reset_rate: float = 0.0  # TCP reset instead of an answer
+    server_error_rate: float = 0.0  # the platform's 5xx answer
+    rate_limit_rate: float = 0.0  # the platform's 429 answer
+    huge_body_rate: float = 0.0  # 200 with huge_body_bytes of body
+    malformed_rate: float = 0.0  # 200 with truncated JSON
+    hang_seconds: float = 30.0
+    huge_body_bytes: int = 8 * 1024 * 1024
+    huge_body_chunked: bool = False  # stream it without Content-Length
+    seed: int | None = None  # reseed the fake's random source when set
+
+    def __post_init__(self) -> None:
+        rates = self._rates()
+        if any(not 0.0 <= p <= 1.0 for p in rates.values()):
+            raise ValueError("every *_rate must be between 0 and 1")
+        if sum(rates.values()) > 1.0 + 1e-9:
+            raise ValueError("the *_rate fields must add up to at most 1")
+        if self.latency < 0 or self.hang_seconds < 0 or self.huge_body_bytes < 0:
+            raise ValueError("latency, hang_seconds and huge_body_bytes must not be negative")
+
+    @classmethod
+    def from_json(cls, data: Any) -> Faults:
+        """Build from decoded JSON; unknown keys are errors, as in our config."""
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object of fault fields")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown fault field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def pick(self, rng: random.Random) -> str | None:
+        """The fault for one request (its ``*_rate`` name without the suffix), or None."""
+        rates = self._rates()
+        if not any(rates.values()):
+            return None
+        draw, edge = rng.random(), 0.0
+        for name, rate in rates.items():
+            edge += rate
+            if draw < edge:
+                return name.removesuffix("_rate")
+        return None
+
+    def _rates(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name.endswith("_rate")}
+
+
+@dataclass(frozen=True, slots=True)
+class Canned:
+    """A fixed answer in a platform's own shape (its 5xx, its 429)."""
+
+    status: int
+    body: str
+    content_type: str = "application/json"
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def response(self) -> web.Response:
+        return web.Response(status=self.status, text=self.body, content_type=self.content_type,
+                            charset="utf-8", headers=dict(self.headers))
+
+
+class FakeServer:
+    """Faults, counters, control endpoints and ``running()``; subclasses add the platform."""
+
+    server_error_answer: ClassVar[Canned]
+    rate_limited_answer: ClassVar[Canned]
+
+    def __init__(self, *, faults: Faults | None = None, seed: int = 0) -> None:
+        self.faults = Faults()
+        self._rng = random.Random(seed)
+        self._counts: Counter[str] = Counter()
+        self._injected: Counter[str] = Counter()
+        self.requests_total = 0
+        self._closing = asyncio.Event()
+        if faults is not None:
+            self.set_faults(faults)
+
+    # ------------------------------------------------------------------ Python control
+
+    def set_faults(self, faults: Faults | None = None, /, **fields: Any) -> Faults:
+        """Replace the fault profile: ``set_faults(server_error_rate=0.2)``; no args clears it."""
+        self.faults = faults if faults is not None else Faults(**fields)
+        if self.faults.seed is not None:
+            self._rng.seed(self.faults.seed)
+        return self.faults
+
+    def request_count(self, handle: str) -> int:
+        """Requests addressed to this account (faulted ones included)."""
+        return self._counts[handle]
+
+    def reset_counts(self) -> None:
+        self._counts.clear()
+        self._injected.clear()
+        self.requests_total = 0
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "requests_total": self.requests_total,
+            "requests": dict(self._counts),
+            "faults_injected": dict(self._injected),
+            "faults": self.faults.to_json(),
+            "accounts": self.account_states(),
+        }
+
+    # ------------------------------------------------------------------ subclass hooks
+
+    def add_routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    def handle_of(self, request: web.Request) -> str | None:
+        """Which account a request is about, for the counters."""
+        raise NotImplementedError
+
+    def control_account(self, handle: str, data: Any) -> dict[str, Any]:
+        """Apply ``POST /_control/accounts/{handle}``; raise ValueError on bad input."""
+        raise NotImplementedError
+
+    def account_states(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def answer_headers(self, fault: str | None) -> dict[str, str]:
+        """Headers on every platform answer (rate-limit headers, say)."""
+        return {}
+
+    # ------------------------------------------------------------------ serving
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._misbehave])
+        app.router.add_post(CONTROL_PREFIX + "accounts/{handle}", self._control_account)
+        app.router.add_post(CONTROL_PREFIX + "faults", self._control_faults)
+        app.router.add_post(CONTROL_PREFIX + "reset", self._control_reset)
+        app.router.add_get(CONTROL_PREFIX + "stats", self._control_stats)
+        self.add_routes(app)
+        return app
+
+    @contextlib.asynccontextmanager
+    async def running(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+        """Serve on ``host:port`` (0: any free port); yields the base URL."""
+        self._closing = asyncio.Event()
+        # handler_cancellation: a hanging handler ends when its client gives up.
+        runner = web.AppRunner(self.app(), access_log=None, handler_cancellation=True,
+                               shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+            bound_host, bound_port = runner.addresses[0][:2]
+            shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+            yield f"http://{shown}:{bound_port}"
+        finally:
+            self._closing.set()  # wake hanging and slow handlers so shutdown is quick
+            await runner.cleanup()
+
+    @web.middleware
+    async def _misbehave(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(CONTROL_PREFIX):
+            return await handler(request)
+        self.requests_total += 1
+        handle = self.handle_of(request)
+        if handle is not None:
+            self._counts[handle] += 1
+        faults = self.faults
+        if faults.latency:
+            await self._pause(faults.latency)
+        fault = faults.pick(self._rng)
+        headers = self.answer_headers(fault)
+        if fault is not None:
+            self._injected[fault] += 1
+        if fault == "timeout":
+            await self._pause(faults.hang_seconds)  # then answer, late, for a patient client
+        if fault is None or fault == "timeout":
+            response = await handler(request)
+        else:
+            response = await self._faulty_answer(request, fault, faults, headers)
+        if not response.prepared:
+            response.headers.update(headers)
+        return response
+
+    async def _faulty_answer(self, request: web.Request, fault: str, faults: Faults,
+                             headers: dict[str, str]) -> web.StreamResponse:
+        if fault == "reset":
+            _reset(request)
+            return web.Response()  # never sent: the socket is gone
+        if fault == "server_error":
+            return self.server_error_answer.response()
+        if fault == "rate_limit":
+            return self.rate_limited_answer.response()
+        if fault == "malformed":
+            return web.Response(body=MALFORMED_JSON, content_type="application/json")
+        if fault == "huge_body":
+            return await _huge(request, faults, headers)
+        raise AssertionError(f"unhandled fault {fault!r}")
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but end early when the server shuts down."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
+
+    # ------------------------------------------------------------------ control endpoints
+
+    async def _control_account(self, request: web.Request) -> web.Response:
+        try:
+            result = self.control_account(request.match_info["handle"], await request.json())
+        except ValueError as exc:  # JSONDecodeError included
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(result)
+
+    async def _control_faults(self, request: web.Request) -> web.Response:
+        try:
+            faults = self.set_faults(Faults.from_json(await request.json()))
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(faults.to_json())
+
+    async def _control_reset(self, request: web.Request) -> web.Response:
+        self.reset_counts()
+        return web.json_response(self.stats())
+
+    async def _control_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+
+def _reset(request: web.Request) -> None:
+    """Abort the connection with a TCP RST (SO_LINGER 0), as a crashing proxy does."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+async def _huge(request: web.Request, faults: Faults,
+                headers: dict[str, str]) -> web.StreamResponse:
+    """A body far over any sane cap: declared up front, or chunked with no length at all."""
+    if not faults.huge_body_chunked:
+        return web.Response(body=b" " * faults.huge_body_bytes, content_type="application/json",
+                            headers=headers)
+    response = web.StreamResponse(headers=headers)
+    response.content_type = "application/json"
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    chunk = b" " * HUGE_CHUNK
+    with contextlib.suppress(ConnectionError):  # the client hangs up at its cap
+        for _ in range(0, faults.huge_body_bytes, HUGE_CHUNK):
+            await response.write(chunk)
+        await response.write_eof()
+    return response
+
+
+# ---------------------------------------------------------------------- command line
+
+
+def fake_arguments(description: str) -> argparse.ArgumentParser:
+    """The flags every fake takes; a fake may add its own before :func:`serve_main`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--account", type=_account_arg, action="append", default=[],
+                        metavar="HANDLE=STATE", help="repeatable")
+    parser.add_argument("--faults", type=json.loads, metavar="JSON", help="a Faults object")
+    return parser
+
+
+def serve_main(make: Callable[[argparse.Namespace], FakeServer],
+               parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Build the fake from parsed flags and serve it until SIGTERM or SIGINT.
+
+    Prints the base URL on one line of stdout once listening, so a parent process that
+    passed ``--port 0`` learns the port.
+    """
+    args = parser.parse_args(argv)
+    try:
+        fake = make(args)
+        if args.faults is not None:
+            fake.set_faults(Faults.from_json(args.faults))
+    except (ValueError, TypeError) as exc:
+        parser.error(str(exc))
+    asyncio.run(_serve_until_signal(fake, args.host, args.port))
+    return 0
+
+
+def _account_arg(text: str) -> tuple[str, str]:
+    handle, sep, state = text.partition("=")
+    if not sep or not handle:
+        raise argparse.ArgumentTypeError(f"{text!r}: use HANDLE=STATE")
+    return handle, state
+
+
+async def _serve_until_signal(fake: FakeServer, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with fake.running(host, port) as base_url:
+        print(base_url, flush=True)
+        await stop.wait()
+    sys.stdout.flush()

@@ -1,0 +1,161 @@
+"""Declarative HTTP rules for sites without a usable API (the ``http`` probe).
+
+Status code, body markers, the final URL after redirects and JSON fields decide, as in
+Maigret's ``data.json``. Login walls and captchas must be ``error`` rules (Instagram and
+Threads put a login wall in front of absence), so error rules are checked first; an answer
+no rule recognises is ``error(unexpected)``, never ``absent``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from monitor.config import HttpRules, Match, PlatformConfig
+from monitor.model import ErrorKind, Observation
+from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, status_error
+
+_MARKER_CHARS = 40  # markers are quoted in evidence, kept short
+_HTML_ACCEPT = "text/html,application/xhtml+xml,application/json;q=0.9,*/*;q=0.8"
+_UNREAD = object()
+_NOT_JSON = object()
+_MISSING = object()
+
+
+class RulesProbe(HttpProbe):
+    """Asks ``rules.url`` and lets :func:`classify_answer` read the answer."""
+
+    name = "http"
+
+    def __init__(self, platform: PlatformConfig, session: aiohttp.ClientSession,
+                 *, timeout: float, max_body_bytes: int) -> None:
+        super().__init__(platform, session, timeout=timeout, max_body_bytes=max_body_bytes)
+        if platform.rules is None:
+            raise ValueError("the http probe needs rules")
+        self.rules: HttpRules = platform.rules
+        try:  # a bad placeholder should fail at start-up, not on every check
+            self.rules.url.format(base_url="", handle="", id="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"rules.url {self.rules.url!r}: bad placeholder {exc}") from None
+
+    def request(self, target: Target) -> tuple[str, str, dict[str, str]]:
+        if "{id}" in self.rules.url and target.account_id is None:
+            raise ProbeError(ErrorKind.UNEXPECTED, "rules.url needs {id}; the account has none")
+        url = self.rules.url.format(
+            base_url=self.platform.base_url,
+            handle=quote(target.handle, safe="@"),
+            id=quote(target.account_id or "", safe=""),
+        )
+        headers = self.base_headers()
+        headers["Accept"] = _HTML_ACCEPT  # most such sites serve pages, not JSON
+        headers.update(self.rules.headers)
+        return self.rules.method, url, headers
+
+    def classify(self, answer: Answer, target: Target, at: float) -> Observation:
+        return classify_answer(self.rules, answer, at)
+
+
+def classify_answer(rules: HttpRules, answer: Answer, at: float) -> Observation:
+    """Pure: error rules, then 429/5xx, then absent rules, then present rules, else unexpected."""
+    reading = _Reading(answer)
+    for i, error_rule in enumerate(rules.error, 1):
+        if reading.matches(error_rule):
+            return Observation.failed(at, error_rule.kind,
+                                      f"error rule #{i}: {reading.describe(error_rule)}")
+    # 429, 5xx (and 401/407) never mean absence, whatever an absent rule says.
+    error = status_error(answer)
+    if error is not None:
+        return Observation.failed(at, error.kind, error.evidence)
+    for i, absent_rule in enumerate(rules.absent, 1):
+        if reading.matches(absent_rule):
+            return Observation.absent(at, absent_rule.reason,
+                                      f"absent rule #{i}: {reading.describe(absent_rule)}")
+    for i, present_rule in enumerate(rules.present, 1):
+        if reading.matches(present_rule):
+            return Observation.present(at, f"present rule #{i}: {reading.describe(present_rule)}")
+    return Observation.failed(at, ErrorKind.UNEXPECTED, f"HTTP {answer.status}: no rule matched")
+
+
+class _Reading:
+    """One answer, with its text and JSON decoded at most once for all rules."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.text = answer.text()
+        self._json: Any = _UNREAD
+
+    def json(self) -> Any:
+        """The parsed body, or ``_NOT_JSON``."""
+        if self._json is _UNREAD:
+            try:
+                self._json = json.loads(self.answer.body)
+            except ValueError:
+                self._json = _NOT_JSON
+        return self._json
+
+    def matches(self, match: Match) -> bool:
+        if match.status is not None and self.answer.status not in match.status:
+            return False
+        if not all(marker in self.text for marker in match.body_contains):
+            return False
+        if any(marker in self.text for marker in match.body_not_contains):
+            return False
+        if match.final_url_contains is not None and match.final_url_contains not in self.answer.url:
+            return False
+        if match.json_fields or match.json_has:
+            doc = self.json()
+            if doc is _NOT_JSON:
+                return False  # JSON tests on a non-JSON body: the rule does not apply
+            if not all(_field_is(doc, path, want) for path, want in match.json_fields.items()):
+                return False
+            if any(_lookup(doc, path) in (None, _MISSING) for path in match.json_has):
+                return False
+        return True
+
+    def describe(self, match: Match) -> str:
+        """Short, secret-free evidence: the conditions that held (never the URL itself)."""
+        parts = [f"HTTP {self.answer.status}"] if match.status is not None else []
+        parts += [f"marker {_short(m)}" for m in match.body_contains]
+        parts += [f"no marker {_short(m)}" for m in match.body_not_contains]
+        if match.final_url_contains is not None:
+            parts.append(f"final URL has {_short(match.final_url_contains)}")
+        parts += [f"{path}={json.dumps(value)}" for path, value in match.json_fields.items()]
+        parts += [f"has {path}" for path in match.json_has]
+        return ", ".join(parts) or f"any answer (HTTP {self.answer.status})"
+
+
+def _lookup(doc: Any, path: str) -> Any:
+    """The value at a dotted path (``items.0.id``), or ``_MISSING``."""
+    value = doc
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and _is_index(part, value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
+def _field_is(doc: Any, path: str, expected: Any) -> bool:
+    """Dotted path equals ``expected``; ``None`` means missing or null."""
+    value = _lookup(doc, path)
+    if expected is None:
+        return value is None or value is _MISSING
+    if value is _MISSING:
+        return False
+    # JSON true is not 1: compare booleans only with booleans.
+    if isinstance(value, bool) or isinstance(expected, bool):
+        return type(value) is type(expected) and value == expected
+    return bool(value == expected)
+
+
+def _is_index(part: str, items: list[Any]) -> bool:
+    return part.isascii() and part.isdigit() and int(part) < len(items)
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= _MARKER_CHARS else text[:_MARKER_CHARS] + "…")
