@@ -25,7 +25,7 @@ DEBIAN_PACKAGES: dict[str, str] = {}
 
 
 def ensure_venv(extras: str) -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py is what an old Python runs first
         sys.exit(f"account-monitor needs Python 3.11+, this is {sys.version.split()[0]}")
     if not (BIN / "python").exists():
         print(f"creating {VENV} ...", flush=True)

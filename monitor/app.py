@@ -72,7 +72,8 @@ class Monitor:
         total = sum(p.concurrency for p in self.config.platforms.values())
         connector = aiohttp.TCPConnector(limit=total + 16, ttl_dns_cache=300,
                                          keepalive_timeout=60)
-        self.session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+        self.session = aiohttp.ClientSession(connector=connector,
+                                             cookie_jar=aiohttp.DummyCookieJar())
         self._apply_config(self.config)
         await self.scheduler.start()
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))
@@ -185,7 +186,8 @@ class Monitor:
     def _account_for(self, watched: Watched, event: Event, new: AccountState) -> None:
         """Metrics and one log line per decision."""
         key = watched.key
-        fields = {"platform": key.platform, "account": key.handle, "protected": watched.config.protected,
+        fields = {"platform": key.platform, "account": key.handle,
+                  "protected": watched.config.protected,
                   "from_state": event.old_state.value, "to_state": event.new_state.value}
         if event.reason is not None:
             fields["reason"] = event.reason.value

@@ -93,7 +93,7 @@ def _when(ts: float | None) -> str:
 def _span(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
@@ -132,8 +132,8 @@ def cmd_history(args: argparse.Namespace) -> int:
             took = f"OPEN for {_span(now - o.first_seen_absent_at)}"
         else:
             lo, hi = o.duration_bounds or (0.0, 0.0)
-            took = f"{_span(o.duration)} ({_span(lo)}–{_span(hi)})"
-        print(f"{o.id:>5}  {str(o.key):<32} {o.reason:<12} {_when(o.first_seen_absent_at):<23} "
+            took = f"{_span(o.duration)} ({_span(lo)} to {_span(hi)})"
+        print(f"{o.id:>5}  {o.key!s:<32} {o.reason:<12} {_when(o.first_seen_absent_at):<23} "
               f"{_when(o.recovered_at):<21} {took}")
     return 0
 

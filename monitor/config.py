@@ -280,8 +280,10 @@ class Config(Strict):
 
     def policy(self, account: AccountConfig) -> Policy:
         """Defaults with the account's overrides applied."""
-        d = self.defaults
-        pick = lambda name: getattr(account, name) if getattr(account, name) is not None else getattr(d, name)  # noqa: E731
+        def pick(name: str) -> Any:
+            value = getattr(account, name)
+            return getattr(self.defaults, name) if value is None else value
+
         return Policy(
             interval=pick("interval"),
             failure_threshold=pick("failure_threshold"),
@@ -388,11 +390,16 @@ def _loc_to_path(loc: Iterable[Any]) -> str:
 
 
 def _line_for(path: str, lines: dict[str, int]) -> int | None:
+    """The line of ``path``, or of its nearest ancestor present in the file."""
     while path:
         if path in lines:
             return lines[path]
-        path = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", path) if re.search(r"(\.[^.\[]+|\[\d+\])$", path) else ""
+        parent = _LAST_PART.sub("", path)
+        path = parent if parent != path else ""
     return lines.get("")
+
+
+_LAST_PART = re.compile(r"(\.[^.\[]+|\[\d+\])$")
 
 
 def _validation_problems(exc: ValidationError, lines: dict[str, int]) -> list[Problem]:
@@ -422,7 +429,8 @@ def parse_config(text: str, file: str = "<config>", env: dict[str, str] | None =
         line = mark.line + 1 if mark else None
         raise ConfigError(file, [Problem("", line, f"not valid YAML: {exc}")]) from None
     if not isinstance(raw, dict):
-        raise ConfigError(file, [Problem("", 1, "expected a mapping with platforms: and accounts:")])
+        raise ConfigError(file, [Problem("", 1, "expected a mapping with platforms: and "
+                                         "accounts:")])
     problems: list[Problem] = []
     lines = _line_index(text)
     raw = _expand_env(raw, "", dict(os.environ) if env is None else env, problems)
@@ -444,5 +452,6 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(file, [Problem("", None, f"cannot read the file: {exc.strerror}")]) from None
+        problem = Problem("", None, f"cannot read the file: {exc.strerror}")
+        raise ConfigError(file, [problem]) from None
     return parse_config(text, file)

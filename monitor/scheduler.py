@@ -11,6 +11,7 @@ duplicate probes of one account.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import random
@@ -78,6 +79,7 @@ class Scheduler:
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._busy: set[asyncio.Task[None] | None] = set()  # workers inside a probe
         self._stopping = False
         self.running = False
 
@@ -149,10 +151,8 @@ class Scheduler:
                     self.lanes[lane].queue.put_nowait(key)
             timeout = self._heap[0][0] - now if self._heap else None
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
 
     async def _work(self, lane: Lane) -> None:
         while not self._stopping:
@@ -163,10 +163,13 @@ class Scheduler:
             if self._stopping:
                 return
             lane.in_flight += 1
+            me = asyncio.current_task()
+            self._busy.add(me)
             try:
                 delay = await self.probe(key)
             finally:
                 lane.in_flight -= 1
+                self._busy.discard(me)
             if delay is not None and not self._stopping:
                 self.schedule(key, self.jittered(delay))
 
@@ -174,9 +177,9 @@ class Scheduler:
         """Stop dispatching; give in-flight probes ``grace`` seconds to finish, then cancel."""
         self._stopping = True
         self._wake.set()
-        deadline = self.clock() + grace
-        while any(lane.in_flight for lane in self.lanes.values()) and self.clock() < deadline:
-            await asyncio.sleep(0.02)
+        busy = {task for task in self._busy if task is not None}
+        if busy:
+            await asyncio.wait(busy, timeout=grace)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

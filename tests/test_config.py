@@ -102,7 +102,7 @@ def test_unknown_platform_and_duplicates_are_named() -> None:
     handle: Gargron
 """
     found = problems(text)
-    assert ("accounts[1].platform", 9) == found[0][:2]
+    assert found[0][:2] == ("accounts[1].platform", 9)
     assert "myspace" in found[0][2] and "mastodon.social" in found[0][2]
     assert found[1][0] == "accounts[2]" and "twice" in found[1][2]
 
@@ -160,7 +160,7 @@ accounts: []
 
 
 def test_invalid_yaml_names_the_line() -> None:
-    (path, line, reason), = problems("platforms: [\n  oops: {\n")
+    (_, line, reason), = problems("platforms: [\n  oops: {\n")
     assert line is not None and "YAML" in reason
 
 

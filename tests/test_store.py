@@ -1,0 +1,93 @@
+"""SQLite store: versioned schema, one transaction per decision, state survives restarts."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from monitor.model import AbsentReason, AccountKey, AccountState, Event, EventKind, State
+from monitor.store import MIGRATIONS, OutboxItem, Store
+
+KEY = AccountKey("x", "realDonaldTrump")
+
+
+def vanished(at: float) -> tuple[AccountState, list[Event]]:
+    st = AccountState(state=State.DOWN, absent_streak=2, reason=AbsentReason.DEACTIVATED,
+                      last_present_at=at - 60, first_absent_at=at - 10, last_absent_at=at,
+                      since=at)
+    details = {"last_present_at": at - 60, "first_absent_at": at - 10, "confirmed_at": at}
+    events = [Event(EventKind.TRANSITION, KEY, at, State.SUSPECT, State.DOWN,
+                    AbsentReason.DEACTIVATED),
+              Event(EventKind.VANISHED, KEY, at, State.SUSPECT, State.DOWN,
+                    AbsentReason.DEACTIVATED, details)]
+    return st, events
+
+
+def recovered(at: float, outage_id: int) -> tuple[AccountState, list[Event]]:
+    st = AccountState(state=State.UP, last_present_at=at, since=at)
+    details = {"outage_id": outage_id, "recovered_at": at, "last_absent_at": at - 5,
+               "first_absent_at": at - 670, "duration": 660.0}
+    return st, [Event(EventKind.TRANSITION, KEY, at, State.DOWN, State.UP),
+                Event(EventKind.RECOVERED, KEY, at, State.DOWN, State.UP, details=details)]
+
+
+def test_fresh_file_gets_the_latest_schema(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    assert store.schema_version == len(MIGRATIONS)
+    store.close()
+    assert Store(tmp_path / "s.db").schema_version == len(MIGRATIONS)  # idempotent
+
+
+def test_a_newer_schema_is_refused_rather_than_corrupted(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    db.close()
+    with pytest.raises(RuntimeError, match="newer than this build"):
+        Store(path)
+
+
+def test_decision_writes_state_outage_transitions_and_outbox_together(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    st, events = vanished(1000.0)
+    item = OutboxItem("pagerduty", "trigger", "x/realDonaldTrump/1", {"summary": "gone"})
+    st, ids = store.decide(KEY, st, events, "25073877", 1000.0, [(1, item)])
+    assert st.outage_id is not None and len(ids) == 2
+    (outage,) = store.outages()
+    assert (outage.id, outage.reason, outage.first_seen_absent_at) == (st.outage_id,
+                                                                       "deactivated", 990.0)
+    assert store.outbox_pending() == {"pagerduty": 1}
+    row = store.db.execute("SELECT transition_id FROM outbox").fetchone()
+    assert row[0] == ids[1]
+    assert store.load_accounts()[KEY].state == st
+
+
+def test_a_failed_decision_leaves_nothing_behind(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    st, events = vanished(1000.0)
+    bad = OutboxItem("pagerduty", "trigger", "k", {"not json": object()})
+    with pytest.raises(TypeError):
+        store.decide(KEY, st, events, None, 1000.0, [(1, bad)])
+    assert store.outages() == [] and store.load_accounts() == {}
+    assert store.transitions() == []
+
+
+def test_restart_resumes_state_and_the_open_outage_stays_one(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = Store(path)
+    st, _ = store.decide(KEY, *vanished(1000.0), "25073877", 1000.0)
+    store.close()
+
+    store = Store(path)  # the "restart"
+    resumed = store.load_accounts()[KEY]
+    assert resumed.state == st and resumed.account_id == "25073877"
+    new, events = recovered(1660.0, resumed.state.outage_id or -1)
+    store.decide(KEY, new, events, "25073877", 1660.0)
+    (outage,) = store.outages()
+    assert outage.recovered_at == 1660.0
+    assert outage.duration == 670.0
+    assert outage.duration_bounds == (665.0, 720.0)
+    assert [t["new_state"] for t in store.transitions()] == ["down", "down", "up", "up"]
