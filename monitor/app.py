@@ -72,8 +72,11 @@ class Monitor:
         total = sum(p.concurrency for p in self.config.platforms.values())
         connector = aiohttp.TCPConnector(limit=total + 16, ttl_dns_cache=300,
                                          keepalive_timeout=60)
+        # Each fetch carries its own asyncio.timeout; aiohttp's default 5-minute total
+        # timeout would only add a second timer per request. Cookies are never wanted.
         self.session = aiohttp.ClientSession(connector=connector,
-                                             cookie_jar=aiohttp.DummyCookieJar())
+                                             cookie_jar=aiohttp.DummyCookieJar(),
+                                             timeout=aiohttp.ClientTimeout(total=None))
         self._apply_config(self.config)
         await self.scheduler.start()
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))

@@ -1,8 +1,8 @@
 """Every Prometheus metric the monitor exports. Names are a public API (see DESIGN.md).
 
 Per-account series are not stored as client-library children (seven children per account
-would cost hundreds of MB at 100k accounts); a collector renders them at scrape time from
-the live account table, like kube-state-metrics does.
+would cost hundreds of MB at 100k accounts): :func:`render_accounts` writes them at scrape
+time straight from the live account table, like kube-state-metrics does.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from monitor import __version__
 from monitor.model import AccountKey, AccountState, Observation, Result, State
@@ -33,60 +32,73 @@ class AccountView:
     last_probe_at: float | None = None  # wall clock of the last answer (any result)
 
 
-class AccountCollector(Collector):
-    """Renders the per-account gauges from the live account table at scrape time."""
+def _escape(value: str) -> str:
+    """Label-value escaping of the Prometheus text format."""
+    return value.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
 
-    def __init__(self, accounts: Callable[[], Iterable[AccountView]],
-                 clock: Callable[[], float] = time.time):
-        self.accounts = accounts
-        self.clock = clock
 
-    def describe(self) -> list[Metric]:
-        return []  # unchecked collector: rendered fresh on every scrape
+# (name, type, help) of the per-account families, in exposition order.
+ACCOUNT_FAMILIES = (
+    ("accmon_account_up", "gauge",
+     "1 if the account is present, 0 if down or suspect; absent while unknown"),
+    ("accmon_account_state", "gauge", "State set: 1 on the account's current state"),
+    ("accmon_account_outage_seconds", "gauge",
+     "Age of the current outage (from the first absent sighting); 0 when up"),
+    ("accmon_account_last_probe_timestamp_seconds", "gauge",
+     "When the account was last probed (any result)"),
+    ("accmon_account_blind", "gauge",
+     "1 while only errors have been seen beyond the staleness bound"),
+)
 
-    def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("accmon_account_up",
-                               "1 if the account is present, 0 if down or suspect; absent while "
-                               "unknown", labels=["platform", "account", "protected"])
-        states = GaugeMetricFamily("accmon_account_state",
-                                   "State set: 1 on the account's current state",
-                                   labels=["platform", "account", "state"])
-        outage = GaugeMetricFamily("accmon_account_outage_seconds",
-                                   "Age of the current outage (from the first absent sighting); "
-                                   "0 when up", labels=["platform", "account"])
-        last = GaugeMetricFamily("accmon_account_last_probe_timestamp_seconds",
-                                 "When the account was last probed (any result)",
-                                 labels=["platform", "account"])
-        blind = GaugeMetricFamily("accmon_account_blind",
-                                  "1 while only errors have been seen beyond the staleness bound",
-                                  labels=["platform", "account", "protected"])
-        now = self.clock()
-        all_states = tuple(State)
-        for view in self.accounts():
-            platform, account = view.key.platform, view.key.handle
+
+def render_accounts(views: Iterable[AccountView], now: float,
+                    chunk: int = 2000) -> Iterator[bytes]:
+    """The per-account families in text format 0.0.4, streamed in chunks.
+
+    Written by hand rather than through client-library Metric objects: at 100k accounts
+    those would be ~800k sample objects (hundreds of MB) built for every scrape.
+    """
+    rows = [(f'platform="{_escape(v.key.platform)}",account="{_escape(v.key.handle)}"', v)
+            for v in views]
+    states = tuple(State)
+    for name, kind, text in ACCOUNT_FAMILIES:
+        out = [f"# HELP {name} {text}\n# TYPE {name} {kind}\n"]
+        for i, (labels, view) in enumerate(rows, 1):
             st = view.state
-            protected = "true" if view.protected else "false"
-            if st.state is not State.UNKNOWN:
-                up.add_metric([platform, account, protected], 1.0 if st.state is State.UP else 0.0)
-            for s in all_states:
-                states.add_metric([platform, account, s.value], 1.0 if st.state is s else 0.0)
-            age = 0.0
-            if st.state is State.DOWN and st.first_absent_at is not None:
-                age = max(0.0, now - st.first_absent_at)
-            outage.add_metric([platform, account], age)
-            if view.last_probe_at is not None:
-                last.add_metric([platform, account], view.last_probe_at)
-            blind.add_metric([platform, account, protected], 1.0 if st.blind else 0.0)
-        yield from (up, states, outage, last, blind)
+            if name == "accmon_account_up":
+                if st.state is not State.UNKNOWN:
+                    protected = "true" if view.protected else "false"
+                    value = "1.0" if st.state is State.UP else "0.0"
+                    out.append(f'{name}{{{labels},protected="{protected}"}} {value}\n')
+            elif name == "accmon_account_state":
+                out.extend(f'{name}{{{labels},state="{s.value}"}} '
+                           f'{"1.0" if st.state is s else "0.0"}\n' for s in states)
+            elif name == "accmon_account_outage_seconds":
+                age = 0.0
+                if st.state is State.DOWN and st.first_absent_at is not None:
+                    age = max(0.0, now - st.first_absent_at)
+                out.append(f"{name}{{{labels}}} {age!r}\n")
+            elif name == "accmon_account_last_probe_timestamp_seconds":
+                if view.last_probe_at is not None:
+                    out.append(f"{name}{{{labels}}} {view.last_probe_at!r}\n")
+            else:
+                protected = "true" if view.protected else "false"
+                out.append(f'{name}{{{labels},protected="{protected}"}} '
+                           f'{"1.0" if st.blind else "0.0"}\n')
+            if i % chunk == 0:
+                yield "".join(out).encode()
+                out = []
+        if out:
+            yield "".join(out).encode()
 
 
 class Metrics:
     """The process's metrics, on their own registry (tests run several monitors at once)."""
 
     def __init__(self, accounts: Callable[[], Iterable[AccountView]]):
+        self.accounts = accounts
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.registry.register(AccountCollector(accounts))
         self.build_info = Gauge("accmon_build_info", "Always 1; the version label says which",
                                 ["version"], registry=r)
         self.build_info.labels(__version__).set(1)
@@ -116,12 +128,24 @@ class Metrics:
                                    ["platform", "from_state", "to_state"], registry=r)
         self.config_reloads = Counter("accmon_config_reloads", "Config reload attempts",
                                       ["outcome"], registry=r)
+        self._children: dict[tuple[str, Result], tuple[Any, Any]] = {}
         self.scheduler_queue = Gauge("accmon_scheduler_queue_depth",
                                      "Accounts due but waiting for a worker or rate budget",
                                      ["platform"], registry=r)
 
+    def exposition(self, now: float | None = None) -> Iterator[bytes]:
+        """The whole /metrics body: client-library metrics, then the per-account families."""
+        yield generate_latest(self.registry)
+        yield from render_accounts(self.accounts(), time.time() if now is None else now)
+
     def observed(self, platform: str, obs: Observation) -> None:
-        self.probes.labels(platform, obs.result.value).inc()
+        """Count one probe answer (the hot path: label children are cached)."""
+        cached = self._children.get((platform, obs.result))
+        if cached is None:
+            cached = (self.probes.labels(platform, obs.result.value),
+                      self.probe_duration.labels(platform))
+            self._children[(platform, obs.result)] = cached
+        cached[0].inc()
+        cached[1].observe(obs.latency)
         if obs.result is Result.ERROR and obs.error is not None:
             self.probe_errors.labels(platform, obs.error.value).inc()
-        self.probe_duration.labels(platform).observe(obs.latency)

@@ -1,7 +1,8 @@
 """When to probe what: jittered per-account timing, per-platform concurrency and rate budgets.
 
 One heap holds every account's next due time (100k accounts cost 100k small tuples, not
-100k sleeping tasks). A dispatcher moves due accounts onto their platform's queue; each
+100k sleeping tasks). One event-loop timer, armed for the heap's head, moves due accounts
+onto their platform's queue (no dispatcher task to wake per probe); each
 platform has ``concurrency`` workers, and every request first takes a slot from the
 platform's rate budget (GCRA, i.e. a token bucket without a timer). An account is in exactly
 one place at a time — the heap, a queue or a worker — so a slow platform can never pile up
@@ -11,7 +12,6 @@ duplicate probes of one account.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import random
@@ -77,7 +77,8 @@ class Scheduler:
         self._heap: list[tuple[float, int, Hashable]] = []
         self._due: dict[Hashable, int] = {}  # key -> seq of its live heap entry
         self._seq = itertools.count()
-        self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
         self._tasks: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None] | None] = set()  # workers inside a probe
         self._stopping = False
@@ -114,8 +115,8 @@ class Scheduler:
         self._due[key] = seq
         due = self.clock() + max(0.0, delay)
         heapq.heappush(self._heap, (due, seq, key))
-        if self._heap[0][1] == seq:
-            self._wake.set()
+        if due < self._timer_at and self.running:
+            self._arm(due)
 
     def jittered(self, delay: float) -> float:
         return delay * self.rng.uniform(1 - self.jitter, 1 + self.jitter)
@@ -130,31 +131,42 @@ class Scheduler:
 
     async def start(self) -> None:
         self.running = True
-        self._tasks.append(asyncio.create_task(self._dispatch(), name="dispatch"))
         for lane in self.lanes.values():
             self._start_lane(lane)
+        self._dispatch()
 
     def _start_lane(self, lane: Lane) -> None:
         for i in range(lane.concurrency):
             self._tasks.append(asyncio.create_task(self._work(lane), name=f"{lane.name}-{i}"))
 
-    async def _dispatch(self) -> None:
-        while not self._stopping:
-            now = self.clock()
-            while self._heap and self._heap[0][0] <= now:
-                _, seq, key = heapq.heappop(self._heap)
-                if self._due.get(key) != seq:
-                    continue  # superseded by a later schedule() or removed
-                del self._due[key]
-                lane = self._lane_of.get(key)
-                if lane is not None:
-                    self.lanes[lane].queue.put_nowait(key)
-            timeout = self._heap[0][0] - now if self._heap else None
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+    def _arm(self, due: float) -> None:
+        """Fire :meth:`_dispatch` at ``due`` (monotonic), replacing a later timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer_at = due
+        self._timer = loop.call_later(max(0.0, due - self.clock()), self._dispatch)
+
+    def _dispatch(self) -> None:
+        """Timer callback: queue every due account, re-arm for the next one."""
+        self._timer, self._timer_at = None, float("inf")
+        if self._stopping:
+            return
+        now = self.clock()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, seq, key = heapq.heappop(heap)
+            if self._due.get(key) != seq:
+                continue  # superseded by a later schedule() or removed
+            del self._due[key]
+            lane = self._lane_of.get(key)
+            if lane is not None:
+                self.lanes[lane].queue.put_nowait(key)
+        if heap:
+            self._arm(heap[0][0])
 
     async def _work(self, lane: Lane) -> None:
+        me = asyncio.current_task()
         while not self._stopping:
             key = await lane.queue.get()
             if key not in self._lane_of:
@@ -163,7 +175,6 @@ class Scheduler:
             if self._stopping:
                 return
             lane.in_flight += 1
-            me = asyncio.current_task()
             self._busy.add(me)
             try:
                 delay = await self.probe(key)
@@ -176,7 +187,9 @@ class Scheduler:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop dispatching; give in-flight probes ``grace`` seconds to finish, then cancel."""
         self._stopping = True
-        self._wake.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_at = None, float("inf")
         busy = {task for task in self._busy if task is not None}
         if busy:
             await asyncio.wait(busy, timeout=grace)

@@ -49,6 +49,11 @@ def step(key: AccountKey, st: AccountState, obs: Observation, policy: Policy) ->
     """
     if obs.result is Result.ERROR:
         return _on_error(key, st, obs, policy)
+    if obs.result is Result.PRESENT and st.state is State.UP and not st.blind:
+        # The steady state, nearly every probe: one copy, no events. (In UP the streaks
+        # and absence fields are already clear: every way into UP resets them.)
+        at = obs.at
+        return replace(st, last_observed_at=at, last_decisive_at=at, last_present_at=at), []
     sighted = [_sighted_event(key, st, obs)] if st.blind else []
     seen = replace(
         _stamp_first_observation(st, obs.at),

@@ -40,6 +40,13 @@ class RulesProbe(HttpProbe):
             self.rules.url.format(base_url="", handle="", id="")
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(f"rules.url {self.rules.url!r}: bad placeholder {exc}") from None
+        # The same for every target: built once, copied per request (aiohttp may keep it).
+        self._headers = self.base_headers()
+        self._headers["Accept"] = _HTML_ACCEPT  # most such sites serve pages, not JSON
+        self._headers.update(self.rules.headers)
+        # Evidence text of each rule, less the status: built once, not on every answer.
+        self._conditions = {id(m): _conditions(m)
+                            for m in (*self.rules.error, *self.rules.absent, *self.rules.present)}
 
     def request(self, target: Target) -> tuple[str, str, dict[str, str]]:
         if "{id}" in self.rules.url and target.account_id is None:
@@ -49,18 +56,19 @@ class RulesProbe(HttpProbe):
             handle=quote(target.handle, safe="@"),
             id=quote(target.account_id or "", safe=""),
         )
-        headers = self.base_headers()
-        headers["Accept"] = _HTML_ACCEPT  # most such sites serve pages, not JSON
-        headers.update(self.rules.headers)
-        return self.rules.method, url, headers
+        return self.rules.method, url, self._headers.copy()
 
     def classify(self, answer: Answer, target: Target, at: float) -> Observation:
-        return classify_answer(self.rules, answer, at)
+        return classify_answer(self.rules, answer, at, self._conditions)
 
 
-def classify_answer(rules: HttpRules, answer: Answer, at: float) -> Observation:
-    """Pure: error rules, then 429/5xx, then absent rules, then present rules, else unexpected."""
-    reading = _Reading(answer)
+def classify_answer(rules: HttpRules, answer: Answer, at: float,
+                    conditions: dict[int, str] | None = None) -> Observation:
+    """Pure: error rules, then 429/5xx, then absent rules, then present rules, else unexpected.
+
+    ``conditions`` optionally maps ``id(match)`` to its precomputed :func:`_conditions` text.
+    """
+    reading = _Reading(answer, conditions or {})
     for i, error_rule in enumerate(rules.error, 1):
         if reading.matches(error_rule):
             return Observation.failed(at, error_rule.kind,
@@ -82,10 +90,18 @@ def classify_answer(rules: HttpRules, answer: Answer, at: float) -> Observation:
 class _Reading:
     """One answer, with its text and JSON decoded at most once for all rules."""
 
-    def __init__(self, answer: Answer) -> None:
+    def __init__(self, answer: Answer, conditions: dict[int, str]) -> None:
         self.answer = answer
-        self.text = answer.text()
+        self.conditions = conditions
+        self._text: str | None = None
         self._json: Any = _UNREAD
+
+    @property
+    def text(self) -> str:
+        """The decoded body; decoded only if a rule looks at markers."""
+        if self._text is None:
+            self._text = self.answer.text()
+        return self._text
 
     def json(self) -> Any:
         """The parsed body, or ``_NOT_JSON``."""
@@ -117,14 +133,24 @@ class _Reading:
 
     def describe(self, match: Match) -> str:
         """Short, secret-free evidence: the conditions that held (never the URL itself)."""
-        parts = [f"HTTP {self.answer.status}"] if match.status is not None else []
-        parts += [f"marker {_short(m)}" for m in match.body_contains]
-        parts += [f"no marker {_short(m)}" for m in match.body_not_contains]
-        if match.final_url_contains is not None:
-            parts.append(f"final URL has {_short(match.final_url_contains)}")
-        parts += [f"{path}={json.dumps(value)}" for path, value in match.json_fields.items()]
-        parts += [f"has {path}" for path in match.json_has]
-        return ", ".join(parts) or f"any answer (HTTP {self.answer.status})"
+        conditions = self.conditions.get(id(match))
+        if conditions is None:
+            conditions = _conditions(match)
+        status = f"HTTP {self.answer.status}"
+        if match.status is None:
+            return conditions or f"any answer ({status})"
+        return f"{status}, {conditions}" if conditions else status
+
+
+def _conditions(match: Match) -> str:
+    """The non-status conditions of a rule, as evidence text."""
+    parts = [f"marker {_short(m)}" for m in match.body_contains]
+    parts += [f"no marker {_short(m)}" for m in match.body_not_contains]
+    if match.final_url_contains is not None:
+        parts.append(f"final URL has {_short(match.final_url_contains)}")
+    parts += [f"{path}={json.dumps(value)}" for path, value in match.json_fields.items()]
+    parts += [f"has {path}" for path in match.json_has]
+    return ", ".join(parts)
 
 
 def _lookup(doc: Any, path: str) -> Any:
