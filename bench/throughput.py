@@ -196,7 +196,6 @@ async def rss_child(base: str, accounts: int, seconds: float, workdir: Path) -> 
     from monitor.app import Monitor
     from monitor.config import parse_config
     from monitor.logs import configure
-
     from monitor.model import State
 
     configure("json", "warning")
