@@ -253,6 +253,60 @@ class AccountConfig:
         return AccountKey(self.platform, self.handle)
 
 
+# --------------------------------------------------------------------------- notifiers
+
+
+class PagerDutyConfig(Strict):
+    type: Literal["pagerduty"]
+    routing_key: SecretStr  # 32-character Events API v2 integration key
+    url: str = "https://events.pagerduty.com/v2/enqueue"
+    timeout: Duration = 10.0
+
+
+class OpsgenieConfig(Strict):
+    type: Literal["opsgenie"]
+    api_key: SecretStr
+    region: Literal["us", "eu"] = "us"
+    base_url: str | None = None  # overrides region (tests, proxies)
+    priority: Literal["P1", "P2", "P3", "P4", "P5"] = "P1"
+    responders: list[dict[str, str]] = Field(default_factory=list)
+    timeout: Duration = 10.0
+
+
+class SlackConfig(Strict):
+    type: Literal["slack"]
+    webhook_url: SecretStr  # the URL itself is the secret
+    timeout: Duration = 10.0
+
+
+class WebhookConfig(Strict):
+    type: Literal["webhook"]
+    url: str
+    secret: SecretStr | None = None  # HMAC-SHA256 signing key
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = 10.0
+
+
+class AlertmanagerConfig(Strict):
+    type: Literal["alertmanager"]
+    urls: list[str] = Field(min_length=1)  # every replica of an HA cluster
+    resend_interval: Duration = 60.0  # firing alerts are re-sent this often
+    ends_at_after: Duration = 300.0  # endsAt = now + this, so a dead monitor's alerts expire
+    generator_url: str | None = None
+    timeout: Duration = 10.0
+
+
+class LogNotifierConfig(Strict):
+    type: Literal["log"]
+
+
+NotifierConfig = Annotated[
+    PagerDutyConfig | OpsgenieConfig | SlackConfig | WebhookConfig | AlertmanagerConfig
+    | LogNotifierConfig,
+    Field(discriminator="type"),
+]
+
+
 class MonitorSettings(Strict):
     listen_host: str = "127.0.0.1"
     listen_port: int = Field(default=9464, ge=0, le=65535)

@@ -55,6 +55,16 @@ class ErrorKind(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A platform's request budget as its headers tell it (normalised by the probe)."""
+
+    remaining: int | None = None
+    limit: int | None = None
+    reset_at: float | None = None  # epoch seconds when the budget refills
+    retry_after: float | None = None  # seconds, when the platform asked us to back off
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     """One classified probe answer (or one pushed stream event)."""
 
@@ -66,6 +76,7 @@ class Observation:
     account_id: str | None = None  # the platform's immutable id, when the answer shows it
     handle: str | None = None  # the handle the platform reports now (renames)
     latency: float = 0.0
+    rate_limit: RateLimit | None = None  # the platform's budget headers, when it sent them
 
     @classmethod
     def present(cls, at: float, evidence: str = "", **kw: Any) -> Observation:

@@ -1,0 +1,121 @@
+"""The notifier protocol and the notification every provider renders.
+
+A :class:`Notification` is built by :mod:`monitor.routing` from a state-machine event, stored
+as JSON in the SQLite outbox in the same transaction as the decision, and handed to a
+notifier by the outbox worker — possibly after a restart, so it carries everything a provider
+needs (no lookups at delivery time). Providers raise :class:`DeliveryError`; the worker
+decides about retries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
+
+import aiohttp
+
+Action = Literal["trigger", "resolve", "notify"]
+Severity = Literal["critical", "error", "warning", "info"]
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One thing to tell humans, provider-neutral and JSON-serialisable."""
+
+    # vanished | recovered | renamed | moved | blind | sighted | reminder | platform_anomaly
+    kind: str
+    action: Action  # trigger opens (or re-asserts) an incident, resolve closes it, notify is FYI
+    dedup_key: str  # stable per incident, e.g. "accmon/x/realDonaldTrump/outage-17"
+    platform: str
+    account: str
+    summary: str  # one line a human understands at 3 a.m.
+    severity: Severity
+    at: float  # when it happened (epoch seconds)
+    protected: bool = False
+    team: str | None = None
+    owner: str | None = None
+    reason: str | None = None  # suspended | deactivated | not_found | ...
+    outage_id: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # bounds, durations, evidence
+    links: list[dict[str, str]] = field(default_factory=list)  # [{"href", "text"}]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Notification:
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class DeliveryError(Exception):
+    """A delivery failed. ``permanent`` failures (4xx other than 408/429) are never retried;
+    ``retry_after`` (seconds) is the receiver's own wish, honoured by the worker."""
+
+    def __init__(self, message: str, *, permanent: bool = False,
+                 retry_after: float | None = None, status: int | None = None):
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
+        self.status = status
+
+
+class Notifier(Protocol):
+    """One configured destination. ``send`` returns on success, raises DeliveryError."""
+
+    type: ClassVar[str]
+    name: str
+
+    async def send(self, notification: Notification) -> None: ...
+
+
+def classify_status(status: int, body: str, headers: Any) -> DeliveryError | None:
+    """The shared HTTP reading: 2xx ok; 408/429/5xx retryable; other 4xx permanent.
+
+    ``body`` is cut to 200 characters for the message; receivers must not echo secrets.
+    """
+    if 200 <= status < 300:
+        return None
+    retry_after = parse_retry_after(headers.get("Retry-After") if headers else None)
+    message = f"HTTP {status}: {body[:200]}".strip()
+    if status in (408, 429) or status >= 500:
+        return DeliveryError(message, retry_after=retry_after, status=status)
+    return DeliveryError(message, permanent=True, status=status)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds (the delta form; HTTP dates are treated as unknown)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+async def post_json(session: aiohttp.ClientSession, url: str, payload: Any, *,
+                    headers: dict[str, str] | None = None, timeout: float = 10.0,
+                    data: bytes | None = None) -> str:
+    """POST JSON (or pre-serialised ``data``); raise :class:`DeliveryError` unless 2xx.
+
+    Transport failures and timeouts are retryable. The URL is never put in the message:
+    Slack's webhook URL is itself the secret.
+    """
+    try:
+        kwargs: dict[str, Any] = {"data": data} if data is not None else {"json": payload}
+        if data is not None:
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        async with session.post(url, headers=headers,
+                                timeout=aiohttp.ClientTimeout(total=timeout), **kwargs) as resp:
+            body = (await resp.content.read(64 * 1024)).decode("utf-8", errors="replace")
+            error = classify_status(resp.status, body, resp.headers)
+            if error is not None:
+                raise error
+            return body
+    except DeliveryError:
+        raise
+    except TimeoutError:
+        raise DeliveryError(f"no answer within {timeout:g}s") from None
+    except aiohttp.ClientError as exc:
+        raise DeliveryError(f"connection failed: {type(exc).__name__}") from None
