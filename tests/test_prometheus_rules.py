@@ -1,0 +1,470 @@
+"""Alert rules and Grafana dashboards: promtool checks and unit tests, and the metric contract.
+
+``promtool`` comes from Debian's ``prometheus`` package (``dev.py`` installs it: see
+``DEBIAN_PACKAGES``). When it is missing and cannot be installed (not root, or no apt-get)
+these tests skip with a message, except under ``CI=true``, where they fail.
+
+The helpers here (query extraction, template substitution, the rough PromQL metric-name
+parser) are shared with ``test_prometheus_live.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMETHEUS_DIR = ROOT / "config" / "prometheus"
+RULE_FILES = (PROMETHEUS_DIR / "monitor-rules.yml", PROMETHEUS_DIR / "account-rules.yml")
+PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
+PROMTOOL_TESTS = sorted((ROOT / "tests" / "promtool").glob("*.yml"))
+DASHBOARD_DIR = ROOT / "dashboards"
+DASHBOARDS = sorted(DASHBOARD_DIR.glob("*.json"))
+PROVISIONING = DASHBOARD_DIR / "provisioning"
+README = ROOT / "README.md"
+JOB = "account-monitor"
+
+# The metrics the monitor exports (README "Metrics", DESIGN.md): metric name -> "coming"
+# (True while the monitor does not export it yet; rules and dashboards may already use it).
+# Histograms are listed by base name; their _bucket/_sum/_count series are allowed too.
+EXPORTED: dict[str, bool] = {
+    "accmon_account_up": False,
+    "accmon_account_state": False,
+    "accmon_account_outage_seconds": False,
+    "accmon_account_last_probe_timestamp_seconds": False,
+    "accmon_account_blind": False,
+    "accmon_outage_duration_seconds": False,
+    "accmon_outages_total": False,
+    "accmon_probes_total": False,
+    "accmon_probe_errors_total": False,
+    "accmon_probe_duration_seconds": False,
+    "accmon_transitions_total": False,
+    "accmon_notifications_total": False,
+    "accmon_outbox_pending": False,
+    "accmon_outbox_oldest_pending_seconds": True,
+    "accmon_platform_anomaly": False,
+    "accmon_accounts_watched": False,
+    "accmon_build_info": False,
+    "accmon_config_reloads_total": False,
+    "accmon_scheduler_queue_depth": False,
+    "accmon_ratelimit_remaining": True,
+    "accmon_ratelimit_throttled_seconds_total": True,
+    "accmon_stream_connected": True,
+    "accmon_stream_lag_seconds": True,
+    "accmon_stream_events_total": True,
+}
+HISTOGRAMS = ("accmon_outage_duration_seconds", "accmon_probe_duration_seconds")
+# Series Prometheus itself adds to every scrape job.
+PROMETHEUS_SERIES = {"up"}
+
+
+def allowed_series() -> set[str]:
+    names = set(EXPORTED) | PROMETHEUS_SERIES
+    for base in HISTOGRAMS:
+        names |= {f"{base}_bucket", f"{base}_sum", f"{base}_count"}
+    return names
+
+
+def coming_series() -> set[str]:
+    return {name for name in allowed_series()
+            if any(name.startswith(c) for c, coming in EXPORTED.items() if coming)}
+
+
+# ------------------------------------------------------------------ tools
+
+
+def require_tool(name: str) -> str:
+    """The path of a binary of Debian's prometheus package; installs it when we can."""
+    found = shutil.which(name)
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        spec = importlib.util.spec_from_file_location("_accmon_dev", ROOT / "dev.py")
+        assert spec is not None and spec.loader is not None
+        dev = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(dev)
+        dev.ensure_debian_packages()  # the same install `python3 dev.py test` does
+        found = shutil.which(name)
+        if found:
+            return found
+        pytest.fail(f"{name} is still missing after installing DEBIAN_PACKAGES from dev.py")
+    message = (f"{name} is missing and cannot be installed here (needs root and apt-get): "
+               "install Debian's 'prometheus' package, or run `python3 dev.py test` as root")
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def test_a_missing_promtool_skips_outside_ci_and_fails_in_ci(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # not root: apt-get impossible
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="cannot be installed"):
+        require_tool("promtool")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="cannot be installed"):
+        require_tool("promtool")
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+# ------------------------------------------------------------------ rules
+
+
+@dataclass(frozen=True)
+class Rule:
+    file: Path
+    group: str
+    alert: str
+    expr: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+def load_rules() -> list[Rule]:
+    rules = []
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                assert "alert" in rule, f"{path.name}: only alerting rules expected, got {rule}"
+                rules.append(Rule(path, group["name"], rule["alert"], rule["expr"],
+                                  rule.get("labels", {}), rule.get("annotations", {})))
+    return rules
+
+
+# ------------------------------------------------------------------ dashboards
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    dashboard: str  # uid
+    panel: str  # title
+    ref: str  # refId
+    expr: str
+
+
+def load_dashboards() -> dict[str, dict[str, Any]]:
+    return {path.name: json.loads(path.read_text()) for path in DASHBOARDS}
+
+
+def panels(board: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every panel, rows' collapsed children included."""
+    found = []
+    for panel in board.get("panels", []):
+        found.append(panel)
+        found.extend(panel.get("panels", []))
+    return found
+
+
+def panel_queries(board: dict[str, Any]) -> list[PanelQuery]:
+    return [PanelQuery(board["uid"], panel["title"], target.get("refId", "?"), target["expr"])
+            for panel in panels(board) for target in panel.get("targets", [])
+            if target.get("expr")]
+
+
+def variable_queries(board: dict[str, Any]) -> dict[str, str]:
+    """Query variables: name -> query (``label_values(...)`` or PromQL)."""
+    found = {}
+    for var in board.get("templating", {}).get("list", []):
+        if var.get("type") == "query":
+            query = var.get("query")
+            found[var["name"]] = query.get("query", "") if isinstance(query, dict) else query
+    return found
+
+
+# What Grafana substitutes itself; the live test uses these values.
+GRAFANA_BUILTINS = {
+    "__rate_interval": "1m",
+    "__interval": "15s",
+    "__interval_ms": "15000",
+    "__range": "1h",
+    "__range_s": "3600",
+    "__range_ms": "3600000",
+}
+_VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)(?::\w+)?\]\]")
+
+
+def variables_used(text: str) -> set[str]:
+    return {a or b or c for a, b, c in _VARIABLE.findall(text)}
+
+
+def substitute(text: str, values: dict[str, str]) -> str:
+    """Replace Grafana template variables ($x, ${x}, ${x:fmt}, [[x]]) by ``values``."""
+    merged = {**GRAFANA_BUILTINS, **values}
+
+    def one(match: re.Match[str]) -> str:
+        name = next(g for g in match.groups() if g)
+        if name not in merged:
+            raise KeyError(f"no value for template variable ${name} in {text!r}")
+        return merged[name]
+
+    return _VARIABLE.sub(one, text)
+
+
+_LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(?:(.*),\s*)?(\w+)\s*\)\s*$", re.S)
+
+
+def variable_promql(query: str) -> str:
+    """A variable's query as PromQL: ``label_values(m{..}, l)`` -> ``group by (l) (m{..})``."""
+    match = _LABEL_VALUES.match(query)
+    if not match:
+        return query
+    selector, label = match.groups()
+    if not selector:
+        raise ValueError(f"label_values without a metric scans every series: {query!r}")
+    return f"group by ({label}) ({selector})"
+
+
+# ------------------------------------------------------------------ a rough PromQL reader
+
+_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
+             "unless", "bool", "offset", "inf", "nan", "atan2"}
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_IDENT = re.compile(r"(?<![\w.:])([A-Za-z_:][\w:]*)(\s*\()?")
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression (or label_values query) selects, roughly.
+
+    Drops strings, label matchers, range/subquery brackets, grouping label lists, template
+    variables and numbers; what is left and is neither a function call nor a keyword is a
+    metric name. Good enough for our own rules and dashboards, not a parser.
+    """
+    text = _STRING.sub('""', expr)
+    text = _VARIABLE.sub(" ", text)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = _GROUPING.sub(" ", text)
+    names = set()
+    for match in _IDENT.finditer(text):
+        name, call = match.groups()
+        if call or name.lower() in _KEYWORDS:
+            continue
+        names.add(name)
+    return names
+
+
+def every_expression() -> list[tuple[str, str]]:
+    """(where, expression) for every rule and every dashboard query and variable."""
+    found = [(f"{r.file.name}: {r.alert}", r.expr) for r in load_rules()]
+    for name, board in load_dashboards().items():
+        found += [(f"{name}: {q.panel} [{q.ref}]", q.expr) for q in panel_queries(board)]
+        found += [(f"{name}: variable {var}", query)
+                  for var, query in variable_queries(board).items()]
+    return found
+
+
+# ================================================================== tests: promtool
+
+
+def test_promtool_checks_the_rule_files() -> None:
+    result = run(require_tool("promtool"), "check", "rules", *map(str, RULE_FILES))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_checks_the_example_config_and_its_rule_files() -> None:
+    result = run(require_tool("promtool"), "check", "config", str(PROMETHEUS_CONFIG))
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    assert sorted(config["rule_files"]) == sorted(p.name for p in RULE_FILES)
+    jobs = [job["job_name"] for job in config["scrape_configs"]]
+    assert JOB in jobs, "monitor-rules.yml alerts on up{job=\"account-monitor\"}"
+
+
+def test_promtool_unit_tests_pass() -> None:
+    assert PROMTOOL_TESTS, "tests/promtool/*.yml"
+    result = run(require_tool("promtool"), "test", "rules", *map(str, PROMTOOL_TESTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_unit_tests_can_fail(tmp_path: Path) -> None:
+    """A wrong expectation must fail: the suite above is not vacuous."""
+    source = PROMTOOL_TESTS[0]
+    doc = yaml.safe_load(source.read_text())
+    doc["rule_files"] = [str((source.parent / f).resolve()) for f in doc["rule_files"]]
+    for case in doc["tests"]:
+        for check in case.get("alert_rule_test", []):
+            check["exp_alerts"] = [] if check.get("exp_alerts") else [{"exp_labels": {}}]
+    broken = tmp_path / "broken.test.yml"
+    broken.write_text(yaml.safe_dump(doc))
+    result = run(require_tool("promtool"), "test", "rules", str(broken))
+    assert result.returncode != 0, result.stdout
+
+
+# ================================================================== tests: rules, statically
+
+
+def test_every_alert_is_unit_tested_firing_and_not_firing() -> None:
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for path in PROMTOOL_TESTS:
+        doc = yaml.safe_load(path.read_text())
+        for case in doc["tests"]:
+            assert case.get("input_series"), f"{path.name}: {case.get('name')}: input_series"
+            for check in case.get("alert_rule_test", []):
+                (firing if check.get("exp_alerts") else quiet).add(check["alertname"])
+    alerts = {rule.alert for rule in load_rules()}
+    assert alerts - firing == set(), "alerts without a firing unit test"
+    assert alerts - quiet == set(), "alerts without a not-firing unit test"
+    assert (firing | quiet) - alerts == set(), "unit tests of alerts that do not exist"
+
+
+def _readme_anchors() -> set[str]:
+    """GitHub's heading anchors of README.md."""
+    anchors = set()
+    for line in README.read_text().splitlines():
+        match = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if match:
+            slug = re.sub(r"[^\w\- ]", "", match.group(1).lower()).replace(" ", "-")
+            anchors.add(slug)
+    return anchors
+
+
+def test_every_rule_has_severity_summary_description_and_a_runbook_into_readme() -> None:
+    anchors = _readme_anchors()
+    rules = load_rules()
+    assert len({r.alert for r in rules}) == len(rules), "alert names are unique"
+    for rule in rules:
+        where = f"{rule.file.name}: {rule.alert}"
+        assert rule.labels.get("severity") in ("critical", "warning", "info"), where
+        for key in ("summary", "description", "runbook_url"):
+            assert rule.annotations.get(key, "").strip(), f"{where}: annotation {key}"
+        url = rule.annotations["runbook_url"]
+        match = re.fullmatch(r"https://\S+/README\.md#([\w-]+)", url)
+        assert match, f"{where}: runbook_url should point into README.md: {url}"
+        assert match.group(1) in anchors, f"{where}: README.md has no #{match.group(1)}"
+
+
+def test_monitor_down_alert_watches_the_scrape_job_even_when_it_vanishes() -> None:
+    (rule,) = [r for r in load_rules() if r.alert == "AccountMonitorDown"]
+    assert f'up{{job="{JOB}"}}' in rule.expr and "absent(" in rule.expr
+
+
+# ================================================================== tests: the metric contract
+
+
+def test_metric_name_reader() -> None:
+    expr = ('histogram_quantile(0.9, sum by (le, platform) (rate(accmon_probe_duration_seconds_'
+            'bucket{platform=~"$platform", x="a{b}"}[$__rate_interval])))\n'
+            '/ on (job) group_left (protected) up{job="x"} * 1e9 or vector(0) > bool 0.5')
+    assert metric_names(expr) == {"accmon_probe_duration_seconds_bucket", "up"}
+    assert metric_names("sum(accmon_bogus_total) by (platform) + other_metric offset 5m") == {
+        "accmon_bogus_total", "other_metric"}
+    assert metric_names(variable_promql(
+        'label_values(accmon_account_state{platform=~"$platform"}, account)')) == {
+        "accmon_account_state"}
+
+
+def test_rules_and_dashboards_reference_only_exported_metrics() -> None:
+    allowed = allowed_series()
+    expressions = every_expression()
+    assert len(expressions) > 40
+    unknown = {(where, name) for where, expr in expressions
+               for name in metric_names(variable_promql(expr)) - allowed}
+    assert unknown == set(), "metric names the monitor does not export"
+    used = {name for _, expr in expressions for name in metric_names(variable_promql(expr))}
+    assert not any(re.search(r"accmon_\w+", name) for name in used - allowed)
+
+
+def test_the_exported_list_matches_what_the_monitor_defines() -> None:
+    """Every metric not marked 'coming' is defined by monitor/metrics.py under that name."""
+    from monitor.metrics import ACCOUNT_FAMILIES, Metrics
+
+    defined = {name for name, _kind, _help in ACCOUNT_FAMILIES}
+    for family in Metrics(list).registry.collect():
+        suffix = "_total" if family.type == "counter" else ""
+        defined.add(family.name + suffix)
+    missing = {name for name, coming in EXPORTED.items() if not coming} - defined
+    assert missing == set(), "renamed or removed metrics (names are a public API)"
+
+
+# ================================================================== tests: dashboards
+
+
+UIDS = {"accmon-overview", "accmon-account", "accmon-probes", "accmon-notifications"}
+
+
+def test_dashboards_are_provisionable_with_a_datasource_variable() -> None:
+    boards = load_dashboards()
+    assert {b["uid"] for b in boards.values()} == UIDS
+    for name, board in boards.items():
+        assert board.get("id") is None, f"{name}: provisioned dashboards carry no numeric id"
+        assert 36 <= board["schemaVersion"] <= 41, name
+        assert board["title"].startswith("account-monitor / "), name
+        variables = {v["name"]: v for v in board["templating"]["list"]}
+        ds = variables["datasource"]
+        assert (ds["type"], ds["query"]) == ("datasource", "prometheus"), name
+        for var in variables.values():
+            if var["type"] == "query":
+                assert var["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        ids = [p["id"] for p in panels(board)]
+        assert len(ids) == len(set(ids)), f"{name}: panel ids are unique"
+        for panel in panels(board):
+            if panel["type"] == "row":
+                continue
+            where = f"{name}: {panel['title']}"
+            assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, where
+            assert panel["targets"], where
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] == "${datasource}", where
+                assert target["expr"].strip(), where
+                assert variables_used(target["expr"]) <= set(variables) | set(
+                    GRAFANA_BUILTINS), f"{where}: undefined template variable"
+
+
+def test_dashboard_panels_do_not_overlap() -> None:
+    for name, board in load_dashboards().items():
+        cells: dict[tuple[int, int], str] = {}
+        for panel in board["panels"]:
+            g = panel["gridPos"]
+            assert g["x"] + g["w"] <= 24, f"{name}: {panel['title']} is wider than the grid"
+            for x in range(g["x"], g["x"] + g["w"]):
+                for y in range(g["y"], g["y"] + g["h"]):
+                    other = cells.setdefault((x, y), panel["title"])
+                    assert other == panel["title"], f"{name}: {panel['title']} overlaps {other}"
+
+
+def test_the_dashboards_cover_what_on_call_asks_first() -> None:
+    boards = {b["uid"]: b for b in load_dashboards().values()}
+    exprs = {uid: "\n".join(q.expr for q in panel_queries(b)) for uid, b in boards.items()}
+    overview = exprs["accmon-overview"]
+    assert "increase(accmon_outages_total[24h])" in overview
+    assert "increase(accmon_outages_total[7d])" in overview
+    assert "accmon_outage_duration_seconds_bucket" in overview
+    assert any(p["type"] == "heatmap" for p in panels(boards["accmon-overview"]))
+    (table,) = [p for p in panels(boards["accmon-overview"]) if p["title"] == "Accounts down now"]
+    assert table["type"] == "table" and 'state="down"' in table["targets"][0]["expr"]
+    account = boards["accmon-account"]
+    assert {"platform", "account"} <= set(variable_queries(account))
+    assert any(p["type"] == "state-timeline" and "accmon_account_state" in p["targets"][0]["expr"]
+               for p in panels(account))
+    for q in ("0.5", "0.95", "0.99"):
+        assert f"histogram_quantile({q}, " in exprs["accmon-probes"]
+    assert "accmon_ratelimit_remaining" in exprs["accmon-probes"]
+    assert "accmon_scheduler_queue_depth" in exprs["accmon-probes"]
+    for needle in ('outcome="sent"', 'outcome="failed"', 'outcome="retried"',
+                   "accmon_outbox_pending", "accmon_outbox_oldest_pending_seconds"):
+        assert needle in exprs["accmon-notifications"]
+
+
+def test_grafana_provisioning_points_at_the_dashboards_and_prometheus() -> None:
+    datasources = yaml.safe_load((PROVISIONING / "datasource.yaml").read_text())
+    (ds,) = datasources["datasources"]
+    assert (ds["type"], ds["url"]) == ("prometheus", "http://prometheus:9090")
+    providers = yaml.safe_load((PROVISIONING / "dashboards.yaml").read_text())
+    (provider,) = providers["providers"]
+    assert provider["type"] == "file" and provider["options"]["path"].startswith("/")
