@@ -21,7 +21,12 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 # Debian packages the suite runs for real (installed with apt-get when missing, as root).
-DEBIAN_PACKAGES: dict[str, str] = {}
+DEBIAN_PACKAGES: dict[str, str] = {
+    "promtool": "prometheus",  # tests/test_prometheus_rules.py: check and unit-test rules
+    "prometheus": "prometheus",  # tests/test_prometheus_live.py: dashboards vs a real one
+    # tests/test_alertmanager_live.py: our alerts through a real Alertmanager
+    "prometheus-alertmanager": "prometheus-alertmanager",
+}
 
 
 def ensure_venv(extras: str) -> None:

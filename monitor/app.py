@@ -10,20 +10,32 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import aiohttp
 import structlog
 from aiohttp import web
 
+from monitor import routing
 from monitor import state as machine
-from monitor.config import AccountConfig, Config
+from monitor.config import AccountConfig, Config, LogNotifierConfig
 from monitor.metrics import AccountView, Metrics
-from monitor.model import AccountKey, AccountState, Event, EventKind, Observation, Policy
+from monitor.model import (
+    AccountKey,
+    AccountState,
+    Event,
+    EventKind,
+    Observation,
+    Policy,
+    State,
+)
+from monitor.notify import build_notifier
+from monitor.notify.base import Notifier
+from monitor.notify.outbox import OutboxWorker
 from monitor.probes import PROBES, Probe, Target
 from monitor.scheduler import Scheduler
-from monitor.store import Store
+from monitor.store import OutboxItem, Store
 
 log = structlog.get_logger("monitor")
 
@@ -60,9 +72,13 @@ class Monitor:
         self.probes: dict[str, Probe] = {}
         self.scheduler = Scheduler(self._probe, jitter=config.defaults.jitter)
         self.runner: web.AppRunner | None = None
+        self.outbox: OutboxWorker | None = None
         self.port: int | None = None  # the bound HTTP port once started
         self.started_at = time.time()
         self._tasks: list[asyncio.Task[None]] = []
+        self._reminded: dict[str, float] = {}  # outage dedup key -> last notified
+        # Called after each committed decision: (event, transition row id or None, new state).
+        self.listeners: list[Callable[[Event, int | None, AccountState], None]] = []
         self._stopped = asyncio.Event()
 
     # ----------------------------------------------------------------- lifecycle
@@ -78,6 +94,11 @@ class Monitor:
                                              cookie_jar=aiohttp.DummyCookieJar(),
                                              timeout=aiohttp.ClientTimeout(total=None))
         self._apply_config(self.config)
+        self.outbox = OutboxWorker(lambda: self.store, self._build_notifiers(self.config),
+                                   self.metrics, max_age=self.config.routing.max_age,
+                                   retry_initial=self.config.routing.retry_initial,
+                                   retry_max=self.config.routing.retry_max)
+        await self.outbox.start()  # pending rows from before a restart go out first
         await self.scheduler.start()
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))
         from monitor.web import build_app  # the HTTP surface depends on the monitor, not back
@@ -116,10 +137,18 @@ class Monitor:
             count = sum(1 for k in self.accounts if k.platform == name)
             self.metrics.accounts_watched.labels(name).set(count)
 
+    def _build_notifiers(self, config: Config) -> dict[str, Notifier]:
+        assert self.session is not None
+        specs = dict(config.notifiers)
+        specs.setdefault(routing.IMPLICIT_LOG, LogNotifierConfig(type="log"))
+        return {name: build_notifier(name, spec, self.session) for name, spec in specs.items()}
+
     async def stop(self) -> None:
         """Graceful: finish in-flight probes (bounded), stop serving, close the DB."""
         log.info("monitor stopping")
         await self.scheduler.stop(self.config.monitor.shutdown_grace)
+        if self.outbox is not None:
+            await self.outbox.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -178,13 +207,31 @@ class Monitor:
 
     def _commit(self, watched: Watched, new: AccountState, events: list[Event],
                 *, persist: bool = False) -> None:
+        ids: list[int | None] = [None] * len(events)
         if events and self.store is not None:
-            new, _ids = self.store.decide(watched.key, new, events, watched.account_id, time.time())
+            new, ids = self.store.decide(watched.key, new, events, watched.account_id,
+                                          time.time(),
+                                          lambda st: self._notifications(watched, st, events))
+            if self.outbox is not None:
+                self.outbox.wake()
         elif persist and self.store is not None:
             self.store.save_account(watched.key, new, watched.account_id, time.time())
         watched.view.state = new
-        for event in events:
+        for event, row_id in zip(events, ids, strict=True):
             self._account_for(watched, event, new)
+            for listener in self.listeners:
+                listener(event, row_id, new)
+
+    def _notifications(self, watched: Watched, new: AccountState,
+                       events: list[Event]) -> list[tuple[int, OutboxItem]]:
+        """Outbox rows for a decision; ``new`` carries the outage id the store just assigned."""
+        items: list[tuple[int, OutboxItem]] = []
+        for index, event in enumerate(events):
+            n = routing.notification_for(event, watched.config, self.config, new.outage_id)
+            if n is not None:
+                items += [(index, item) for item in
+                          routing.outbox_items(n, watched.config, self.config)]
+        return items
 
     def _account_for(self, watched: Watched, event: Event, new: AccountState) -> None:
         """Metrics and one log line per decision."""
@@ -217,8 +264,9 @@ class Monitor:
 
     async def _tick_loop(self) -> None:
         """Staleness is time passing without answers: check it even when probes hang."""
-        period = max(0.05, min(5.0, min((w.policy.staleness for w in self.accounts.values()),
-                                        default=5.0) / 4))
+        shortest = min((w.policy.staleness for w in self.accounts.values()), default=20.0)
+        shortest = min(shortest, self.config.routing.reminder_interval or shortest)
+        period = max(0.05, min(5.0, shortest / 4))
         while True:
             await asyncio.sleep(period)
             now = time.time()
@@ -226,6 +274,29 @@ class Monitor:
                 new, events = machine.tick(watched.key, watched.view.state, now, watched.policy)
                 if events or new is not watched.view.state:
                     self._commit(watched, new, events)
+                if new.state is State.DOWN and new.outage_id is not None:
+                    self._remind(watched, new, now)
+
+    def _remind(self, watched: Watched, st: AccountState, now: float) -> None:
+        """While an outage stays open, notify again every ``routing.reminder_interval``."""
+        every = self.config.routing.reminder_interval
+        if not every or self.store is None or st.outage_id is None:
+            return
+        key = routing.outage_key(watched.key, st.outage_id)
+        last = self._reminded.get(key)
+        if last is None:  # first look since start: ask the outbox, it survives restarts
+            last = self.store.last_notified(key) or st.since or now
+            self._reminded[key] = last
+        if now - last < every:
+            return
+        n = routing.reminder_for(watched.key, watched.config, self.config, st.outage_id,
+                                 st.first_absent_at, st.reason.value if st.reason else None, now)
+        self.store.enqueue(routing.outbox_items(n, watched.config, self.config), now)
+        self._reminded[key] = now
+        log.info("reminder queued", platform=watched.key.platform, account=watched.key.handle,
+                 outage_id=st.outage_id)
+        if self.outbox is not None:
+            self.outbox.wake()
 
     # ----------------------------------------------------------------- views
 

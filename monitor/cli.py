@@ -1,4 +1,4 @@
-"""Command line: ``account-monitor run|check-config|probe|history`` (also ``python -m monitor``)."""
+"""Command line: ``account-monitor run|check-config|probe|demo|history`` (``python -m monitor``)."""
 
 from __future__ import annotations
 
@@ -82,6 +82,15 @@ async def _probe_once(config: Config, platform: str, handle: str, account_id: st
                                                timeout=config.platform_timeout(platform),
                                                max_body_bytes=config.platform_max_body(platform))
         return await probe.check(Target(handle, account_id))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from monitor.demo import run_demo
+    from monitor.logs import configure
+
+    configure("json", "error")  # the timeline is the output; log lines would drown it
+    result = asyncio.run(run_demo(speed=args.speed))
+    return 0 if result.pages == 1 and result.resolves == 1 else 1
 
 
 def _when(ts: float | None) -> str:
@@ -168,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("handle")
     p.add_argument("--id", help="the platform's immutable account id, if known")
     p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("demo", help="replay 2 November 2017 offline: vanish, page, recover")
+    p.add_argument("--speed", type=float, default=60.0,
+                   help="time compression (default 60: a simulated minute per second)")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("history", help="list recorded outages from the state file")
     with_config(p)

@@ -204,6 +204,8 @@ class PlatformConfig(Strict):
     rate_per_second: float = Field(default=5.0, gt=0)
     burst: int = Field(default=5, ge=1)
     rules: HttpRules | None = None
+    # The public page of an account, for links in pages: "https://x.com/{handle}".
+    profile_url: str | None = None
 
     @field_validator("token", mode="before")
     @classmethod
@@ -307,6 +309,48 @@ NotifierConfig = Annotated[
 ]
 
 
+EventName = Literal["vanished", "recovered", "reminder", "renamed", "moved", "blind", "sighted",
+                    "platform_anomaly"]
+
+
+class RouteMatch(Strict):
+    """Every condition given must hold (an empty match matches everything)."""
+
+    protected: bool | None = None
+    platform: list[str] | None = None
+    team: list[str] | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    events: list[EventName] | None = None
+
+    @field_validator("platform", "team", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class Route(Strict):
+    match: RouteMatch = Field(default_factory=RouteMatch)
+    notifiers: list[str] = Field(min_length=1)
+    # Like Alertmanager: the first matching route wins unless it says continue.
+    continue_: bool = Field(default=False, alias="continue")
+
+
+class Routing(Strict):
+    """Which events go to which notifiers. Without routes: protected accounts page every
+    paging notifier (pagerduty, opsgenie, alertmanager), everything else goes to chat
+    (slack, webhook, log)."""
+
+    routes: list[Route] = Field(default_factory=list)
+    reminder_interval: Duration | None = 3600.0  # re-notify while still down; null disables
+    max_age: Duration = 86400.0  # give up delivering a notification after this long
+    retry_initial: Duration = 1.0
+    retry_max: Duration = 300.0
+    monitor_team: str | None = None  # who owns the monitor (platform anomalies page them)
+    runbook_url: str | None = None  # linked from every page
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
 class MonitorSettings(Strict):
     listen_host: str = "127.0.0.1"
     listen_port: int = Field(default=9464, ge=0, le=65535)
@@ -321,6 +365,8 @@ class Config(Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     platforms: dict[str, PlatformConfig]
     accounts: list[AccountConfig]
+    notifiers: dict[str, NotifierConfig] = Field(default_factory=dict)
+    routing: Routing = Field(default_factory=Routing)
     _policies: dict[Policy, Policy] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
@@ -337,6 +383,13 @@ class Config(Strict):
                 )
             elif probe == "http" and platform.rules is None:
                 problems.append(f"platforms.{name}.rules: the http probe needs rules")
+        for i, route in enumerate(self.routing.routes):
+            for name in route.notifiers:
+                if name not in self.notifiers and name != "log":
+                    problems.append(
+                        f"routing.routes[{i}].notifiers: {name!r} is not configured under "
+                        f"notifiers (have: {', '.join(sorted(self.notifiers)) or 'none'})"
+                    )
         seen: set[AccountKey] = set()
         for i, account in enumerate(self.accounts):
             if account.platform not in self.platforms:

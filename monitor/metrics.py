@@ -119,6 +119,9 @@ class Metrics:
                                      ["notifier", "action", "outcome"], registry=r)
         self.outbox_pending = Gauge("accmon_outbox_pending", "Notifications waiting in the outbox",
                                     ["notifier"], registry=r)
+        self.outbox_oldest_pending = Gauge("accmon_outbox_oldest_pending_seconds",
+                                           "Age of the oldest undelivered notification",
+                                           ["notifier"], registry=r)
         self.platform_anomaly = Gauge("accmon_platform_anomaly",
                                       "1 while a platform-wide anomaly holds pages",
                                       ["platform"], registry=r)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,30 @@ class OutboxItem:
     payload: dict[str, Any]
 
 
+OutboxSource = (Iterable[tuple[int, "OutboxItem"]]
+                | Callable[[AccountState], Iterable[tuple[int, "OutboxItem"]]])
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    notifier: str
+    action: str
+    dedup_key: str
+    payload: dict[str, Any]
+    created_at: float
+    attempts: int
+    next_attempt_at: float
+    status: str
+    last_error: str | None
+
+
+def _outbox_row(row: sqlite3.Row) -> OutboxRow:
+    return OutboxRow(row["id"], row["notifier"], row["action"], row["dedup_key"],
+                     json.loads(row["payload"]), row["created_at"], row["attempts"],
+                     row["next_attempt_at"], row["status"], row["last_error"])
+
+
 @dataclass(frozen=True, slots=True)
 class StoredAccount:
     state: AccountState
@@ -164,11 +188,13 @@ class Store:
 
     def decide(self, key: AccountKey, st: AccountState, events: Sequence[Event],
                account_id: str | None, now: float,
-               outbox: Iterable[tuple[int, OutboxItem]] = ()) -> tuple[AccountState, list[int]]:
+               outbox: OutboxSource = ()) -> tuple[AccountState, list[int]]:
         """Commit one decision atomically; returns the state with its outage id and the
         transition row ids (one per event, in order).
 
-        ``outbox`` pairs an index into ``events`` with the notification that event causes.
+        ``outbox`` pairs an index into ``events`` with the notification that event causes; it
+        may be a function of the new state, called inside the transaction once a VANISHED
+        event's outage row exists (its id goes into the page's dedup key).
         """
         with self.transaction():
             for event in events:
@@ -179,7 +205,7 @@ class Store:
             ids = [self._insert_transition(key, ev, st.outage_id if ev.kind is not
                                            EventKind.RECOVERED else ev.details.get("outage_id"))
                    for ev in events]
-            for index, item in outbox:
+            for index, item in (outbox(st) if callable(outbox) else outbox):
                 self.db.execute(
                     "INSERT INTO outbox (transition_id, notifier, action, dedup_key, payload,"
                     " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -188,6 +214,16 @@ class Store:
                 )
             self._upsert(key, st, account_id, now)
         return st, ids
+
+    def enqueue(self, items: Iterable[OutboxItem], now: float) -> None:
+        """Outbox rows that no state decision causes (reminders, platform anomalies)."""
+        with self.transaction():
+            for item in items:
+                self.db.execute(
+                    "INSERT INTO outbox (transition_id, notifier, action, dedup_key, payload,"
+                    " created_at, next_attempt_at) VALUES (NULL, ?, ?, ?, ?, ?, ?)",
+                    (item.notifier, item.action, item.dedup_key, json.dumps(item.payload),
+                     now, now))
 
     def _upsert(self, key: AccountKey, st: AccountState, account_id: str | None,
                 now: float) -> None:
@@ -259,6 +295,54 @@ class Store:
             "SELECT * FROM transitions WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
         )
         return [dict(r) | {"details": json.loads(r["details"])} for r in rows]
+
+    # ----------------------------------------------------------------- outbox
+
+    def outbox_head(self, notifier: str) -> OutboxRow | None:
+        """The oldest pending row of one notifier. Delivering strictly in order per notifier
+        means a resolve can never overtake the trigger it resolves."""
+        row = self.db.execute(
+            "SELECT * FROM outbox WHERE notifier = ? AND status = 'pending' ORDER BY id LIMIT 1",
+            (notifier,)).fetchone()
+        return None if row is None else _outbox_row(row)
+
+    def outbox_retry(self, row_id: int, attempts: int, next_attempt_at: float,
+                     error: str) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?"
+                            " WHERE id = ?", (attempts, next_attempt_at, error, row_id))
+
+    def outbox_finish(self, row_id: int, status: str, attempts: int, now: float,
+                      error: str | None = None) -> None:
+        """Mark a row delivered or failed; it never leaves the table (an audit trail)."""
+        with self.transaction():
+            self.db.execute("UPDATE outbox SET status = ?, attempts = ?, finished_at = ?,"
+                            " last_error = ? WHERE id = ?",
+                            (status, attempts, now, error, row_id))
+
+    def outbox_oldest_pending(self) -> dict[str, float]:
+        rows = self.db.execute("SELECT notifier, MIN(created_at) AS t FROM outbox"
+                               " WHERE status = 'pending' GROUP BY notifier")
+        return {r["notifier"]: r["t"] for r in rows}
+
+    def outbox_firing(self, notifier: str) -> list[OutboxRow]:
+        """Delivered triggers not yet followed by a resolve (for re-sending to Alertmanager)."""
+        rows = self.db.execute(
+            "SELECT * FROM outbox o WHERE o.notifier = ? AND o.status = 'delivered'"
+            " AND o.action = 'trigger' AND o.id = (SELECT MAX(x.id) FROM outbox x"
+            " WHERE x.notifier = o.notifier AND x.dedup_key = o.dedup_key"
+            " AND x.status != 'failed')", (notifier,))
+        return [_outbox_row(r) for r in rows]
+
+    def outbox_rows(self, notifier: str | None = None) -> list[OutboxRow]:
+        rows = self.db.execute("SELECT * FROM outbox WHERE ? IS NULL OR notifier = ? ORDER BY id",
+                               (notifier, notifier))
+        return [_outbox_row(r) for r in rows]
+
+    def last_notified(self, dedup_key: str) -> float | None:
+        row = self.db.execute("SELECT MAX(created_at) FROM outbox WHERE dedup_key = ?",
+                              (dedup_key,)).fetchone()
+        return None if row is None else row[0]
 
     def outbox_pending(self) -> dict[str, int]:
         rows = self.db.execute(

@@ -654,7 +654,7 @@ def test_recovered_duration_is_never_negative(ops: list[Op], pol: Policy) -> Non
             d = e.details
             assert d["duration"] >= 0
             assert d["duration"] == d["recovered_at"] - d["first_absent_at"]
-            assert d["first_absent_at"] <= d["last_absent_at"] < d["recovered_at"] <= e.at
+            assert d["first_absent_at"] <= d["last_absent_at"] <= d["recovered_at"] <= e.at
 
 
 @settings(max_examples=400)

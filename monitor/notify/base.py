@@ -9,7 +9,9 @@ decides about retries.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, Protocol
 
 import aiohttp
@@ -119,3 +121,50 @@ async def post_json(session: aiohttp.ClientSession, url: str, payload: Any, *,
         raise DeliveryError(f"no answer within {timeout:g}s") from None
     except aiohttp.ClientError as exc:
         raise DeliveryError(f"connection failed: {type(exc).__name__}") from None
+
+
+# ------------------------------------------------------------------ rendering helpers
+# Shared by the providers: every pager caps field lengths and wants UTC ISO 8601 times.
+
+ELLIPSIS = "…"
+
+
+def truncate(text: str, limit: int) -> str:
+    """At most ``limit`` characters, ending in an ellipsis when cut (pagers reject longer)."""
+    return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
+
+
+def bounded_key(key: str, limit: int) -> str:
+    """A dedup key of at most ``limit`` characters that stays unique when cut.
+
+    Plain truncation could merge two long keys into one incident; a hash suffix cannot.
+    The same input always gives the same output, so trigger and resolve still match.
+    """
+    if len(key) <= limit:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return f"{key[: limit - 17]}~{digest}"
+
+
+def iso8601(ts: float) -> str:
+    """Epoch seconds as ``2024-05-01T12:00:00.000Z`` (RFC 3339, UTC, milliseconds)."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def redact(error: DeliveryError, *secrets: str) -> DeliveryError:
+    """The same error with every secret blanked: a receiver or proxy may echo the request."""
+    message = str(error)
+    for secret in secrets:
+        if not secret:
+            continue
+        message = message.replace(secret, "[redacted]")
+        # The message cuts the body at 200 characters, possibly in the middle of a secret.
+        for size in range(len(secret) - 1, 3, -1):
+            if message.endswith(secret[:size]):
+                message = message[:-size] + "[redacted]"
+                break
+    if message == str(error):
+        return error
+    return DeliveryError(message, permanent=error.permanent, retry_after=error.retry_after,
+                         status=error.status)

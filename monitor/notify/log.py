@@ -1,0 +1,36 @@
+"""The log notifier: one structured line per notification, the destination that never fails.
+
+Always present (routing's fallback), so a notification with nowhere else to go is at least
+on record. It needs no network; the session argument keeps the constructor uniform.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import ClassVar
+
+import aiohttp
+import structlog
+
+from monitor.config import LogNotifierConfig
+from monitor.notify.base import Notification
+
+log = structlog.get_logger("notify")
+
+
+class LogNotifier:
+    """Writes ``notification`` lines to the ``notify`` logger."""
+
+    type: ClassVar[str] = "log"
+
+    def __init__(self, name: str, config: LogNotifierConfig,
+                 session: aiohttp.ClientSession | None = None):
+        self.name = name
+        self.config = config
+
+    async def send(self, n: Notification) -> None:
+        # A closed or broken stdout is the only way this can fail: nothing better to do then.
+        with contextlib.suppress(OSError, ValueError):
+            log.info("notification", notifier=self.name, kind=n.kind, action=n.action,
+                     platform=n.platform, account=n.account, severity=n.severity,
+                     dedup_key=n.dedup_key, summary=n.summary)

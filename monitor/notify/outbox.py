@@ -1,0 +1,201 @@
+"""The outbox worker: delivers what the store committed, at least once, in order, durably.
+
+Rows are written in the same transaction as the decision that causes them
+(:meth:`monitor.store.Store.decide`), so a crash can neither lose nor invent a page. Here,
+one task per notifier takes that notifier's *oldest* pending row and delivers it:
+
+- retryable failures (timeouts, 408/429/5xx) are retried with exponential backoff and
+  jitter (tenacity), honouring ``Retry-After``; every attempt is written back
+  (``attempts``, ``next_attempt_at``), so a restart resumes the schedule instead of
+  hammering a sick pager;
+- permanent failures (other 4xx) are marked ``failed`` at once, logged and counted;
+- a row older than ``routing.max_age`` is given up: marked ``failed``, logged, counted.
+
+Strict order per notifier means a resolve never overtakes its trigger. Redelivery after a
+crash reuses the row's dedup key, which pagers collapse. Alertmanager wants firing alerts
+re-sent; :meth:`OutboxWorker._resend_firing` does that for delivered, unresolved triggers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    wait_exponential_jitter,
+)
+
+from monitor.metrics import Metrics
+from monitor.notify.base import DeliveryError, Notification, Notifier
+from monitor.store import OutboxRow, Store
+
+log = structlog.get_logger("outbox")
+
+
+class OutboxWorker:
+    """Delivers pending outbox rows to their notifiers until stopped."""
+
+    def __init__(self, store: Callable[[], Store | None], notifiers: Mapping[str, Notifier],
+                 metrics: Metrics, *, max_age: float, retry_initial: float, retry_max: float,
+                 clock: Callable[[], float] = time.time):
+        self.store = store
+        self.notifiers = dict(notifiers)
+        self.metrics = metrics
+        self.max_age = max_age
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.clock = clock
+        self._wake: dict[str, asyncio.Event] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        for name, notifier in self.notifiers.items():
+            self._wake[name] = asyncio.Event()
+            self._tasks.append(asyncio.create_task(self._deliver_loop(name, notifier),
+                                                   name=f"outbox-{name}"))
+            resend = getattr(notifier, "resend_interval", None)
+            if resend:
+                self._tasks.append(asyncio.create_task(
+                    self._resend_firing(name, notifier, resend), name=f"resend-{name}"))
+        self.refresh_gauges()
+
+    def wake(self) -> None:
+        """Something was committed: look now rather than at the next poll."""
+        for event in self._wake.values():
+            event.set()
+
+    async def stop(self) -> None:
+        """Stop at once: an interrupted delivery stays pending and is redone after restart."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    # ----------------------------------------------------------------- delivery
+
+    async def _deliver_loop(self, name: str, notifier: Notifier) -> None:
+        wake = self._wake[name]
+        while True:
+            store = self.store()
+            row = store.outbox_head(name) if store is not None else None
+            if row is None:
+                await _wait(wake, 5.0)
+                continue
+            delay = row.next_attempt_at - self.clock()
+            if delay > 0:  # a retry scheduled before a restart: keep to it
+                await _wait(wake, delay)
+                continue
+            try:
+                await self._deliver(name, notifier, row)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a notifier bug must not stop the pipeline
+                log.exception("delivery crashed", notifier=name, outbox_id=row.id)
+                self._finish(row, "failed", row.attempts + 1, "internal error")
+            self.refresh_gauges()
+
+    async def _deliver(self, name: str, notifier: Notifier, row: OutboxRow) -> None:
+        notification = Notification.from_json(row.payload)
+        deadline = row.created_at + self.max_age
+        attempts = row.attempts
+        # initial, 2x, 4x ... capped at retry_max, plus up to one `initial` of jitter so a
+        # fleet of monitors does not retry a recovering pager in lockstep.
+        backoff = wait_exponential_jitter(multiplier=self.retry_initial, max=self.retry_max,
+                                          jitter=self.retry_initial)
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            pause = backoff(state)
+            if isinstance(exc, DeliveryError) and exc.retry_after is not None:
+                pause = max(pause, exc.retry_after)  # the receiver's own wish comes first
+            return min(pause, max(0.0, deadline - self.clock()))
+
+        def give_up(state: RetryCallState) -> bool:
+            return self.clock() >= deadline
+
+        def record(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            pause = state.next_action.sleep if state.next_action else 0.0
+            self.metrics.notifications.labels(name, row.action, "retried").inc()
+            log.warning("delivery failed, will retry", notifier=name, outbox_id=row.id,
+                        dedup_key=row.dedup_key, attempt=attempts + state.attempt_number,
+                        retry_in=round(pause, 3), error=str(exc))
+            store = self.store()
+            if store is not None:
+                store.outbox_retry(row.id, attempts + state.attempt_number,
+                                   self.clock() + pause, str(exc))
+
+        tried = 0
+        try:
+            async for attempt in AsyncRetrying(
+                    retry=retry_if_exception(
+                        lambda e: isinstance(e, DeliveryError) and not e.permanent),
+                    wait=wait, stop=give_up, before_sleep=record, reraise=True):
+                with attempt:
+                    tried = attempt.retry_state.attempt_number
+                    if self.clock() >= deadline:
+                        raise DeliveryError(f"older than max_age ({self.max_age:g}s)",
+                                            permanent=True)
+                    await notifier.send(notification)
+        except DeliveryError as exc:
+            error = str(exc) if exc.permanent else (
+                f"gave up after max_age ({self.max_age:g}s); last error: {exc}")
+            log.error("notification not delivered", notifier=name, outbox_id=row.id,
+                      dedup_key=row.dedup_key, kind=notification.kind, error=error,
+                      attempts=attempts + tried)
+            self.metrics.notifications.labels(name, row.action, "failed").inc()
+            self._finish(row, "failed", attempts + tried, error)
+            return
+        self.metrics.notifications.labels(name, row.action, "sent").inc()
+        log.info("notification delivered", notifier=name, outbox_id=row.id,
+                 dedup_key=row.dedup_key, kind=notification.kind, action=row.action,
+                 attempts=attempts + tried)
+        self._finish(row, "delivered", attempts + tried, None)
+
+    def _finish(self, row: OutboxRow, status: str, attempts: int, error: str | None) -> None:
+        store = self.store()
+        if store is not None:
+            store.outbox_finish(row.id, status, attempts, self.clock(), error)
+
+    # ----------------------------------------------------------------- gauges, re-sends
+
+    def refresh_gauges(self) -> None:
+        store = self.store()
+        if store is None:
+            return
+        pending = store.outbox_pending()
+        oldest = store.outbox_oldest_pending()
+        now = self.clock()
+        for name in self.notifiers:
+            self.metrics.outbox_pending.labels(name).set(pending.get(name, 0))
+            age = now - oldest[name] if name in oldest else 0.0
+            self.metrics.outbox_oldest_pending.labels(name).set(age)
+
+    async def _resend_firing(self, name: str, notifier: Any, interval: float) -> None:
+        """Alertmanager expires alerts whose endsAt passes: re-assert firing ones."""
+        while True:
+            await asyncio.sleep(interval)
+            store = self.store()
+            if store is None:
+                continue
+            for row in store.outbox_firing(name):
+                try:
+                    await notifier.send(Notification.from_json(row.payload))
+                    self.metrics.notifications.labels(name, "refresh", "sent").inc()
+                except DeliveryError as exc:
+                    self.metrics.notifications.labels(name, "refresh", "failed").inc()
+                    log.warning("re-sending a firing alert failed", notifier=name,
+                                dedup_key=row.dedup_key, error=str(exc))
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+    event.clear()

@@ -1,0 +1,106 @@
+"""Twitch Helix ``users``: by id once known, by login to discover it.
+
+Shapes: shared/reference/platforms.md, "Sites without a usable API" (Twitch paragraph).
+Helix needs two credentials: the platform's ``token`` is the app access token (Bearer), and
+the client id it was issued to comes from the ``TWITCH_CLIENT_ID`` environment variable,
+read when the probe is built (the config has no field for it). A user that is gone answers
+``{"data": []}`` [I].
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from monitor.config import PlatformConfig
+from monitor.model import AbsentReason, ErrorKind, Observation
+from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, status_error
+from monitor.probes.ratelimit import twitch_rate_limit, with_rate_limit
+
+CLIENT_ID_ENV = "TWITCH_CLIENT_ID"
+_TEXT_CHARS = 80
+
+
+class TwitchProbe(HttpProbe):
+    """One ``GET /helix/users`` per check, with the app token and its client id."""
+
+    name = "twitch"
+
+    def __init__(self, platform: PlatformConfig, session: aiohttp.ClientSession,
+                 *, timeout: float, max_body_bytes: int) -> None:
+        super().__init__(platform, session, timeout=timeout, max_body_bytes=max_body_bytes)
+        self.client_id = os.environ.get(CLIENT_ID_ENV, "").strip() or None
+        self._headers = self.base_headers()
+        if self.client_id is not None:
+            self._headers["Client-Id"] = self.client_id
+
+    def request(self, target: Target) -> tuple[str, str, dict[str, str]]:
+        if self.client_id is None:
+            raise ProbeError(ErrorKind.AUTH, f"no Twitch client id (set {CLIENT_ID_ENV})")
+        if self.platform.token is None:
+            raise ProbeError(ErrorKind.AUTH, "no Twitch app access token (set the platform's "
+                                             "token)")
+        if target.account_id is not None:
+            query = f"id={quote(target.account_id, safe='')}"
+        else:
+            # Logins are lower case; Helix matches them exactly.
+            query = f"login={quote(target.handle.removeprefix('@').lower(), safe='')}"
+        return "GET", f"{self.platform.base_url}/helix/users?{query}", self._headers.copy()
+
+    def classify(self, answer: Answer, target: Target, at: float) -> Observation:
+        return classify_users(answer, target, at)
+
+
+def classify_users(answer: Answer, target: Target, at: float) -> Observation:
+    """Pure: what one ``/helix/users`` answer for one user means."""
+    try:
+        obs = _classify_users(answer, at)
+    except ProbeError as exc:
+        obs = Observation.failed(at, exc.kind, exc.evidence)
+    return with_rate_limit(obs, twitch_rate_limit(answer.headers, at))
+
+
+def _classify_users(answer: Answer, at: float) -> Observation:
+    status = answer.status
+    if status == 200:
+        body = answer.json()
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            raise ProbeError(ErrorKind.PARSE, "HTTP 200, no data list")
+        if not data:
+            # Suspended, deleted and never-registered users are all left out [I].
+            return Observation.absent(at, AbsentReason.NOT_FOUND,
+                                      "HTTP 200, empty data (not found, suspended or deleted)")
+        return _present(data[0], at)
+    message = _message(answer)
+    error = status_error(answer)  # 401 (token, client id), 429, 5xx
+    if error is None and status == 403:
+        error = ProbeError(ErrorKind.AUTH, "HTTP 403")
+    if error is None:
+        # 400: a malformed login or id (our input), not evidence about the account.
+        error = ProbeError(ErrorKind.UNEXPECTED, f"HTTP {status}")
+    raise ProbeError(error.kind, f"{error.evidence}: {message}" if message else error.evidence)
+
+
+def _present(user: Any, at: float) -> Observation:
+    user_id = user.get("id") if isinstance(user, dict) else None
+    if not isinstance(user_id, str) or not user_id:
+        raise ProbeError(ErrorKind.PARSE, "HTTP 200, user without an id")
+    login = user.get("login")
+    return Observation.present(at, f"HTTP 200 id={user_id}", account_id=user_id,
+                               handle=login if isinstance(login, str) else None)
+
+
+def _message(answer: Answer) -> str | None:
+    """Helix's ``{"error": ..., "status": ..., "message": ...}`` message, shortened."""
+    try:
+        body = answer.json()
+    except ProbeError:
+        return None
+    message = body.get("message") if isinstance(body, dict) else None
+    if not isinstance(message, str) or not message:
+        return None
+    return message if len(message) <= _TEXT_CHARS else message[:_TEXT_CHARS] + "…"

@@ -1,0 +1,217 @@
+"""X (Twitter) API v2 user lookup: by immutable id once known, by username to discover it.
+
+Shapes: shared/reference/platforms.md, "X API v2". Lookup failures are **HTTP 200** with an
+``errors`` array and no ``data``, so the body decides, not the status. A handle can be freed
+and re-registered by someone else, so the id in ``data.id`` is always reported.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+from urllib.parse import quote
+
+from monitor.model import AbsentReason, ErrorKind, Observation
+from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, fetch, status_error
+from monitor.probes.ratelimit import with_rate_limit, x_rate_limit
+
+BATCH_MAX = 100  # GET /2/users?ids= takes at most 100 ids
+# Without user.fields, X answers only id, name and username.
+_FIELDS = "user.fields=protected,withheld"
+_TEXT_CHARS = 80  # server messages are echoed in evidence, kept short
+_COUNTRIES_SHOWN = 8
+
+
+class XProbe(HttpProbe):
+    """One user per request (``check``) or up to 100 known ids per request (``check_many``)."""
+
+    name = "x"
+
+    def request(self, target: Target) -> tuple[str, str, dict[str, str]]:
+        base = self.platform.base_url
+        if target.account_id is not None:
+            path = f"/2/users/{quote(target.account_id, safe='')}"
+        else:
+            path = f"/2/users/by/username/{quote(target.handle.removeprefix('@'), safe='')}"
+        return "GET", f"{base}{path}?{_FIELDS}", self.base_headers()
+
+    def classify(self, answer: Answer, target: Target, at: float) -> Observation:
+        return classify_user(answer, target, at)
+
+    async def check_many(self, targets: Sequence[Target]) -> dict[str, Observation]:
+        """Check accounts by id, 100 per request; the result is keyed by account id.
+
+        Every target needs its ``account_id`` (the batch endpoint takes ids only).
+        """
+        ids = list(dict.fromkeys(_require_id(t) for t in targets))
+        results: dict[str, Observation] = {}
+        for start in range(0, len(ids), BATCH_MAX):
+            results.update(await self._check_batch(ids[start:start + BATCH_MAX]))
+        return results
+
+    async def _check_batch(self, ids: list[str]) -> dict[str, Observation]:
+        started = time.monotonic()
+        joined = ",".join(quote(i, safe="") for i in ids)
+        url = f"{self.platform.base_url}/2/users?ids={joined}&{_FIELDS}"
+        try:
+            answer = await fetch(self.session, "GET", url, self.base_headers(),
+                                 timeout=self.timeout, max_body_bytes=self.max_body_bytes)
+            found = classify_batch(answer, ids, time.time())
+        except ProbeError as exc:
+            failed = Observation.failed(time.time(), exc.kind, exc.evidence)
+            found = dict.fromkeys(ids, failed)
+        latency = time.monotonic() - started
+        return {i: replace(obs, latency=latency) for i, obs in found.items()}
+
+
+def classify_user(answer: Answer, target: Target, at: float) -> Observation:
+    """Pure: what one ``/2/users/{id}`` or ``/2/users/by/username/{u}`` answer means."""
+    try:
+        obs = _classify_user(answer, at)
+    except ProbeError as exc:
+        obs = Observation.failed(at, exc.kind, exc.evidence)
+    return with_rate_limit(obs, x_rate_limit(answer.headers, at))
+
+
+def classify_batch(answer: Answer, ids: Sequence[str], at: float) -> dict[str, Observation]:
+    """Pure: one observation per requested id from a ``/2/users?ids=`` answer.
+
+    Users in ``data`` are present; per-id ``errors`` read as in a single lookup; an id in
+    neither is ``error(unexpected)``. A failed answer is the same error for every id.
+    """
+    rate_limit = x_rate_limit(answer.headers, at)
+    try:
+        found = _classify_batch(answer, ids, at)
+    except ProbeError as exc:
+        failed = Observation.failed(at, exc.kind, exc.evidence)
+        found = dict.fromkeys(ids, failed)
+    return {i: with_rate_limit(obs, rate_limit) for i, obs in found.items()}
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _classify_user(answer: Answer, at: float) -> Observation:
+    if answer.status != 200:
+        raise _status_problem(answer)
+    body = answer.json()
+    if not isinstance(body, dict):
+        raise ProbeError(ErrorKind.PARSE, "HTTP 200, not a JSON object")
+    data = body.get("data")
+    if isinstance(data, dict):
+        # "errors" may sit beside "data" (about expansions); the user is there.
+        return _present(data, at)
+    errors = body.get("errors")
+    if isinstance(errors, list) and errors:
+        user_errors = [e for e in errors if isinstance(e, dict)
+                       and e.get("resource_type") == "user"]
+        if user_errors:
+            return _from_error(user_errors[0], at)
+        first = errors[0] if isinstance(errors[0], dict) else {}
+        raise ProbeError(ErrorKind.UNEXPECTED, f"HTTP 200, error not about a user: "
+                                               f"{_short(first.get('title') or first)}")
+    raise ProbeError(ErrorKind.PARSE, "HTTP 200 with neither data nor errors")
+
+
+def _classify_batch(answer: Answer, ids: Sequence[str], at: float) -> dict[str, Observation]:
+    if answer.status != 200:
+        raise _status_problem(answer)
+    body = answer.json()
+    if not isinstance(body, dict):
+        raise ProbeError(ErrorKind.PARSE, "HTTP 200, not a JSON object")
+    data, errors = body.get("data", []), body.get("errors", [])
+    if not isinstance(data, list) or not isinstance(errors, list):
+        raise ProbeError(ErrorKind.PARSE, "HTTP 200, data or errors is not a list")
+    wanted = set(ids)
+    found: dict[str, Observation] = {}
+    for user in data:
+        user_id = user.get("id") if isinstance(user, dict) else None
+        if isinstance(user_id, str) and user_id in wanted:
+            found[user_id] = _present(user, at)
+    for error in errors:
+        if not isinstance(error, dict) or error.get("resource_type") != "user":
+            continue
+        key = str(error.get("resource_id") or error.get("value") or "")
+        if key in wanted and key not in found:
+            try:
+                found[key] = _from_error(error, at)
+            except ProbeError as exc:
+                found[key] = Observation.failed(at, exc.kind, exc.evidence, account_id=key)
+    for missing in wanted - found.keys():
+        found[missing] = Observation.failed(at, ErrorKind.UNEXPECTED,
+                                            "HTTP 200, id in neither data nor errors")
+    return found
+
+
+def _present(user: dict[str, Any], at: float) -> Observation:
+    user_id = user.get("id")
+    if not isinstance(user_id, str) or not user_id:
+        raise ProbeError(ErrorKind.PARSE, "HTTP 200, data without an id")
+    username = user.get("username")
+    evidence = f"HTTP 200 id={user_id}"
+    if user.get("protected") is True:
+        evidence += ", protected"
+    withheld = user.get("withheld")
+    if isinstance(withheld, dict):
+        # Withheld in some countries: still there for us, worth noting (reference: X API v2).
+        codes = [str(c) for c in withheld.get("country_codes") or []]
+        shown = ",".join(codes[:_COUNTRIES_SHOWN]) + ("…" if len(codes) > _COUNTRIES_SHOWN else "")
+        evidence += f", withheld in {shown or '?'}"
+    return Observation.present(at, evidence, account_id=user_id,
+                               handle=username if isinstance(username, str) else None)
+
+
+def _from_error(error: dict[str, Any], at: float) -> Observation:
+    """One ``errors`` entry about a user: suspended, not found, or something else."""
+    detail, title = str(error.get("detail") or ""), str(error.get("title") or "")
+    # Lookup by id names the id in "value"/"resource_id"; by username, the username.
+    by_id = error.get("parameter") in ("id", "ids")
+    ids = {"account_id": str(error.get("resource_id") or error.get("value"))} if by_id else {}
+    # Both answers have type .../resource-not-found: only the title/detail tell them apart.
+    if detail.startswith("User has been suspended") or title == "Forbidden":
+        return Observation.absent(at, AbsentReason.SUSPENDED, "HTTP 200 suspended", **ids)
+    if (detail.startswith("Could not find user")
+            or str(error.get("type") or "").endswith("/resource-not-found")):
+        # Deactivated and deleted accounts answer exactly like never-registered ones [I].
+        return Observation.absent(at, AbsentReason.NOT_FOUND,
+                                  "HTTP 200 not found (deactivated or deleted)", **ids)
+    raise ProbeError(ErrorKind.UNEXPECTED, f"HTTP 200 error: {_short(title or detail)}")
+
+
+def _status_problem(answer: Answer) -> ProbeError:
+    """The error for a non-200 answer: X reports every lookup outcome with 200."""
+    body = _problem(answer)
+    title, detail = body.get("title"), body.get("detail")
+    if answer.status == 429 and title == "UsageCapExceeded":
+        return ProbeError(ErrorKind.RATE_LIMITED,
+                          f"HTTP 429 UsageCapExceeded: {_short(detail or '')}")
+    error = status_error(answer)
+    if error is None and answer.status == 403:
+        # e.g. "client-not-enrolled": our app lacks access; a problem with our credentials.
+        error = ProbeError(ErrorKind.AUTH, "HTTP 403")
+    if error is None:
+        error = ProbeError(ErrorKind.UNEXPECTED, f"HTTP {answer.status}")
+    label = title or detail
+    return ProbeError(error.kind, f"{error.evidence} {_short(label)}" if label else error.evidence)
+
+
+def _problem(answer: Answer) -> dict[str, Any]:
+    """X's problem document (``title``, ``detail``, ``type``), or {} when the body is not one."""
+    try:
+        body = answer.json()
+    except ProbeError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _require_id(target: Target) -> str:
+    if target.account_id is None:
+        raise ValueError(f"check_many needs account ids; {target.handle!r} has none (use check)")
+    return target.account_id
+
+
+def _short(text: Any) -> str:
+    text = str(text)
+    return text if len(text) <= _TEXT_CHARS else text[:_TEXT_CHARS] + "…"

@@ -1,0 +1,182 @@
+"""Which events go to which notifiers, and what they say. Pure: config + event -> outbox items.
+
+Default (no ``routing.routes``): a *protected* account's vanish, reminder, recovery and
+blindness page every paging notifier (PagerDuty, Opsgenie, Alertmanager); everything else —
+unprotected accounts, renames, moves — goes to chat (Slack, webhooks, the log). Renames never
+page.
+
+A resolving event follows the event it resolves: a route that takes ``vanished`` also takes
+``recovered`` and ``reminder``, one that takes ``blind`` also takes ``sighted`` — so a page is
+never opened by one route and left open because no route takes its resolution.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from monitor.config import AccountConfig, Config, Route, RouteMatch
+from monitor.model import AccountKey, Event, EventKind
+from monitor.notify.base import Action, Notification, Severity
+from monitor.store import OutboxItem
+
+PAGING_TYPES = frozenset({"pagerduty", "opsgenie", "alertmanager"})
+CHAT_TYPES = frozenset({"slack", "webhook", "log"})
+# Events that resolve or repeat another one route like it (see module docstring).
+ROUTES_LIKE = {"recovered": "vanished", "reminder": "vanished", "sighted": "blind"}
+PAGE_WORTHY = frozenset({"vanished", "recovered", "reminder", "blind", "sighted",
+                         "platform_anomaly"})
+IMPLICIT_LOG = "log"
+
+
+def outage_key(key: AccountKey, outage_id: int | None) -> str:
+    """The dedup key of one outage: stable across retries and restarts, unique per outage."""
+    return f"accmon/{key.platform}/{key.handle}/outage-{outage_id}"
+
+
+def iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(
+        timespec="seconds").replace("+00:00", "Z")
+
+
+def span(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+# ------------------------------------------------------------------ building notifications
+
+
+def notification_for(event: Event, account: AccountConfig, config: Config,
+                     outage_id: int | None) -> Notification | None:
+    """The notification an event causes, or None (plain transitions notify nobody)."""
+    key = event.key
+    d = event.details
+    reason = event.reason.value if event.reason else None
+    who = f"{'PROTECTED ' if account.protected else ''}{key.platform}/{key.handle}"
+    details: dict[str, Any] = {}
+    kind: str
+    action: Action
+    severity: Severity
+    if event.kind is EventKind.VANISHED:
+        kind, action = "vanished", "trigger"
+        severity = "critical" if account.protected else "warning"
+        dedup = outage_key(key, outage_id)
+        summary = (f"{who} vanished ({reason or 'gone'}); confirmed after "
+                   f"{d.get('absent_streak', '?')} absent checks")
+        details = {"last_seen_present_at": iso(d.get("last_present_at")),
+                   "first_seen_absent_at": iso(d.get("first_absent_at")),
+                   "confirmed_at": iso(d.get("confirmed_at")), "evidence": d.get("evidence")}
+    elif event.kind is EventKind.RECOVERED:
+        kind, action, severity = "recovered", "resolve", "info"
+        outage_id = d.get("outage_id", outage_id)
+        dedup = outage_key(key, outage_id)
+        summary = f"{who} is back after {span(d.get('duration'))} ({reason or 'gone'})"
+        details = {"duration_seconds": d.get("duration"),
+                   "last_seen_present_at": iso(d.get("last_present_at")),
+                   "first_seen_absent_at": iso(d.get("first_absent_at")),
+                   "last_seen_absent_at": iso(d.get("last_absent_at")),
+                   "recovered_at": iso(d.get("recovered_at"))}
+    elif event.kind is EventKind.BLIND:
+        kind, action = "blind", "trigger"
+        severity = "error" if account.protected else "warning"
+        dedup = blind_key(key, d.get("last_decisive_at"))
+        summary = (f"monitoring blind for {who}: only errors ({d.get('error') or 'no answers'}) "
+                   f"for {span(d.get('stale_for'))}; its state is unknown, not vanished")
+        details = {"last_decisive_at": iso(d.get("last_decisive_at")), "error": d.get("error")}
+    elif event.kind is EventKind.SIGHTED:
+        kind, action, severity = "sighted", "resolve", "info"
+        dedup = blind_key(key, d.get("last_decisive_at"))
+        summary = f"monitoring of {who} works again after {span(d.get('unseen_for'))} blind"
+    elif event.kind in (EventKind.RENAMED, EventKind.MOVED):
+        kind, action, severity = event.kind.value, "notify", "warning"
+        dedup = f"accmon/{key.platform}/{key.handle}/{kind}-{int(event.at)}"
+        summary = f"{key.platform}/{key.handle} {kind}: {d.get('summary', '')}".rstrip(": ")
+        details = dict(d)
+    else:
+        return None
+    return Notification(
+        kind=kind, action=action, dedup_key=dedup, platform=key.platform, account=key.handle,
+        summary=summary, severity=severity, at=event.at, protected=account.protected,
+        team=account.team, owner=account.owner, reason=reason, outage_id=outage_id,
+        labels=dict(account.labels), details={k: v for k, v in details.items() if v is not None},
+        links=links_for(account, config),
+    )
+
+
+def reminder_for(key: AccountKey, account: AccountConfig, config: Config, outage_id: int,
+                 first_absent_at: float | None, reason: str | None, now: float) -> Notification:
+    down_for = None if first_absent_at is None else now - first_absent_at
+    who = f"{'PROTECTED ' if account.protected else ''}{key.platform}/{key.handle}"
+    return Notification(
+        kind="reminder", action="trigger", dedup_key=outage_key(key, outage_id),
+        platform=key.platform, account=key.handle,
+        summary=f"{who} still gone after {span(down_for)} ({reason or 'gone'})",
+        severity="critical" if account.protected else "warning", at=now,
+        protected=account.protected, team=account.team, owner=account.owner, reason=reason,
+        outage_id=outage_id, labels=dict(account.labels),
+        details={"first_seen_absent_at": iso(first_absent_at), "down_for_seconds": down_for},
+        links=links_for(account, config))
+
+
+def blind_key(key: AccountKey, last_decisive_at: float | None) -> str:
+    """One blind period: keyed by the last decisive answer, the same at BLIND and SIGHTED."""
+    since = "never" if last_decisive_at is None else str(int(last_decisive_at))
+    return f"accmon/{key.platform}/{key.handle}/blind-{since}"
+
+
+def links_for(account: AccountConfig, config: Config) -> list[dict[str, str]]:
+    links = []
+    platform = config.platforms.get(account.platform)
+    if platform is not None and platform.profile_url:
+        links.append({"href": platform.profile_url.format(handle=account.handle,
+                                                           id=account.id or ""),
+                      "text": "profile"})
+    if config.routing.runbook_url:
+        links.append({"href": config.routing.runbook_url, "text": "runbook"})
+    return links
+
+
+# ------------------------------------------------------------------ choosing notifiers
+
+
+def notifiers_for(n: Notification, account: AccountConfig, config: Config) -> list[str]:
+    """Names of the notifiers this notification goes to (never empty: the log at least)."""
+    if config.routing.routes:
+        chosen: list[str] = []
+        for route in config.routing.routes:
+            if _matches(route, n, account):
+                chosen += [name for name in route.notifiers if name not in chosen]
+                if not route.continue_:
+                    break
+        return chosen or [IMPLICIT_LOG]
+    by_type = {name: spec.type for name, spec in config.notifiers.items()}
+    paging = [name for name, t in by_type.items() if t in PAGING_TYPES]
+    chat = [name for name, t in by_type.items() if t in CHAT_TYPES]
+    if account.protected and n.kind in PAGE_WORTHY and paging:
+        return paging
+    return chat or [IMPLICIT_LOG]
+
+
+def _matches(route: Route, n: Notification, account: AccountConfig) -> bool:
+    m: RouteMatch = route.match
+    if m.protected is not None and m.protected != account.protected:
+        return False
+    if m.platform is not None and account.platform not in m.platform:
+        return False
+    if m.team is not None and account.team not in m.team:
+        return False
+    if any(account.labels.get(k) != v for k, v in m.labels.items()):
+        return False
+    if m.events is not None:
+        return n.kind in m.events or ROUTES_LIKE.get(n.kind) in m.events
+    return True
+
+
+def outbox_items(n: Notification, account: AccountConfig, config: Config) -> list[OutboxItem]:
+    return [OutboxItem(name, n.action, n.dedup_key, n.to_json())
+            for name in notifiers_for(n, account, config)]

@@ -1,0 +1,117 @@
+"""A real Alertmanager (Debian's prometheus-alertmanager) between the monitor and a receiver.
+
+The monitor posts to Alertmanager's API v2; Alertmanager's webhook receiver calls a capture
+server on loopback: the vanished account's alert must come out firing, then resolved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from monitor.fakes.mastodon import FakeMastodon
+from monitor.fakes.pagers import CaptureServer
+from monitor.model import State
+from tests.conftest import free_port, mastodon_config, running_monitor, state_of, wait_for
+from tests.test_prometheus_rules import require_tool
+
+
+def am_config(receiver_url: str) -> dict[str, Any]:
+    return {
+        "route": {"receiver": "capture", "group_by": ["alertname", "dedup_key"],
+                  "group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"},
+        "receivers": [{"name": "capture", "webhook_configs": [
+            {"url": f"{receiver_url}/hook", "send_resolved": True}]}],
+    }
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[Any]:
+    binary = require_tool("prometheus-alertmanager")
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(receiver_url: str) -> tuple[str, Path]:
+        cfg = tmp_path / "am.yml"
+        cfg.write_text(yaml.safe_dump(am_config(receiver_url)))
+        port, log = free_port(), tmp_path / "am.log"
+        procs.append(subprocess.Popen(
+            [binary, f"--config.file={cfg}", f"--storage.path={tmp_path / 'am-data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
+             "--log.level=warn"],
+            stdout=log.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        return f"http://127.0.0.1:{port}", log
+
+    yield start
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def _ready(url: str, log: Path) -> None:
+    deadline = time.monotonic() + 20
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            try:
+                async with http.get(f"{url}/-/ready") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    pytest.fail(f"alertmanager did not become ready:\n{log.read_text()[-2000:]}")
+
+
+def _alerts(capture: CaptureServer, status: str) -> list[dict[str, Any]]:
+    return [a for _, doc in capture.posts if doc.get("status") == status
+            for a in doc.get("alerts", []) if a.get("status") == status]
+
+
+async def test_vanish_fires_through_a_real_alertmanager_then_resolves(
+        alertmanager: Any, state_file: str) -> None:
+    masto, capture = FakeMastodon({"alice": "present", "bob": "present"}), CaptureServer()
+    async with masto.running() as m_url, capture.running() as receiver:
+        am_url, log = alertmanager(receiver)
+        await _ready(am_url, log)
+        extra = f"""
+notifiers:
+  am:
+    type: alertmanager
+    urls: ["{am_url}"]
+    resend_interval: 1s
+    ends_at_after: 1m
+routing:
+  retry_initial: 100ms
+  retry_max: 1s
+  reminder_interval: null
+"""
+        config = mastodon_config(m_url, ["alice", "bob"], state_path=state_file, extra=extra)
+        async with running_monitor(config) as mon:
+            await wait_for(lambda: state_of(mon, "masto", "alice") is State.UP, what="up")
+            masto.set_state("alice", "suspended")
+            await wait_for(lambda: state_of(mon, "masto", "alice") is State.DOWN, what="down")
+            fired = await wait_for(lambda: _alerts(capture, "firing"), timeout=20,
+                                   what="Alertmanager's firing webhook")
+            labels = fired[0]["labels"]
+            assert (labels["alertname"], labels["account"], labels["platform"]) == (
+                "AccountVanished", "alice", "masto")
+            assert labels["severity"] == "page"
+            assert "suspended" in fired[0]["annotations"]["summary"]
+
+            masto.set_state("alice", "present")
+            resolved = await wait_for(lambda: _alerts(capture, "resolved"), timeout=20,
+                                      what="Alertmanager's resolved webhook")
+            assert resolved[0]["labels"] == labels
+        firing_accounts = {a["labels"]["account"] for a in _alerts(capture, "firing")}
+        assert firing_accounts == {"alice"}  # bob never vanished, never alerted

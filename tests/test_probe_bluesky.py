@@ -1,0 +1,259 @@
+"""The Bluesky probe against the fake AppView (real loopback HTTP) and as a pure function."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from monitor.config import PlatformConfig
+from monitor.fakes.bluesky import FakeBluesky
+from monitor.model import AbsentReason, ErrorKind, Observation, RateLimit, Result
+from monitor.probes import PROBES
+from monitor.probes.base import Answer, Target
+from monitor.probes.bluesky import BlueskyProbe, classify_profile, classify_profiles
+
+AT = 1_700_000_000.0
+ALICE_DID = "did:plc:ufbl4k27gp6kzas5glhz7fim"
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+def fake() -> FakeBluesky:
+    return FakeBluesky({"alice.bsky.social": (ALICE_DID, "present"),
+                        "broken.example.com": "invalid_handle", "bad.bsky.social": "takendown",
+                        "paused.bsky.social": "suspended", "resting.bsky.social": "deactivated",
+                        "gone.bsky.social": "deleted"})
+
+
+@pytest.fixture
+async def base_url(fake: FakeBluesky) -> AsyncIterator[str]:
+    async with fake.running() as url:
+        yield url
+
+
+def make_probe(base_url: str, session: aiohttp.ClientSession) -> BlueskyProbe:
+    config = PlatformConfig.model_validate({"base_url": base_url})
+    return BlueskyProbe(config, session, timeout=2.0, max_body_bytes=1 << 20)
+
+
+async def check(base_url: str, session: aiohttp.ClientSession, handle: str,
+                did: str | None = None) -> Observation:
+    return await make_probe(base_url, session).check(Target(handle, did))
+
+
+def test_registry_names_the_bluesky_probe() -> None:
+    assert PROBES["bluesky"] is BlueskyProbe
+
+
+# --------------------------------------------------------------------------- every state
+
+
+async def test_present_by_handle_reports_did_and_handle(
+        base_url: str, session: aiohttp.ClientSession) -> None:
+    obs = await check(base_url, session, "@alice.bsky.social")
+    assert (obs.result, obs.account_id, obs.handle, obs.evidence) == (
+        Result.PRESENT, ALICE_DID, "alice.bsky.social", f"HTTP 200 did={ALICE_DID}")
+    assert obs.rate_limit is not None and obs.rate_limit.limit == 3000
+
+
+async def test_known_did_is_polled_by_did(
+        fake: FakeBluesky, base_url: str, session: aiohttp.ClientSession) -> None:
+    probe = make_probe(base_url, session)
+    _, url, _ = probe.request(Target("alice.bsky.social", ALICE_DID))
+    assert url == f"{base_url}/xrpc/app.bsky.actor.getProfile?actor={ALICE_DID}"
+    obs = await probe.check(Target("old-name", ALICE_DID))
+    assert (obs.result, obs.handle) == (Result.PRESENT, "alice.bsky.social")
+    assert fake.request_count("alice.bsky.social") == 1
+
+
+async def test_broken_handle_is_present_by_did_and_noted(
+        fake: FakeBluesky, base_url: str, session: aiohttp.ClientSession) -> None:
+    did = fake.account_id("broken.example.com")
+    obs = await check(base_url, session, "broken.example.com", did)
+    assert (obs.result, obs.handle, obs.evidence) == (
+        Result.PRESENT, "handle.invalid", f"HTTP 200 did={did}, broken handle (handle.invalid)")
+
+
+@pytest.mark.parametrize(("handle", "reason", "evidence"), [
+    ("bad.bsky.social", AbsentReason.TAKEN_DOWN,
+     "HTTP 400 AccountTakedown: Account has been suspended"),
+    ("paused.bsky.social", AbsentReason.TAKEN_DOWN,
+     "HTTP 400 AccountTakedown: Account has been suspended"),
+    ("resting.bsky.social", AbsentReason.DEACTIVATED,
+     "HTTP 400 AccountDeactivated: Account is deactivated"),
+    ("gone.bsky.social", AbsentReason.NOT_FOUND, "HTTP 400 InvalidRequest: Profile not found"),
+    ("never.bsky.social", AbsentReason.NOT_FOUND, "HTTP 400 InvalidRequest: Profile not found"),
+])
+async def test_gone_states_are_absent_with_their_reason(
+        handle: str, reason: AbsentReason, evidence: str, fake: FakeBluesky, base_url: str,
+        session: aiohttp.ClientSession) -> None:
+    by_handle = await check(base_url, session, handle)
+    assert (by_handle.result, by_handle.reason, by_handle.evidence) == (
+        Result.ABSENT, reason, evidence)
+    if fake.account(handle) is not None:
+        by_did = await check(base_url, session, handle, fake.account_id(handle))
+        assert (by_did.result, by_did.reason) == (Result.ABSENT, reason)
+
+
+async def test_rename_keeps_the_did_with_the_new_handle(
+        fake: FakeBluesky, base_url: str, session: aiohttp.ClientSession) -> None:
+    fake.rename("alice.bsky.social", "alice.example.com")
+    obs = await check(base_url, session, "alice.bsky.social", ALICE_DID)
+    assert (obs.result, obs.account_id, obs.handle) == (
+        Result.PRESENT, ALICE_DID, "alice.example.com")
+
+
+async def test_reregistered_handle_reports_its_own_did(
+        fake: FakeBluesky, base_url: str, session: aiohttp.ClientSession) -> None:
+    fake.rename("alice.bsky.social", "alice.example.com")
+    newcomer = fake.set_state("alice.bsky.social", "present")
+    obs = await check(base_url, session, "alice.bsky.social")
+    assert newcomer != ALICE_DID and newcomer.startswith("did:plc:")
+    assert (obs.result, obs.account_id, obs.handle) == (
+        Result.PRESENT, newcomer, "alice.bsky.social")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+async def test_rate_limited_answer_is_an_error(
+        fake: FakeBluesky, base_url: str, session: aiohttp.ClientSession) -> None:
+    fake.set_faults(rate_limit_rate=1.0)
+    obs = await check(base_url, session, "gone.bsky.social")
+    assert (obs.result, obs.error, obs.evidence) == (
+        Result.ERROR, ErrorKind.RATE_LIMITED, "HTTP 429 RateLimitExceeded")
+    assert obs.rate_limit is not None and obs.rate_limit.remaining == 0
+
+
+async def test_server_error_is_not_absence(
+        fake: FakeBluesky, base_url: str, session: aiohttp.ClientSession) -> None:
+    fake.set_faults(server_error_rate=1.0)
+    obs = await check(base_url, session, "gone.bsky.social")
+    assert (obs.result, obs.error, obs.evidence) == (
+        Result.ERROR, ErrorKind.SERVER_ERROR, "HTTP 500 InternalServerError")
+
+
+async def test_invalid_actor_is_unexpected_not_absent(
+        base_url: str, session: aiohttp.ClientSession) -> None:
+    obs = await check(base_url, session, "not a handle")
+    assert (obs.result, obs.error, obs.evidence) == (
+        Result.ERROR, ErrorKind.UNEXPECTED,
+        "HTTP 400 InvalidRequest: Error: actor must be a valid did or a handle")
+
+
+# --------------------------------------------------------------------------- batch
+
+
+async def test_batch_asks_singly_only_for_the_dids_getprofiles_left_out(
+        fake: FakeBluesky, base_url: str, session: aiohttp.ClientSession) -> None:
+    handles = ["alice.bsky.social", "broken.example.com", "bad.bsky.social",
+               "resting.bsky.social", "gone.bsky.social"]
+    targets = [Target(h, fake.account_id(h)) for h in handles]
+    fake.reset_counts()
+    found = await make_probe(base_url, session).check_many(targets)
+    assert fake.requests_total == 1 + 3  # one getProfiles, three follow-up getProfile
+    assert {h: found[fake.account_id(h)].reason for h in handles} == {
+        "alice.bsky.social": None, "broken.example.com": None,
+        "bad.bsky.social": AbsentReason.TAKEN_DOWN,
+        "resting.bsky.social": AbsentReason.DEACTIVATED,
+        "gone.bsky.social": AbsentReason.NOT_FOUND}
+    assert found[ALICE_DID].result is Result.PRESENT
+    assert found[fake.account_id("broken.example.com")].handle == "handle.invalid"
+
+
+async def test_batch_splits_into_requests_of_at_most_25(
+        fake: FakeBluesky, base_url: str, session: aiohttp.ClientSession) -> None:
+    targets = [Target(f"u{i}.bsky.social", fake.set_state(f"u{i}.bsky.social", "present"))
+               for i in range(30)]
+    fake.reset_counts()
+    found = await make_probe(base_url, session).check_many(targets)
+    assert fake.requests_total == 2
+    assert all(o.result is Result.PRESENT for o in found.values()) and len(found) == 30
+
+
+async def test_batch_failure_is_an_error_for_every_did_without_follow_ups(
+        fake: FakeBluesky, base_url: str, session: aiohttp.ClientSession) -> None:
+    fake.set_faults(rate_limit_rate=1.0)
+    fake.reset_counts()
+    found = await make_probe(base_url, session).check_many(
+        [Target("a", ALICE_DID), Target("b", fake.account_id("gone.bsky.social"))])
+    assert [o.error for o in found.values()] == [ErrorKind.RATE_LIMITED] * 2
+    assert fake.requests_total == 1
+
+
+async def test_batch_needs_dids(base_url: str, session: aiohttp.ClientSession) -> None:
+    with pytest.raises(ValueError, match="needs DIDs"):
+        await make_probe(base_url, session).check_many([Target("alice.bsky.social")])
+
+
+# --------------------------------------------------------------------------- pure classify
+
+
+def answer(status: int, body: object, headers: dict[str, str] | None = None) -> Answer:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Answer(status, headers or {}, raw)
+
+
+def classify(status: int, body: object, headers: dict[str, str] | None = None) -> Observation:
+    return classify_profile(answer(status, body, headers), Target("a.b"), AT)
+
+
+@pytest.mark.parametrize(("status", "body", "kind", "evidence"), [
+    (200, b"nope", ErrorKind.PARSE, "HTTP 200, body is not JSON"),
+    (200, {"handle": "a.b"}, ErrorKind.PARSE, "HTTP 200, profile without a DID"),
+    (200, ["x"], ErrorKind.PARSE, "HTTP 200, not a JSON object"),
+    (400, {"error": "InvalidRequest", "message": "Something else"}, ErrorKind.UNEXPECTED,
+     "HTTP 400 InvalidRequest: Something else"),
+    (400, b"<html>", ErrorKind.UNEXPECTED, "HTTP 400"),
+    (401, {"error": "AuthMissing", "message": "Authentication Required"}, ErrorKind.AUTH,
+     "HTTP 401 AuthMissing"),
+    (502, b"bad gateway", ErrorKind.SERVER_ERROR, "HTTP 502"),
+    (404, b"", ErrorKind.UNEXPECTED, "HTTP 404"),
+])
+def test_classify_errors(status: int, body: object, kind: ErrorKind, evidence: str) -> None:
+    obs = classify(status, body)
+    assert (obs.result, obs.error, obs.evidence) == (Result.ERROR, kind, evidence)
+
+
+def test_classify_reads_the_rate_limit_headers() -> None:
+    obs = classify(200, {"did": ALICE_DID, "handle": "a.b"},
+                   {"RateLimit-Limit": "3000", "RateLimit-Remaining": "2999",
+                    "RateLimit-Reset": "1700000300"})
+    assert obs.rate_limit == RateLimit(remaining=2999, limit=3000, reset_at=1_700_000_300.0)
+
+
+def test_classify_profiles_leaves_out_what_the_answer_omits() -> None:
+    body = {"profiles": [{"did": ALICE_DID, "handle": "a.b"}, {"did": "did:plc:other"}]}
+    found = classify_profiles(answer(200, body), [ALICE_DID, "did:plc:gone"], AT)
+    assert list(found) == [ALICE_DID]
+    assert found[ALICE_DID].result is Result.PRESENT
+
+
+# --------------------------------------------------------------------------- fake shapes
+
+
+async def test_fake_answers_in_the_reference_shapes(
+        base_url: str, session: aiohttp.ClientSession) -> None:
+    path = f"{base_url}/xrpc/app.bsky.actor.getProfile?actor="
+    async with session.get(path + "bad.bsky.social") as r:
+        assert r.status == 400
+        assert await r.read() == (
+            b'{"error":"AccountTakedown","message":"Account has been suspended"}')
+        assert {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} <= set(r.headers)
+    async with session.get(path + "resting.bsky.social") as r:
+        assert await r.read() == (
+            b'{"error":"AccountDeactivated","message":"Account is deactivated"}')
+    async with session.get(path + "gone.bsky.social") as r:
+        assert await r.read() == b'{"error":"InvalidRequest","message":"Profile not found"}'
+    async with session.get(path + ALICE_DID) as r:
+        profile = await r.json()
+    assert (profile["did"], profile["handle"], profile["followersCount"]) == (
+        ALICE_DID, "alice.bsky.social", 42)
