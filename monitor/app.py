@@ -17,17 +17,20 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from monitor import routing
+from monitor import routing, sharding
 from monitor import state as machine
-from monitor.config import AccountConfig, Config, LogNotifierConfig
+from monitor.config import AccountConfig, Config, ConfigError, LogNotifierConfig, load_config
 from monitor.metrics import AccountView, Metrics
 from monitor.model import (
+    AbsentReason,
     AccountKey,
     AccountState,
+    ErrorKind,
     Event,
     EventKind,
     Observation,
     Policy,
+    Result,
     State,
 )
 from monitor.notify import build_notifier
@@ -35,9 +38,12 @@ from monitor.notify.base import Notifier
 from monitor.notify.outbox import OutboxWorker
 from monitor.probes import PROBES, Probe, Target
 from monitor.scheduler import Scheduler
-from monitor.store import OutboxItem, Store
+from monitor.store import Identity, OutboxItem, Store
 
 log = structlog.get_logger("monitor")
+
+RATE_LIMIT_BACKOFF = 60.0  # a 429 without a reset time: wait this long (at most the cap)
+MIN_RATE = 0.01  # requests/s: what is left of a window is spread, never starved to zero
 
 
 @dataclass(slots=True)
@@ -48,6 +54,12 @@ class Watched:
     policy: Policy
     view: AccountView
     account_id: str | None
+    current_handle: str | None = None  # after a rename; the id stays what we follow
+    moved_to: str | None = None
+
+    @property
+    def identity(self) -> Identity:
+        return Identity(self.account_id, self.current_handle, self.moved_to)
 
     @property
     def key(self) -> AccountKey:
@@ -59,8 +71,11 @@ class Monitor:
 
     def __init__(self, config: Config, *, config_path: str | None = None,
                  state_path: str | None = None, listen_host: str | None = None,
-                 listen_port: int | None = None):
+                 listen_port: int | None = None, shard: sharding.Shard | None = None,
+                 reload_token: str | None = None):
         self.config = config
+        self.shard = shard if shard is not None else config.monitor.shard
+        self.reload_token = reload_token
         self.config_path = config_path
         self.state_path = state_path or config.monitor.state_path
         self.listen_host = listen_host or config.monitor.listen_host
@@ -94,11 +109,7 @@ class Monitor:
                                              cookie_jar=aiohttp.DummyCookieJar(),
                                              timeout=aiohttp.ClientTimeout(total=None))
         self._apply_config(self.config)
-        self.outbox = OutboxWorker(lambda: self.store, self._build_notifiers(self.config),
-                                   self.metrics, max_age=self.config.routing.max_age,
-                                   retry_initial=self.config.routing.retry_initial,
-                                   retry_max=self.config.routing.retry_max)
-        await self.outbox.start()  # pending rows from before a restart go out first
+        await self._restart_outbox()  # pending rows from before a restart go out first
         await self.scheduler.start()
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))
         from monitor.web import build_app  # the HTTP surface depends on the monitor, not back
@@ -113,29 +124,85 @@ class Monitor:
                  listen=f"{self.listen_host}:{self.port}", state=self.state_path)
 
     def _apply_config(self, config: Config) -> None:
-        """Build probes, lanes and the watchlist from ``config``, resuming stored state."""
+        """Make the running monitor match ``config`` (at start and on every reload).
+
+        Probes and lanes are rebuilt; accounts no longer listed (or no longer this shard's)
+        stop being probed; new ones resume their stored state; kept ones keep their live
+        state and open outages, with new thresholds and labels.
+        """
         assert self.store is not None and self.session is not None
-        self.config = config
+        probes: dict[str, Probe] = {}
         for name, platform in config.platforms.items():
             probe_cls = PROBES[platform.probe or name]
-            self.probes[name] = probe_cls(platform, self.session,
-                                          timeout=config.platform_timeout(name),
-                                          max_body_bytes=config.platform_max_body(name))
+            probes[name] = probe_cls(platform, self.session,
+                                     timeout=config.platform_timeout(name),
+                                     max_body_bytes=config.platform_max_body(name))
             self.scheduler.add_lane(name, concurrency=platform.concurrency,
                                     rate=platform.rate_per_second, burst=platform.burst)
-        stored = self.store.load_accounts()
-        for account in config.accounts:
-            key = account.key
+        self.config, self.probes = config, probes
+        wanted = {a.key: a for a in config.accounts if self.shard is None
+                  or sharding.owns(self.shard, a.key)}
+        for key in [k for k in self.accounts if k not in wanted]:
+            self.scheduler.remove(key)
+            del self.accounts[key]
+        stored = self.store.load_accounts() if wanted.keys() - self.accounts.keys() else {}
+        for key, account in wanted.items():
+            policy = config.policy(account)
+            watched = self.accounts.get(key)
+            if watched is not None:
+                watched.config, watched.policy = account, policy
+                watched.view.protected = account.protected
+                watched.account_id = account.id or watched.account_id
+                continue
             saved = stored.get(key)
             st = saved.state if saved else AccountState()
             account_id = account.id or (saved.account_id if saved else None)
-            policy = config.policy(account)
-            self.accounts[key] = Watched(account, policy,
-                                         AccountView(key, account.protected, st), account_id)
-            self.scheduler.add(key, key.platform, spread=min(policy.interval, 60.0))
+            self.accounts[key] = Watched(
+                account, policy, AccountView(key, account.protected, st), account_id,
+                saved.identity.current_handle if saved else None,
+                saved.identity.moved_to if saved else None)
+            self.scheduler.add(key, key.platform, spread=min(policy.interval, 60.0),
+                               priority=0 if account.protected else 1)
+        self.metrics.accounts_watched.clear()
         for name in config.platforms:
             count = sum(1 for k in self.accounts if k.platform == name)
             self.metrics.accounts_watched.labels(name).set(count)
+
+    async def reload(self) -> list[str]:
+        """Re-read the config file; apply it, or keep the running one and return the problems.
+
+        State, open outages and pending notifications are kept either way.
+        """
+        if self.config_path is None:
+            return ["this monitor was started without a config file"]
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            problems = exc.render().splitlines()[1:]
+            log.error("config reload rejected; keeping the running config",
+                      file=self.config_path, problems=[p.strip() for p in problems])
+            self.metrics.config_reloads.labels("rejected").inc()
+            return [p.strip() for p in problems]
+        old = self.config
+        self._apply_config(config)
+        if (config.notifiers, config.routing) != (old.notifiers, old.routing):
+            await self._restart_outbox()
+        for field in ("listen_host", "listen_port", "state_path"):
+            if getattr(config.monitor, field) != getattr(old.monitor, field):
+                log.warning("setting changes need a restart", setting=f"monitor.{field}")
+        self.metrics.config_reloads.labels("applied").inc()
+        log.info("config reloaded", file=self.config_path, accounts=len(self.accounts))
+        return []
+
+    async def _restart_outbox(self) -> None:
+        """New notifiers or routing: a fresh worker (pending rows stay in the store)."""
+        if self.outbox is not None:
+            await self.outbox.stop()
+        self.outbox = OutboxWorker(lambda: self.store, self._build_notifiers(self.config),
+                                   self.metrics, max_age=self.config.routing.max_age,
+                                   retry_initial=self.config.routing.retry_initial,
+                                   retry_max=self.config.routing.retry_max)
+        await self.outbox.start()
 
     def _build_notifiers(self, config: Config) -> dict[str, Notifier]:
         assert self.session is not None
@@ -168,11 +235,19 @@ class Monitor:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        reloads: set[asyncio.Task[list[str]]] = set()
+
+        def hup() -> None:
+            task = asyncio.create_task(self.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, hup)
         await self.start()
         try:
             await stop.wait()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             await self.stop()
 
@@ -188,6 +263,7 @@ class Monitor:
         if watched is None:
             return None
         obs = await self.probes[key.platform].check(Target(key.handle, watched.account_id))
+        self._spend(key.platform, obs)
         self.observe(key, obs)
         return machine.next_delay(watched.view.state, watched.policy)
 
@@ -198,24 +274,92 @@ class Monitor:
             return []
         self.metrics.observed(key.platform, obs)
         watched.view.last_probe_at = obs.at
+        obs, identity_events, changed = self._identity(watched, obs)
         new, events = machine.step(key, watched.view.state, obs, watched.policy)
-        learned = obs.account_id is not None and watched.account_id is None
-        if learned:
-            watched.account_id = obs.account_id
-        self._commit(watched, new, events, persist=learned)
+        self._commit(watched, new, events + identity_events, persist=changed)
         return events
+
+    def _identity(self, watched: Watched, obs: Observation
+                  ) -> tuple[Observation, list[Event], bool]:
+        """Learn the immutable id; tell renames and moves from disappearance.
+
+        The same id under a new handle is a rename (an event, no page); a handle that now
+        answers with a *different* id belongs to someone else, so for the account we watch it
+        is an absence — never "present" (platforms.md: freed handles get re-registered).
+        """
+        key, st = watched.key, watched.view.state
+        if obs.account_id is None:
+            return obs, [], False
+        if watched.account_id is None:
+            watched.account_id = obs.account_id
+            return obs, [], True
+        if obs.account_id != watched.account_id:
+            evidence = (f"handle now belongs to another account (id {obs.account_id}, "
+                        f"watching id {watched.account_id})")
+            return Observation.absent(obs.at, AbsentReason.RENAMED, evidence,
+                                      latency=obs.latency), [], False
+        events: list[Event] = []
+        now_handle = obs.handle
+        known = watched.current_handle or key.handle
+        if (obs.result is Result.PRESENT and now_handle
+                and now_handle.lower() != known.lower()):
+            watched.current_handle = now_handle
+            events.append(Event(EventKind.RENAMED, key, obs.at, st.state, st.state, None, {
+                "old_handle": known, "new_handle": now_handle, "account_id": obs.account_id,
+                "summary": f"now @{now_handle} (same id {obs.account_id}); still followed"}))
+        if obs.moved_to and obs.moved_to != watched.moved_to:
+            watched.moved_to = obs.moved_to
+            events.append(Event(EventKind.MOVED, key, obs.at, st.state, st.state, None, {
+                "moved_to": obs.moved_to, "account_id": obs.account_id,
+                "summary": f"migrated to {obs.moved_to}"}))
+        return obs, events, bool(events)
+
+    def _spend(self, platform: str, obs: Observation) -> None:
+        """Follow the platform's own budget: pause on 429 until its reset, and spread what is
+        left of a window over the rest of it instead of spending it at once."""
+        lane = self.scheduler.lanes.get(platform)
+        if lane is None:
+            return
+        rl = obs.rate_limit
+        throttled = obs.error is ErrorKind.RATE_LIMITED
+        if rl is None and not throttled:
+            return
+        wall, mono = time.time(), time.monotonic()
+        if rl is not None and rl.remaining is not None:
+            self.metrics.ratelimit_remaining.labels(platform).set(rl.remaining)
+        pause: float | None = None
+        if rl is not None and rl.retry_after is not None:
+            pause = rl.retry_after
+        elif rl is not None and rl.reset_at is not None and (throttled or rl.remaining == 0):
+            pause = rl.reset_at - wall
+        elif throttled:
+            pause = RATE_LIMIT_BACKOFF  # a 429 that does not say until when
+        if pause is not None and pause > 0:
+            cap = self.config.platforms[platform].max_rate_limit_pause
+            added = lane.budget.pause_until(mono + min(pause, cap))
+            if added > 0:
+                self.metrics.ratelimit_throttled.labels(platform).inc(added)
+                log.warning("rate limited: pausing platform", platform=platform,
+                            seconds=round(added, 1))
+            return
+        configured = self.config.platforms[platform].rate_per_second
+        if rl is not None and rl.remaining and rl.reset_at and rl.reset_at > wall:
+            lane.budget.set_rate(min(configured, max(rl.remaining / (rl.reset_at - wall),
+                                                     MIN_RATE)))
+        elif lane.budget.rate != configured:
+            lane.budget.set_rate(configured)
 
     def _commit(self, watched: Watched, new: AccountState, events: list[Event],
                 *, persist: bool = False) -> None:
         ids: list[int | None] = [None] * len(events)
         if events and self.store is not None:
-            new, ids = self.store.decide(watched.key, new, events, watched.account_id,
+            new, ids = self.store.decide(watched.key, new, events, watched.identity,
                                           time.time(),
                                           lambda st: self._notifications(watched, st, events))
             if self.outbox is not None:
                 self.outbox.wake()
         elif persist and self.store is not None:
-            self.store.save_account(watched.key, new, watched.account_id, time.time())
+            self.store.save_account(watched.key, new, watched.identity, time.time())
         watched.view.state = new
         for event, row_id in zip(events, ids, strict=True):
             self._account_for(watched, event, new)
@@ -307,6 +451,8 @@ class Monitor:
         st, key = watched.view.state, watched.key
         return {
             "platform": key.platform, "account": key.handle, "account_id": watched.account_id,
+            "current_handle": watched.current_handle or key.handle,
+            "moved_to": watched.moved_to,
             "state": st.state.value, "reason": st.reason.value if st.reason else None,
             "protected": watched.config.protected, "team": watched.config.team,
             "owner": watched.config.owner, "labels": watched.config.labels,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from monitor import __version__
 from monitor.config import Config, ConfigError, load_config
+from monitor.sharding import parse_shard
 
 DEFAULT_CONFIG = "config/monitor.yaml"
 
@@ -32,8 +34,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     configure(args.log_format or config.monitor.log_format, config.monitor.log_level)
+    shard_text = args.shard or os.environ.get("ACCMON_SHARD")
+    try:
+        shard = parse_shard(shard_text) if shard_text else None
+    except ValueError as exc:
+        print(f"--shard/ACCMON_SHARD: {exc}", file=sys.stderr)
+        return 2
     monitor = Monitor(config, config_path=args.config, state_path=args.state,
-                      listen_host=args.host, listen_port=args.port)
+                      listen_host=args.host, listen_port=args.port, shard=shard,
+                      reload_token=os.environ.get("ACCMON_RELOAD_TOKEN") or None)
     asyncio.run(monitor.run_forever())
     return 0
 
@@ -165,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="HTTP listen address (overrides monitor.listen_host)")
     p.add_argument("--port", type=int, help="HTTP port (overrides monitor.listen_port)")
     p.add_argument("--log-format", choices=["auto", "json", "console"])
+    p.add_argument("--shard", metavar="I/N",
+                   help="watch only shard I of N (0-based; default: ACCMON_SHARD or all)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check-config", help="validate a config file; list every problem")

@@ -34,6 +34,7 @@ from pydantic import (
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from monitor.model import AbsentReason, AccountKey, ErrorKind, Policy
+from monitor.sharding import Shard, parse_shard
 
 # --------------------------------------------------------------------------- scalar types
 
@@ -203,6 +204,8 @@ class PlatformConfig(Strict):
     concurrency: int = Field(default=8, ge=1, le=1024)
     rate_per_second: float = Field(default=5.0, gt=0)
     burst: int = Field(default=5, ge=1)
+    # On a 429 the platform's probes pause until its reset time, but never longer than this.
+    max_rate_limit_pause: Duration = 3600.0
     rules: HttpRules | None = None
     # The public page of an account, for links in pages: "https://x.com/{handle}".
     profile_url: str | None = None
@@ -351,6 +354,10 @@ class Routing(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+def _shard(value: Any) -> Any:
+    return parse_shard(value) if isinstance(value, str) else value
+
+
 class MonitorSettings(Strict):
     listen_host: str = "127.0.0.1"
     listen_port: int = Field(default=9464, ge=0, le=65535)
@@ -358,6 +365,8 @@ class MonitorSettings(Strict):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_grace: Duration = 5.0
+    # This replica's part of the watchlist, "i/N" (0-based); --shard / ACCMON_SHARD override.
+    shard: Annotated[Shard | None, BeforeValidator(_shard)] = None
 
 
 class Config(Strict):

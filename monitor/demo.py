@@ -107,6 +107,9 @@ async def run_demo(speed: float = 60.0, out: Callable[[str], None] = print) -> D
         "(one simulated minute per real second at 60x)")
     out(f"Watching X @{HANDLE} (id {USER_ID}), protected: a vanish pages on-call.\n")
     x, pd = FakeX({HANDLE: (USER_ID, "present")}, token=TOKEN), FakePagerDuty()
+    # X's real budget (300 lookups / 15 min) is in real minutes; the demo's minutes are
+    # compressed, so give the simulated API a budget that compresses with them.
+    x.budget_limit = 300 * round(speed)
     with tempfile.TemporaryDirectory(prefix="accmon-demo-") as tmp:
         async with x.running() as x_url, pd.running() as pd_url:
             text = CONFIG.format(state=Path(tmp) / "demo.db", x_url=x_url, pd_url=pd_url,

@@ -131,6 +131,12 @@ class Metrics:
                                    ["platform", "from_state", "to_state"], registry=r)
         self.config_reloads = Counter("accmon_config_reloads", "Config reload attempts",
                                       ["outcome"], registry=r)
+        self.ratelimit_remaining = Gauge("accmon_ratelimit_remaining",
+                                         "Requests left in the platform's current window, as "
+                                         "its headers say", ["platform"], registry=r)
+        self.ratelimit_throttled = Counter("accmon_ratelimit_throttled_seconds",
+                                           "Time a platform's probes were paused for its rate "
+                                           "limit", ["platform"], registry=r)
         self._children: dict[tuple[str, Result], tuple[Any, Any]] = {}
         self.scheduler_queue = Gauge("accmon_scheduler_queue_depth",
                                      "Accounts due but waiting for a worker or rate budget",

@@ -77,6 +77,7 @@ class Observation:
     handle: str | None = None  # the handle the platform reports now (renames)
     latency: float = 0.0
     rate_limit: RateLimit | None = None  # the platform's budget headers, when it sent them
+    moved_to: str | None = None  # Mastodon: the account this one migrated to
 
     @classmethod
     def present(cls, at: float, evidence: str = "", **kw: Any) -> Observation:

@@ -26,10 +26,17 @@ class RateBudget:
     """Generic cell-rate algorithm: ``rate`` requests/s sustained, bursts of ``burst``."""
 
     def __init__(self, rate: float, burst: int = 1, clock: Clock = time.monotonic):
+        self.rate, self.burst = rate, max(burst, 1)
         self.interval = 1.0 / rate
-        self.tolerance = (max(burst, 1) - 1) * self.interval
+        self.tolerance = (self.burst - 1) * self.interval
         self.clock = clock
         self._tat = 0.0  # theoretical arrival time of the next request
+
+    def set_rate(self, rate: float) -> None:
+        """Change the sustained rate (e.g. to what a platform says is left of its window)."""
+        self.rate = rate
+        self.interval = 1.0 / rate
+        self.tolerance = (self.burst - 1) * self.interval
 
     def reserve(self) -> float:
         """Take the next slot; return how long to wait before using it."""
@@ -38,9 +45,13 @@ class RateBudget:
         self._tat = tat + self.interval
         return max(0.0, tat - self.tolerance - now)
 
-    def pause_until(self, when: float) -> None:
-        """Spend no budget before ``when`` (monotonic), e.g. after a 429 with a reset time."""
+    def pause_until(self, when: float) -> float:
+        """Spend no budget before ``when`` (monotonic), e.g. after a 429 with a reset time.
+
+        Returns how many seconds of pause this added (0 when already paused that long)."""
+        before = max(self._tat - self.tolerance, self.clock())
         self._tat = max(self._tat, when + self.tolerance)
+        return max(0.0, when - before)
 
     async def acquire(self) -> None:
         delay = self.reserve()
@@ -59,7 +70,9 @@ class Lane:
     name: str
     concurrency: int
     budget: RateBudget
-    queue: asyncio.Queue[Hashable] = field(default_factory=asyncio.Queue)
+    # (priority, seq, key): protected accounts (priority 0) go first when budget is short.
+    queue: asyncio.PriorityQueue[tuple[int, int, Hashable]] = field(
+        default_factory=asyncio.PriorityQueue)
     in_flight: int = 0
 
 
@@ -74,6 +87,7 @@ class Scheduler:
         self.rng = rng or random.Random()
         self.lanes: dict[str, Lane] = {}
         self._lane_of: dict[Hashable, str] = {}
+        self._priority: dict[Hashable, int] = {}
         self._heap: list[tuple[float, int, Hashable]] = []
         self._due: dict[Hashable, int] = {}  # key -> seq of its live heap entry
         self._seq = itertools.count()
@@ -96,15 +110,18 @@ class Scheduler:
         if self.running:
             self._start_lane(self.lanes[name])
 
-    def add(self, key: Hashable, lane: str, *, spread: float) -> None:
+    def add(self, key: Hashable, lane: str, *, spread: float, priority: int = 1) -> None:
         """Watch ``key``; its first probe falls at a random point within ``spread`` seconds,
-        so a restart with thousands of accounts is not a thundering herd."""
+        so a restart with thousands of accounts is not a thundering herd. Lower ``priority``
+        goes first when a platform's budget cannot keep up."""
         self._lane_of[key] = lane
+        self._priority[key] = priority
         self.schedule(key, self.rng.uniform(0, spread))
 
     def remove(self, key: Hashable) -> None:
         """Stop probing ``key`` (a queued or in-flight probe finishes, then it is dropped)."""
         self._lane_of.pop(key, None)
+        self._priority.pop(key, None)
         self._due.pop(key, None)
 
     def schedule(self, key: Hashable, delay: float) -> None:
@@ -161,14 +178,14 @@ class Scheduler:
             del self._due[key]
             lane = self._lane_of.get(key)
             if lane is not None:
-                self.lanes[lane].queue.put_nowait(key)
+                self.lanes[lane].queue.put_nowait((self._priority.get(key, 1), seq, key))
         if heap:
             self._arm(heap[0][0])
 
     async def _work(self, lane: Lane) -> None:
         me = asyncio.current_task()
         while not self._stopping:
-            key = await lane.queue.get()
+            _, _, key = await lane.queue.get()
             if key not in self._lane_of:
                 continue
             await lane.budget.acquire()

@@ -81,6 +81,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE status = 'pending';
     """,
+    # 2: identity (renames, Mastodon moves) and push-stream cursors
+    """
+    ALTER TABLE accounts ADD COLUMN current_handle TEXT;
+    ALTER TABLE accounts ADD COLUMN moved_to TEXT;
+    CREATE TABLE cursors (
+        name        TEXT PRIMARY KEY,
+        value       INTEGER NOT NULL,
+        updated_at  REAL NOT NULL
+    );
+    """,
 )
 
 
@@ -119,9 +129,19 @@ def _outbox_row(row: sqlite3.Row) -> OutboxRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Identity:
+    """Who the watched account is on its platform, beyond the handle we were given."""
+
+    account_id: str | None = None  # immutable, learned on first sight
+    current_handle: str | None = None  # the handle it answers to now (after renames)
+    moved_to: str | None = None  # Mastodon: the account it migrated to
+
+
+@dataclass(frozen=True, slots=True)
 class StoredAccount:
     state: AccountState
     account_id: str | None
+    identity: Identity = Identity()
 
 
 class Store:
@@ -172,22 +192,34 @@ class Store:
     # ----------------------------------------------------------------- states
 
     def load_accounts(self) -> dict[AccountKey, StoredAccount]:
-        rows = self.db.execute("SELECT platform, handle, account_id, data FROM accounts")
+        rows = self.db.execute("SELECT platform, handle, account_id, current_handle, moved_to,"
+                               " data FROM accounts")
         return {
             AccountKey(r["platform"], r["handle"]): StoredAccount(
-                _state_from_json(r["data"]), r["account_id"]
+                _state_from_json(r["data"]), r["account_id"],
+                Identity(r["account_id"], r["current_handle"], r["moved_to"]),
             )
             for r in rows
         }
 
-    def save_account(self, key: AccountKey, st: AccountState, account_id: str | None,
+    def save_account(self, key: AccountKey, st: AccountState, account_id: str | Identity | None,
                      now: float) -> None:
         """Persist one account's state (used for learned ids; decisions use :meth:`decide`)."""
         with self.transaction():
             self._upsert(key, st, account_id, now)
 
+    def load_cursor(self, name: str) -> int | None:
+        row = self.db.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def save_cursor(self, name: str, value: int, now: float) -> None:
+        with self.transaction():
+            self.db.execute("INSERT INTO cursors (name, value, updated_at) VALUES (?, ?, ?)"
+                            " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+                            " updated_at = excluded.updated_at", (name, value, now))
+
     def decide(self, key: AccountKey, st: AccountState, events: Sequence[Event],
-               account_id: str | None, now: float,
+               account_id: str | Identity | None, now: float,
                outbox: OutboxSource = ()) -> tuple[AccountState, list[int]]:
         """Commit one decision atomically; returns the state with its outage id and the
         transition row ids (one per event, in order).
@@ -225,16 +257,18 @@ class Store:
                     (item.notifier, item.action, item.dedup_key, json.dumps(item.payload),
                      now, now))
 
-    def _upsert(self, key: AccountKey, st: AccountState, account_id: str | None,
+    def _upsert(self, key: AccountKey, st: AccountState, who: str | Identity | None,
                 now: float) -> None:
+        identity = who if isinstance(who, Identity) else Identity(who)
         self.db.execute(
-            "INSERT INTO accounts (platform, handle, account_id, state, since, outage_id, data,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO accounts (platform, handle, account_id, current_handle, moved_to, state,"
+            " since, outage_id, data, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (platform, handle) DO UPDATE SET account_id = excluded.account_id,"
+            " current_handle = excluded.current_handle, moved_to = excluded.moved_to,"
             " state = excluded.state, since = excluded.since, outage_id = excluded.outage_id,"
             " data = excluded.data, updated_at = excluded.updated_at",
-            (key.platform, key.handle, account_id, st.state.value, st.since, st.outage_id,
-             _state_to_json(st), now),
+            (key.platform, key.handle, identity.account_id, identity.current_handle,
+             identity.moved_to, st.state.value, st.since, st.outage_id, _state_to_json(st), now),
         )
 
     def _open_outage(self, key: AccountKey, event: Event) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -21,6 +22,7 @@ def build_app(monitor: Monitor) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/v1/accounts", accounts)
     app.router.add_get("/api/v1/outages", outages)
+    app.router.add_post("/-/reload", reload)
     return app
 
 
@@ -55,6 +57,26 @@ async def readyz(request: web.Request) -> web.Response:
     ok = all(checks.values())
     return web.json_response({"status": "ok" if ok else "not ready", "checks": checks},
                              status=200 if ok else 503)
+
+
+async def reload(request: web.Request) -> web.Response:
+    """Re-read the config file; ``Authorization: Bearer $ACCMON_RELOAD_TOKEN`` required.
+
+    200 when applied; 422 with the problems when rejected (the running config is kept).
+    """
+    monitor = _monitor(request)
+    token = monitor.reload_token
+    if not token:
+        return web.json_response({"status": "disabled", "error": "reload over HTTP is off: "
+                                  "set ACCMON_RELOAD_TOKEN (or send SIGHUP)"}, status=403)
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        return web.json_response({"status": "unauthorized"}, status=401,
+                                 headers={"WWW-Authenticate": "Bearer"})
+    problems = await monitor.reload()
+    if problems:
+        return web.json_response({"status": "rejected", "problems": problems}, status=422)
+    return web.json_response({"status": "reloaded", "accounts": len(monitor.accounts)})
 
 
 async def accounts(request: web.Request) -> web.Response:

@@ -149,6 +149,25 @@ async def test_every_answer_carries_the_budget_in_seconds_until_reset(
     assert obs.at - 1 <= obs.rate_limit.reset_at <= obs.at + 600
 
 
+HOSTILE = [({"malformed_rate": 1.0}, ErrorKind.PARSE),
+           ({"huge_body_rate": 1.0, "huge_body_bytes": 2 << 20}, ErrorKind.TOO_LARGE),
+           ({"huge_body_rate": 1.0, "huge_body_bytes": 2 << 20, "huge_body_chunked": True},
+            ErrorKind.TOO_LARGE),
+           ({"reset_rate": 1.0}, ErrorKind.CONNECTION),
+           ({"timeout_rate": 1.0, "hang_seconds": 5.0}, ErrorKind.TIMEOUT)]
+
+
+@pytest.mark.parametrize(("faults", "kind"), HOSTILE)
+async def test_hostile_answers_are_errors_never_absence(
+        faults: dict[str, object], kind: ErrorKind, fake: FakeReddit, base_url: str,
+        session: aiohttp.ClientSession) -> None:
+    fake.set_faults(**faults)  # type: ignore[arg-type]
+    probe = make_probe(base_url, session)
+    probe.timeout = 0.3
+    obs = await probe.check(Target("quitter"))
+    assert (obs.result, obs.error) == (Result.ERROR, kind)
+
+
 # --------------------------------------------------------------------------- pure classify
 
 

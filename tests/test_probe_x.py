@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
+import sys
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -199,6 +202,25 @@ async def test_every_answer_carries_the_rate_limit_budget(
     assert first.rate_limit.reset_at is not None and first.rate_limit.reset_at > AT
 
 
+HOSTILE = [({"malformed_rate": 1.0}, ErrorKind.PARSE),
+           ({"huge_body_rate": 1.0, "huge_body_bytes": 2 << 20}, ErrorKind.TOO_LARGE),
+           ({"huge_body_rate": 1.0, "huge_body_bytes": 2 << 20, "huge_body_chunked": True},
+            ErrorKind.TOO_LARGE),
+           ({"reset_rate": 1.0}, ErrorKind.CONNECTION),
+           ({"timeout_rate": 1.0, "hang_seconds": 5.0}, ErrorKind.TIMEOUT)]
+
+
+@pytest.mark.parametrize(("faults", "kind"), HOSTILE)
+async def test_hostile_answers_are_errors_never_absence(
+        faults: dict[str, object], kind: ErrorKind, fake: FakeX, base_url: str,
+        session: aiohttp.ClientSession) -> None:
+    fake.set_faults(**faults)  # type: ignore[arg-type]
+    probe = make_probe(base_url, session)
+    probe.timeout = 0.3
+    obs = await probe.check(Target("erased"))
+    assert (obs.result, obs.error) == (Result.ERROR, kind)
+
+
 # --------------------------------------------------------------------------- batch
 
 
@@ -364,3 +386,22 @@ async def test_http_control_renames_and_sets_state(
         stats = await resp.json()
     assert stats["accounts"]["Renamed"] == "suspended"
     assert stats["requests"] == {"Renamed": 1}
+
+
+@pytest.mark.slow
+async def test_fake_runs_as_a_separate_process(session: aiohttp.ClientSession) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monitor.fakes.x", "--port", "0",
+        "--account", f"realDonaldTrump={TRUMP}:present", "--account", "banned=suspended",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        url = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode().strip()
+        assert url.startswith("http://127.0.0.1:")
+        present = await check(url, session, "x", TRUMP)
+        assert (present.result, present.handle) == (Result.PRESENT, "realDonaldTrump")
+        assert (await check(url, session, "banned")).reason is AbsentReason.SUSPENDED
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 10)
+    assert code == 0, (await proc.stderr.read()).decode() if proc.stderr else ""

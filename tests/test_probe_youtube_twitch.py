@@ -28,6 +28,15 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
+HOSTILE = [({"malformed_rate": 1.0}, ErrorKind.PARSE),
+           ({"huge_body_rate": 1.0, "huge_body_bytes": 2 << 20}, ErrorKind.TOO_LARGE),
+           ({"huge_body_rate": 1.0, "huge_body_bytes": 2 << 20, "huge_body_chunked": True},
+            ErrorKind.TOO_LARGE),
+           ({"reset_rate": 1.0}, ErrorKind.CONNECTION),
+           ({"timeout_rate": 1.0, "hang_seconds": 5.0}, ErrorKind.TIMEOUT)]
+
+
+
 def test_registry_names_both_probes() -> None:
     assert (PROBES["youtube"], PROBES["twitch"]) == (YouTubeProbe, TwitchProbe)
 
@@ -137,6 +146,17 @@ async def test_youtube_fake_refuses_keyless_callers(
     assert body["error"]["status"] == "PERMISSION_DENIED"
     obs = classify_channels(Answer(403, {}, json.dumps(body).encode()), Target("x"), AT)
     assert (obs.error, obs.evidence) == (ErrorKind.AUTH, "HTTP 403 forbidden")
+
+
+@pytest.mark.parametrize(("faults", "kind"), HOSTILE)
+async def test_youtube_hostile_answers_are_errors_never_absence(
+        faults: dict[str, object], kind: ErrorKind, youtube: FakeYouTube, youtube_url: str,
+        session: aiohttp.ClientSession) -> None:
+    youtube.set_faults(**faults)  # type: ignore[arg-type]
+    probe = youtube_probe(youtube_url, session)
+    probe.timeout = 0.3
+    obs = await probe.check(Target("Quit"))
+    assert (obs.result, obs.error) == (Result.ERROR, kind)
 
 
 def youtube_answer(status: int, body: object) -> Observation:
@@ -284,6 +304,17 @@ async def test_twitch_server_error_is_not_absence(
     twitch.set_faults(server_error_rate=1.0)
     obs = await check_user(twitch_url, session, "gone_one")
     assert (obs.result, obs.error) == (Result.ERROR, ErrorKind.SERVER_ERROR)
+
+
+@pytest.mark.parametrize(("faults", "kind"), HOSTILE)
+async def test_twitch_hostile_answers_are_errors_never_absence(
+        faults: dict[str, object], kind: ErrorKind, twitch: FakeTwitch, twitch_url: str,
+        session: aiohttp.ClientSession) -> None:
+    twitch.set_faults(**faults)  # type: ignore[arg-type]
+    probe = twitch_probe(twitch_url, session)
+    probe.timeout = 0.3
+    obs = await probe.check(Target("gone_one"))
+    assert (obs.result, obs.error) == (Result.ERROR, kind)
 
 
 @pytest.mark.parametrize(("status", "body", "kind", "evidence"), [

@@ -153,3 +153,35 @@ async def test_removed_accounts_are_not_probed_again() -> None:
     await asyncio.sleep(0.1)
     await sched.stop()
     assert n > 0 and len(seen) <= n + 1
+
+
+async def test_protected_accounts_go_first_when_the_budget_is_short() -> None:
+    order: list[Hashable] = []
+
+    async def probe(key: Hashable) -> float | None:
+        order.append(key)
+        return None
+
+    sched = Scheduler(probe)
+    sched.add_lane("p", concurrency=1, rate=20, burst=1)
+    for i in range(20):
+        sched.add(f"plain{i}", "p", spread=0.0, priority=1)
+    for i in range(3):
+        sched.add(f"protected{i}", "p", spread=0.0, priority=0)
+    await sched.start()
+    await asyncio.sleep(0.4)
+    await sched.stop()
+    # The first request may already be on its way; right after it, the protected ones.
+    assert {str(k) for k in order[1:4]} | {str(order[0])} >= {"protected0", "protected1",
+                                                               "protected2"}
+    assert all(str(k).startswith("protected") for k in order[1:3])
+
+
+def test_rate_budget_can_follow_what_the_platform_says_is_left() -> None:
+    now = [0.0]
+    budget = RateBudget(rate=10, burst=1, clock=lambda: now[0])
+    budget.set_rate(1)  # 60 left for the next minute
+    assert budget.reserve() == 0.0
+    assert budget.reserve() == pytest_approx(1.0)
+    assert budget.pause_until(30.0) == pytest_approx(28.0)
+    assert budget.pause_until(10.0) == 0.0  # already paused past that

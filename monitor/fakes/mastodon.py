@@ -59,9 +59,11 @@ class FakeMastodon(FakeServer):
     def __init__(self, accounts: Mapping[str, str] | None = None, *,
                  domain: str = "mastodon.example", legacy_suspended: bool = False,
                  require_auth: bool = False, faults: Faults | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, rate_limit: int = RATE_LIMIT) -> None:
         super().__init__(faults=faults, seed=seed)
         self.domain = domain
+        # Requests per 5-minute window it reports (and counts down) in X-RateLimit-*.
+        self.rate_limit = rate_limit
         # Servers 2.4-3.3 answered suspended accounts with 410 Gone instead of the entity.
         self.legacy_suspended = legacy_suspended
         # Limited-federation instances refuse anonymous API calls with 401.
@@ -126,10 +128,10 @@ class FakeMastodon(FakeServer):
         if start != self._window_start:
             self._window_start, self._window_used = start, 0
         self._window_used += 1
-        remaining = 0 if fault == "rate_limit" else max(0, RATE_LIMIT - self._window_used)
+        remaining = 0 if fault == "rate_limit" else max(0, self.rate_limit - self._window_used)
         reset = datetime.fromtimestamp(start + RATE_WINDOW, UTC)
         return {
-            "X-RateLimit-Limit": str(RATE_LIMIT),
+            "X-RateLimit-Limit": str(self.rate_limit),
             "X-RateLimit-Remaining": str(remaining),
             "X-RateLimit-Reset": reset.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         }

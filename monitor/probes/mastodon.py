@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from monitor.model import AbsentReason, ErrorKind, Observation
 from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, status_error
+from monitor.probes.ratelimit import mastodon_rate_limit, with_rate_limit
 
 _MESSAGE_CHARS = 80  # server error messages are echoed in evidence, kept short
 
@@ -32,7 +33,9 @@ class MastodonProbe(HttpProbe):
         return "GET", url, self.base_headers()
 
     def classify(self, answer: Answer, target: Target, at: float) -> Observation:
-        return classify_account(answer, at)
+        # X-RateLimit-Reset is ISO-8601 on Mastodon (platforms.md).
+        return with_rate_limit(classify_account(answer, at),
+                               mastodon_rate_limit(answer.headers, at))
 
 
 def classify_account(answer: Answer, at: float) -> Observation:
@@ -84,7 +87,9 @@ def _classify_entity(answer: Answer, at: float) -> Observation:
     moved = entity.get("moved")
     if isinstance(moved, dict):
         # Migrated: the old account still answers, "moved" holds the new Account entity.
-        evidence += f", moved to {moved.get('acct') or moved.get('id') or '?'}"
+        target = str(moved.get("acct") or moved.get("id") or "?")
+        evidence += f", moved to {target}"
+        ids["moved_to"] = target
     return Observation.present(at, evidence, **ids)
 
 

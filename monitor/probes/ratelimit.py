@@ -90,6 +90,16 @@ def with_rate_limit(obs: Observation, rate_limit: RateLimit | None) -> Observati
     return dataclasses.replace(obs, rate_limit=rate_limit)
 
 
+def header(headers: Headers, name: str) -> str | None:
+    """A header by lower-case ``name``, case-insensitively even in a plain dict."""
+    value = headers.get(name)
+    if value is None and not isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        for key, candidate in headers.items():
+            if key.lower() == name:
+                return candidate
+    return value
+
+
 # --------------------------------------------------------------------------- parsing
 
 
@@ -103,16 +113,6 @@ def _budget(headers: Headers, now: float, prefix: str,
         return None
     return RateLimit(remaining=_count(remaining), limit=_count(limit),
                      reset_at=reset_at(reset, now), retry_after=retry_after(after, now))
-
-
-def header(headers: Headers, name: str) -> str | None:
-    """A header by lower-case ``name``, case-insensitively even in a plain dict."""
-    value = headers.get(name)
-    if value is None and not isinstance(headers, CIMultiDictProxy | CIMultiDict):
-        for key, candidate in headers.items():
-            if key.lower() == name:
-                return candidate
-    return value
 
 
 def _float(value: str | None) -> float | None:
