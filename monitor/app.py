@@ -39,6 +39,7 @@ from monitor.notify.outbox import OutboxWorker
 from monitor.probes import PROBES, Probe, Target
 from monitor.scheduler import Scheduler
 from monitor.store import Identity, OutboxItem, Store
+from monitor.streams import JetstreamConsumer
 
 log = structlog.get_logger("monitor")
 
@@ -81,7 +82,9 @@ class Monitor:
         self.listen_host = listen_host or config.monitor.listen_host
         self.listen_port = config.monitor.listen_port if listen_port is None else listen_port
         self.accounts: dict[AccountKey, Watched] = {}
-        self.metrics = Metrics(self._views)
+        self.streams: dict[str, JetstreamConsumer] = {}
+        self._stream_tasks: dict[str, asyncio.Task[None]] = {}
+        self.metrics = Metrics(self._views, lambda: self.streams)
         self.store: Store | None = None
         self.session: aiohttp.ClientSession | None = None
         self.probes: dict[str, Probe] = {}
@@ -110,6 +113,7 @@ class Monitor:
                                              timeout=aiohttp.ClientTimeout(total=None))
         self._apply_config(self.config)
         await self._restart_outbox()  # pending rows from before a restart go out first
+        await self._sync_streams()
         await self.scheduler.start()
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))
         from monitor.web import build_app  # the HTTP surface depends on the monitor, not back
@@ -187,6 +191,7 @@ class Monitor:
         self._apply_config(config)
         if (config.notifiers, config.routing) != (old.notifiers, old.routing):
             await self._restart_outbox()
+        await self._sync_streams(restart=config.streams != old.streams)
         for field in ("listen_host", "listen_port", "state_path"):
             if getattr(config.monitor, field) != getattr(old.monitor, field):
                 log.warning("setting changes need a restart", setting=f"monitor.{field}")
@@ -204,6 +209,71 @@ class Monitor:
                                    retry_max=self.config.routing.retry_max)
         await self.outbox.start()
 
+    # ----------------------------------------------------------------- push streams
+
+    def _stream_dids(self, platform: str) -> dict[str, AccountKey]:
+        """DID -> account, for the accounts of ``platform`` whose DID is known."""
+        return {w.account_id: key for key, w in self.accounts.items()
+                if key.platform == platform and w.account_id
+                and w.account_id.startswith("did:")}
+
+    async def _sync_streams(self, restart: bool = False) -> None:
+        """Start, stop or re-target the push streams to match the config and known DIDs."""
+        assert self.session is not None and self.store is not None
+        for name in [n for n in self.streams if restart or n not in self.config.streams]:
+            await self._stop_stream(name)
+        for name, spec in self.config.streams.items():
+            dids = self._stream_dids(spec.platform)
+            consumer = self.streams.get(name)
+            if consumer is not None:
+                if set(consumer.dids) != set(dids):
+                    await consumer.update_dids(dids)  # options_update, no reconnect
+                continue
+            consumer = JetstreamConsumer(
+                spec.url, self.session, dids=dids,
+                on_observation=lambda did, obs, s=spec: self._pushed(s.platform, did, obs),
+                on_identity=lambda did, handle, s=spec: self._pushed_identity(s.platform, did),
+                load_cursor=lambda n=name: self._load_cursor(n),
+                save_cursor=lambda value, n=name: self._save_cursor(n, value),
+                rewind_seconds=spec.rewind, backoff_max=spec.backoff_max)
+            self.streams[name] = consumer
+            self._stream_tasks[name] = asyncio.create_task(consumer.run(), name=f"stream-{name}")
+
+    def _load_cursor(self, name: str) -> int | None:
+        return self.store.load_cursor(name) if self.store is not None else None
+
+    def _save_cursor(self, name: str, value: int) -> None:
+        if self.store is not None:
+            self.store.save_cursor(name, value, time.time())
+
+    async def _stop_stream(self, name: str) -> None:
+        consumer = self.streams.pop(name)
+        await consumer.stop()
+        task = self._stream_tasks.pop(name)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    def _pushed(self, platform: str, did: str, obs: Observation) -> None:
+        """A pushed account event. It may make an account suspect, never down (nor bring it
+        back): one immediate poll must confirm, so a stream glitch cannot page alone."""
+        key = self._stream_dids(platform).get(did)
+        watched = self.accounts.get(key) if key else None
+        if key is None or watched is None:
+            return
+        st = watched.view.state
+        if (obs.result is Result.ABSENT and st.state in (State.UP, State.UNKNOWN)
+                and watched.policy.failure_threshold >= 2):
+            self.observe(key, obs)
+        self.scheduler.schedule(key, 0.0)  # the confirming poll, now
+        log.info("pushed account event", platform=platform, account=key.handle,
+                 result=obs.result.value, evidence=obs.evidence)
+
+    def _pushed_identity(self, platform: str, did: str) -> None:
+        """A handle change announced on the stream: poll now, the answer tells the rename."""
+        key = self._stream_dids(platform).get(did)
+        if key is not None:
+            self.scheduler.schedule(key, 0.0)
+
     def _build_notifiers(self, config: Config) -> dict[str, Notifier]:
         assert self.session is not None
         specs = dict(config.notifiers)
@@ -213,6 +283,8 @@ class Monitor:
     async def stop(self) -> None:
         """Graceful: finish in-flight probes (bounded), stop serving, close the DB."""
         log.info("monitor stopping")
+        for name in list(self.streams):
+            await self._stop_stream(name)
         await self.scheduler.stop(self.config.monitor.shutdown_grace)
         if self.outbox is not None:
             await self.outbox.stop()
@@ -292,6 +364,8 @@ class Monitor:
             return obs, [], False
         if watched.account_id is None:
             watched.account_id = obs.account_id
+            if self.config.streams and obs.account_id.startswith("did:"):
+                self._tasks.append(asyncio.create_task(self._sync_streams()))  # follow it
             return obs, [], True
         if obs.account_id != watched.account_id:
             evidence = (f"handle now belongs to another account (id {obs.account_id}, "

@@ -312,6 +312,23 @@ NotifierConfig = Annotated[
 ]
 
 
+class JetstreamConfig(Strict):
+    """A Bluesky Jetstream push source for the DIDs of one configured platform's accounts."""
+
+    type: Literal["jetstream"]
+    url: str = "wss://jetstream2.us-east.bsky.network/subscribe"
+    platform: str = "bluesky"  # whose accounts' DIDs it follows
+    rewind: Duration = 5.0  # resume from the saved cursor minus this
+    backoff_max: Duration = 30.0
+
+    @field_validator("url")
+    @classmethod
+    def _ws_url(cls, value: str) -> str:
+        if not value.startswith(("ws://", "wss://")):
+            raise ValueError("url must start with ws:// or wss://")
+        return value
+
+
 EventName = Literal["vanished", "recovered", "reminder", "renamed", "moved", "blind", "sighted",
                     "platform_anomaly"]
 
@@ -375,6 +392,7 @@ class Config(Strict):
     platforms: dict[str, PlatformConfig]
     accounts: list[AccountConfig]
     notifiers: dict[str, NotifierConfig] = Field(default_factory=dict)
+    streams: dict[str, JetstreamConfig] = Field(default_factory=dict)
     routing: Routing = Field(default_factory=Routing)
     _policies: dict[Policy, Policy] = PrivateAttr(default_factory=dict)
 
@@ -392,6 +410,10 @@ class Config(Strict):
                 )
             elif probe == "http" and platform.rules is None:
                 problems.append(f"platforms.{name}.rules: the http probe needs rules")
+        for name, stream in self.streams.items():
+            if stream.platform not in self.platforms:
+                problems.append(f"streams.{name}.platform: {stream.platform!r} is not "
+                                "configured under platforms")
         for i, route in enumerate(self.routing.routes):
             for name in route.notifiers:
                 if name not in self.notifiers and name != "log":

@@ -8,11 +8,13 @@ time straight from the live account table, like kube-state-metrics does.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from monitor import __version__
 from monitor.model import AccountKey, AccountState, Observation, Result, State
@@ -92,13 +94,45 @@ def render_accounts(views: Iterable[AccountView], now: float,
             yield "".join(out).encode()
 
 
+class StreamCollector(Collector):
+    """Push-stream health, read from the consumers at scrape time."""
+
+    def __init__(self, streams: Callable[[], Mapping[str, Any]]):
+        self.streams = streams
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        connected = GaugeMetricFamily("accmon_stream_connected",
+                                      "1 while the push stream's connection is up",
+                                      labels=["stream"])
+        lag = GaugeMetricFamily("accmon_stream_lag_seconds",
+                                "Now minus the time of the newest event received",
+                                labels=["stream"])
+        events = CounterMetricFamily("accmon_stream_events", "Events received by kind",
+                                     labels=["stream", "kind"])
+        reconnects = CounterMetricFamily("accmon_stream_reconnects", "Reconnections",
+                                         labels=["stream"])
+        for name, consumer in self.streams().items():
+            connected.add_metric([name], 1.0 if consumer.connected else 0.0)
+            if consumer.lag_seconds is not None:
+                lag.add_metric([name], consumer.lag_seconds)
+            for kind, count in consumer.events.items():
+                events.add_metric([name, kind], count)
+            reconnects.add_metric([name], consumer.reconnects)
+        yield from (connected, lag, events, reconnects)
+
+
 class Metrics:
     """The process's metrics, on their own registry (tests run several monitors at once)."""
 
-    def __init__(self, accounts: Callable[[], Iterable[AccountView]]):
+    def __init__(self, accounts: Callable[[], Iterable[AccountView]],
+                 streams: Callable[[], Mapping[str, Any]] = dict):
         self.accounts = accounts
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        r.register(StreamCollector(streams))
         self.build_info = Gauge("accmon_build_info", "Always 1; the version label says which",
                                 ["version"], registry=r)
         self.build_info.labels(__version__).set(1)
