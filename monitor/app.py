@@ -11,13 +11,13 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 import structlog
 from aiohttp import web
 
-from monitor import routing, sharding
+from monitor import anomaly, routing, sharding
 from monitor import state as machine
 from monitor.config import AccountConfig, Config, ConfigError, LogNotifierConfig, load_config
 from monitor.metrics import AccountView, Metrics
@@ -95,6 +95,9 @@ class Monitor:
         self.started_at = time.time()
         self._tasks: list[asyncio.Task[None]] = []
         self._reminded: dict[str, float] = {}  # outage dedup key -> last notified
+        self.anomalies: dict[str, float] = {}  # platform -> since, while in an anomaly
+        self._absent: dict[str, set[AccountKey]] = {}  # platform -> accounts suspect/down
+        self._watched_per_platform: dict[str, int] = {}
         # Called after each committed decision: (event, transition row id or None, new state).
         self.listeners: list[Callable[[Event, int | None, AccountState], None]] = []
         self._stopped = asyncio.Event()
@@ -168,8 +171,13 @@ class Monitor:
             self.scheduler.add(key, key.platform, spread=min(policy.interval, 60.0),
                                priority=0 if account.protected else 1)
         self.metrics.accounts_watched.clear()
-        for name in config.platforms:
-            count = sum(1 for k in self.accounts if k.platform == name)
+        self._watched_per_platform = {name: 0 for name in config.platforms}
+        self._absent = {name: set() for name in config.platforms}
+        for key, watched in self.accounts.items():
+            self._watched_per_platform[key.platform] += 1
+            if watched.view.state.state in anomaly.ABSENT_STATES:
+                self._absent[key.platform].add(key)
+        for name, count in self._watched_per_platform.items():
             self.metrics.accounts_watched.labels(name).set(count)
 
     async def reload(self) -> list[str]:
@@ -426,6 +434,15 @@ class Monitor:
     def _commit(self, watched: Watched, new: AccountState, events: list[Event],
                 *, persist: bool = False) -> None:
         ids: list[int | None] = [None] * len(events)
+        if new.state is not watched.view.state.state:
+            absent = self._absent.setdefault(watched.key.platform, set())
+            if new.state in anomaly.ABSENT_STATES:
+                absent.add(watched.key)
+            else:
+                absent.discard(watched.key)
+            # Before the decision's own pages are written: if this decision is the one that
+            # makes the platform anomalous, its page is already held.
+            self._check_anomaly(watched.key.platform, {watched.key: new})
         if events and self.store is not None:
             new, ids = self.store.decide(watched.key, new, events, watched.identity,
                                           time.time(),
@@ -447,9 +464,57 @@ class Monitor:
         for index, event in enumerate(events):
             n = routing.notification_for(event, watched.config, self.config, new.outage_id)
             if n is not None:
-                items += [(index, item) for item in
+                hold = self._held(watched.key.platform, n.kind, n.dedup_key)
+                items += [(index, replace(item, status="held") if hold else item) for item in
                           routing.outbox_items(n, watched.config, self.config)]
         return items
+
+    def _held(self, platform: str, kind: str, dedup_key: str) -> bool:
+        """During a platform anomaly, vanish pages wait; so does the rest of a held outage."""
+        if kind not in ("vanished", "reminder", "recovered"):
+            return False
+        if kind != "recovered" and platform in self.anomalies:
+            return True
+        return self.store is not None and self.store.has_held(dedup_key)
+
+    def _check_anomaly(self, platform: str,
+                       pending: dict[AccountKey, AccountState] | None = None) -> None:
+        """Trip or clear the platform's anomaly; one page each way, held pages released."""
+        spec = self.config.platforms.get(platform)
+        if spec is None or self.store is None:
+            return
+        now = time.time()
+        pending = pending or {}
+        absent = self._absent.setdefault(platform, set())
+        members = [(pending.get(k, self.accounts[k].view.state), self.accounts[k].config.canary)
+                   for k in absent | pending.keys() if k in self.accounts]
+        total = self._watched_per_platform.get(platform, 0)
+        verdict = anomaly.evaluate(members, total, now, spec.anomaly)
+        since = self.anomalies.get(platform)
+        if verdict.active and since is None:
+            onsets = [st.first_absent_at for st, _ in members
+                      if st.state in anomaly.ABSENT_STATES and st.first_absent_at is not None]
+            since = min(onsets, default=now)  # stable across restarts: one dedup key
+            self.anomalies[platform] = since
+            self._anomaly_page(platform, since, verdict.reason, True, now)
+            log.error("platform anomaly: holding vanish pages", platform=platform,
+                      reason=verdict.reason)
+        elif not verdict.active and since is not None:
+            del self.anomalies[platform]
+            self._anomaly_page(platform, since, "", False, now)
+            released, dropped = self.store.release_held(platform, now)
+            log.warning("platform anomaly cleared", platform=platform,
+                        released_pages=released, dropped_pages=dropped)
+        self.metrics.platform_anomaly.labels(platform).set(1 if verdict.active else 0)
+
+    def _anomaly_page(self, platform: str, since: float, reason: str, active: bool,
+                      now: float) -> None:
+        assert self.store is not None
+        n = routing.anomaly_notification(platform, since, reason, active, now)
+        owner = routing.anomaly_owner(platform, self.config)
+        self.store.enqueue(routing.outbox_items(n, owner, self.config), now)
+        if self.outbox is not None:
+            self.outbox.wake()
 
     def _account_for(self, watched: Watched, event: Event, new: AccountState) -> None:
         """Metrics and one log line per decision."""
@@ -488,6 +553,8 @@ class Monitor:
         while True:
             await asyncio.sleep(period)
             now = time.time()
+            for platform in self.config.platforms:
+                self._check_anomaly(platform)  # windows expire, canaries come back
             for watched in list(self.accounts.values()):
                 new, events = machine.tick(watched.key, watched.view.state, now, watched.policy)
                 if events or new is not watched.view.state:
@@ -501,6 +568,8 @@ class Monitor:
         if not every or self.store is None or st.outage_id is None:
             return
         key = routing.outage_key(watched.key, st.outage_id)
+        if self._held(watched.key.platform, "reminder", key):
+            return  # its page is held: no reminders for a page nobody got
         last = self._reminded.get(key)
         if last is None:  # first look since start: ask the outbox, it survives restarts
             last = self.store.last_notified(key) or st.since or now

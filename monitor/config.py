@@ -192,6 +192,17 @@ class Defaults(Thresholds):
     jitter: float = Field(default=0.1, ge=0.0, le=0.5)
 
 
+class AnomalyConfig(Strict):
+    """When to call many vanishings on one platform a platform anomaly (one page, not N)."""
+
+    enabled: bool = True
+    # Trips when at least max(min_accounts, fraction x watched accounts) of the platform's
+    # accounts went absent within `window`, or when any canary account looks absent.
+    fraction: float = Field(default=0.3, gt=0, le=1)
+    min_accounts: int = Field(default=3, ge=2)
+    window: Duration = 600.0
+
+
 class PlatformConfig(Strict):
     """One platform (or one instance of a platform, e.g. a Mastodon server)."""
 
@@ -204,6 +215,7 @@ class PlatformConfig(Strict):
     concurrency: int = Field(default=8, ge=1, le=1024)
     rate_per_second: float = Field(default=5.0, gt=0)
     burst: int = Field(default=5, ge=1)
+    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
     # On a 429 the platform's probes pause until its reset time, but never longer than this.
     max_rate_limit_pause: Duration = 3600.0
     rules: HttpRules | None = None
@@ -239,6 +251,7 @@ class AccountConfig:
     handle: Annotated[str, Field(min_length=1)]
     id: str | None = None  # the platform's immutable id, when known
     protected: bool = False
+    canary: bool = False  # known to stay up: if it looks gone, the platform is in trouble
     team: str | None = None
     owner: str | None = None
     labels: dict[str, str] = dataclass_field(default_factory=lambda: _NO_LABELS)

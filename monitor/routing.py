@@ -123,6 +123,25 @@ def reminder_for(key: AccountKey, account: AccountConfig, config: Config, outage
         links=links_for(account, config))
 
 
+def anomaly_notification(platform: str, since: float, reason: str, active: bool,
+                         now: float) -> Notification:
+    """One page for a platform-wide anomaly (and its resolution), keyed by its start."""
+    return Notification(
+        kind="platform_anomaly", action="trigger" if active else "resolve",
+        dedup_key=f"accmon/{platform}/anomaly-{int(since)}", platform=platform, account="*",
+        summary=(f"platform anomaly on {platform}: {reason}; individual vanish pages are "
+                 "held until it clears" if active else
+                 f"platform anomaly on {platform} cleared; held pages re-evaluated"),
+        severity="critical" if active else "info", at=now, protected=True,
+        details={"reason": reason, "since": iso(since)})
+
+
+def anomaly_owner(platform: str, config: Config) -> AccountConfig:
+    """Anomalies are routed like a page of the team that owns the monitor."""
+    return AccountConfig(platform=platform, handle="*", protected=True,
+                         team=config.routing.monitor_team)
+
+
 def blind_key(key: AccountKey, last_decisive_at: float | None) -> str:
     """One blind period: keyed by the last decisive answer, the same at BLIND and SIGHTED."""
     since = "never" if last_decisive_at is None else str(int(last_decisive_at))

@@ -102,6 +102,7 @@ class OutboxItem:
     action: str  # trigger | resolve | notify
     dedup_key: str
     payload: dict[str, Any]
+    status: str = "pending"  # or "held": kept back during a platform anomaly
 
 
 OutboxSource = (Iterable[tuple[int, "OutboxItem"]]
@@ -240,9 +241,9 @@ class Store:
             for index, item in (outbox(st) if callable(outbox) else outbox):
                 self.db.execute(
                     "INSERT INTO outbox (transition_id, notifier, action, dedup_key, payload,"
-                    " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " created_at, next_attempt_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (ids[index], item.notifier, item.action, item.dedup_key,
-                     json.dumps(item.payload), now, now),
+                     json.dumps(item.payload), now, now, item.status),
                 )
             self._upsert(key, st, account_id, now)
         return st, ids
@@ -253,9 +254,9 @@ class Store:
             for item in items:
                 self.db.execute(
                     "INSERT INTO outbox (transition_id, notifier, action, dedup_key, payload,"
-                    " created_at, next_attempt_at) VALUES (NULL, ?, ?, ?, ?, ?, ?)",
+                    " created_at, next_attempt_at, status) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?)",
                     (item.notifier, item.action, item.dedup_key, json.dumps(item.payload),
-                     now, now))
+                     now, now, item.status))
 
     def _upsert(self, key: AccountKey, st: AccountState, who: str | Identity | None,
                 now: float) -> None:
@@ -372,6 +373,35 @@ class Store:
         rows = self.db.execute("SELECT * FROM outbox WHERE ? IS NULL OR notifier = ? ORDER BY id",
                                (notifier, notifier))
         return [_outbox_row(r) for r in rows]
+
+    def has_held(self, dedup_key: str) -> bool:
+        row = self.db.execute("SELECT 1 FROM outbox WHERE dedup_key = ? AND status = 'held'"
+                              " LIMIT 1", (dedup_key,)).fetchone()
+        return row is not None
+
+    def release_held(self, platform: str, now: float) -> tuple[int, int]:
+        """A platform anomaly cleared: send what was held for accounts still gone; drop the
+        held pages of outages that ended meanwhile (never paged, so never resolved).
+
+        Returns (released, dropped) row counts."""
+        with self.transaction():
+            rows = self.db.execute(
+                "SELECT id, dedup_key, action FROM outbox WHERE status = 'held'"
+                " AND json_extract(payload, '$.platform') = ?", (platform,)).fetchall()
+            ended = {r["dedup_key"] for r in rows if r["action"] == "resolve"}
+            released = dropped = 0
+            for r in rows:
+                if r["dedup_key"] in ended:
+                    self.db.execute("UPDATE outbox SET status = 'dropped', finished_at = ?,"
+                                    " last_error = 'held during a platform anomaly; the"
+                                    " outage ended before it cleared' WHERE id = ?",
+                                    (now, r["id"]))
+                    dropped += 1
+                else:
+                    self.db.execute("UPDATE outbox SET status = 'pending', next_attempt_at = ?"
+                                    " WHERE id = ?", (now, r["id"]))
+                    released += 1
+        return released, dropped
 
     def last_notified(self, dedup_key: str) -> float | None:
         row = self.db.execute("SELECT MAX(created_at) FROM outbox WHERE dedup_key = ?",
