@@ -201,6 +201,11 @@ class AnomalyConfig(Strict):
     fraction: float = Field(default=0.3, gt=0, le=1)
     min_accounts: int = Field(default=3, ge=2)
     window: Duration = 600.0
+    # Vanish pages wait this long before the first attempt, so the first accounts of a mass
+    # event are held too, not paged before the pattern shows. Only where an anomaly can trip
+    # (at least min_accounts accounts, or a canary).
+    hold_for: Annotated[float, BeforeValidator(lambda v: 0.0 if v in (0, "0", "0s")
+                                               else parse_duration(v))] = 15.0
 
 
 class PlatformConfig(Strict):

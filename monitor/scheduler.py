@@ -61,6 +61,8 @@ class RateBudget:
 
 # probe(key) -> seconds until the next probe of key (None: stop probing it)
 ProbeFn = Callable[[Hashable], Awaitable[float | None]]
+# probe_batch(keys) -> the same per key, for platforms that look up many accounts at once
+BatchFn = Callable[[list[Hashable]], Awaitable[dict[Hashable, float | None]]]
 
 
 @dataclass
@@ -70,6 +72,12 @@ class Lane:
     name: str
     concurrency: int
     budget: RateBudget
+    batch: int = 1  # accounts per request where the platform has a batch lookup
+    # How long a batch waits to fill up. Short on purpose: batches fill by themselves when
+    # the budget is short (due accounts queue up behind it), which is when batching pays.
+    linger: float = 0.02
+    # One worker fills a batch at a time, so concurrent workers do not split it in pieces.
+    collecting: asyncio.Lock = field(default_factory=asyncio.Lock)
     # (priority, seq, key): protected accounts (priority 0) go first when budget is short.
     queue: asyncio.PriorityQueue[tuple[int, int, Hashable]] = field(
         default_factory=asyncio.PriorityQueue)
@@ -80,8 +88,9 @@ class Scheduler:
     """Runs ``probe(key)`` for every added key, forever, at the delays it returns."""
 
     def __init__(self, probe: ProbeFn, *, jitter: float = 0.1, clock: Clock = time.monotonic,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, probe_batch: BatchFn | None = None):
         self.probe = probe
+        self.probe_batch = probe_batch
         self.jitter = jitter
         self.clock = clock
         self.rng = rng or random.Random()
@@ -100,13 +109,16 @@ class Scheduler:
 
     # ----------------------------------------------------------------- set-up
 
-    def add_lane(self, name: str, *, concurrency: int, rate: float, burst: int) -> None:
+    def add_lane(self, name: str, *, concurrency: int, rate: float, burst: int,
+                 batch: int = 1) -> None:
         if name in self.lanes:
             lane = self.lanes[name]
             lane.budget = RateBudget(rate, burst, self.clock)
             lane.concurrency = concurrency  # applies to workers started from now on
+            lane.batch = batch
             return
-        self.lanes[name] = Lane(name, concurrency, RateBudget(rate, burst, self.clock))
+        self.lanes[name] = Lane(name, concurrency, RateBudget(rate, burst, self.clock),
+                                batch=batch)
         if self.running:
             self._start_lane(self.lanes[name])
 
@@ -185,6 +197,9 @@ class Scheduler:
     async def _work(self, lane: Lane) -> None:
         me = asyncio.current_task()
         while not self._stopping:
+            if lane.batch > 1 and self.probe_batch is not None:
+                await self._work_batch(lane, me)
+                continue
             _, _, key = await lane.queue.get()
             if key not in self._lane_of:
                 continue
@@ -200,6 +215,50 @@ class Scheduler:
                 self._busy.discard(me)
             if delay is not None and not self._stopping:
                 self.schedule(key, self.jittered(delay))
+
+    async def _work_batch(self, lane: Lane, me: asyncio.Task[None] | None) -> None:
+        """Collect up to ``lane.batch`` due accounts (waiting at most ``linger``), then ask
+        the platform about all of them in one request and one unit of budget."""
+        assert self.probe_batch is not None
+        async with lane.collecting:
+            keys = await self._collect(lane)
+        if not keys:
+            return
+        if self._stopping:
+            return
+        lane.in_flight += 1
+        self._busy.add(me)
+        try:
+            delays = await self.probe_batch(keys)
+        finally:
+            lane.in_flight -= 1
+            self._busy.discard(me)
+        if not self._stopping:
+            for key, delay in delays.items():
+                if delay is not None:
+                    self.schedule(key, self.jittered(delay))
+
+    async def _collect(self, lane: Lane) -> list[Hashable]:
+        """The first due account, then the budget, then whatever came due meanwhile: when
+        the budget is short, every request leaves with a full batch."""
+        _, _, first = await lane.queue.get()
+        await lane.budget.acquire()
+        keys = [first] if first in self._lane_of else []
+        deadline = self.clock() + lane.linger
+        while len(keys) < lane.batch:
+            try:
+                if lane.queue.empty():
+                    wait = deadline - self.clock()
+                    if wait <= 0:
+                        break
+                    item = await asyncio.wait_for(lane.queue.get(), wait)
+                else:
+                    item = lane.queue.get_nowait()
+            except TimeoutError:
+                break
+            if item[2] in self._lane_of:
+                keys.append(item[2])
+        return keys
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop dispatching; give in-flight probes ``grace`` seconds to finish, then cancel."""

@@ -103,6 +103,7 @@ class OutboxItem:
     dedup_key: str
     payload: dict[str, Any]
     status: str = "pending"  # or "held": kept back during a platform anomaly
+    delay: float = 0.0  # seconds before the first attempt (a vanish page's anomaly grace)
 
 
 OutboxSource = (Iterable[tuple[int, "OutboxItem"]]
@@ -243,7 +244,7 @@ class Store:
                     "INSERT INTO outbox (transition_id, notifier, action, dedup_key, payload,"
                     " created_at, next_attempt_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (ids[index], item.notifier, item.action, item.dedup_key,
-                     json.dumps(item.payload), now, now, item.status),
+                     json.dumps(item.payload), now, now + item.delay, item.status),
                 )
             self._upsert(key, st, account_id, now)
         return st, ids
@@ -334,12 +335,26 @@ class Store:
     # ----------------------------------------------------------------- outbox
 
     def outbox_head(self, notifier: str) -> OutboxRow | None:
-        """The oldest pending row of one notifier. Delivering strictly in order per notifier
-        means a resolve can never overtake the trigger it resolves."""
+        """The next row one notifier should deliver: the soonest due among the pending rows
+        that no earlier row of the same dedup key waits before (so a resolve never overtakes
+        its trigger, and one page held back for a while does not block the others)."""
         row = self.db.execute(
-            "SELECT * FROM outbox WHERE notifier = ? AND status = 'pending' ORDER BY id LIMIT 1",
+            "SELECT * FROM outbox o WHERE o.notifier = ? AND o.status = 'pending'"
+            " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.notifier = o.notifier"
+            " AND p.dedup_key = o.dedup_key AND p.status IN ('pending', 'held')"
+            " AND p.id < o.id) ORDER BY o.next_attempt_at, o.id LIMIT 1",
             (notifier,)).fetchone()
         return None if row is None else _outbox_row(row)
+
+    def hold_pending(self, platform: str, now: float) -> int:
+        """A platform anomaly began: hold its vanish pages not yet delivered."""
+        with self.transaction():
+            cur = self.db.execute(
+                "UPDATE outbox SET status = 'held' WHERE status = 'pending'"
+                " AND json_extract(payload, '$.platform') = ?"
+                " AND json_extract(payload, '$.kind') IN ('vanished', 'reminder')",
+                (platform,))
+        return cur.rowcount
 
     def outbox_retry(self, row_id: int, attempts: int, next_attempt_at: float,
                      error: str) -> None:

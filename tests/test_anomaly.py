@@ -60,7 +60,7 @@ platforms:
     base_url: {base}
     rate_per_second: 1000
     burst: 100
-    anomaly: {{min_accounts: 3, fraction: 0.3, window: 2s}}
+    anomaly: {{min_accounts: 3, fraction: 0.3, window: 4s, hold_for: 1s}}
 accounts:
 {accounts}
 notifiers:
@@ -100,7 +100,7 @@ async def test_mass_vanish_pages_once_then_releases_or_drops_held_pages(tmp_path
             await asyncio.sleep(0.3)
             assert keys(pd, "trigger") == [anomaly_key]
             # The window passes: the anomaly clears, pages for u2-u4 (still gone) go out.
-            await wait_for(lambda: anomaly_key in keys(pd, "resolve"), timeout=10,
+            await wait_for(lambda: anomaly_key in keys(pd, "resolve"), timeout=20,
                            what="anomaly resolved")
             await wait_for(lambda: len(keys(pd, "trigger")) >= 4, what="released pages")
             await asyncio.sleep(0.3)

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from monitor.model import AbsentReason, ErrorKind, Observation
@@ -31,6 +31,7 @@ class BlueskyProbe(HttpProbe):
     """``getProfile`` per account, or ``getProfiles`` for up to 25 known DIDs at a time."""
 
     name = "bluesky"
+    batch_size: ClassVar[int] = BATCH_MAX  # the scheduler batches due accounts
 
     def request(self, target: Target) -> tuple[str, str, dict[str, str]]:
         actor = quote(target.account_id or target.handle.removeprefix("@"), safe=":")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from monitor.model import AbsentReason, ErrorKind, Observation
@@ -28,6 +28,7 @@ class XProbe(HttpProbe):
     """One user per request (``check``) or up to 100 known ids per request (``check_many``)."""
 
     name = "x"
+    batch_size: ClassVar[int] = BATCH_MAX  # the scheduler batches due accounts
 
     def request(self, target: Target) -> tuple[str, str, dict[str, str]]:
         base = self.platform.base_url
