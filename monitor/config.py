@@ -227,6 +227,25 @@ class PlatformConfig(Strict):
     # The public page of an account, for links in pages: "https://x.com/{handle}".
     profile_url: str | None = None
 
+    # A site from the bundled catalogue (monitor/probes/catalogue.yaml): fills probe: http,
+    # base_url and rules, each of which may still be given to override it.
+    catalogue: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_catalogue(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("catalogue"):
+            return data
+        from monitor.probes.catalogue import load_sites  # probes import this module
+
+        sites = load_sites()
+        name = data["catalogue"]
+        if name not in sites:
+            raise ValueError(f"catalogue: no site {name!r} in the bundled catalogue "
+                             f"(have: {', '.join(sorted(sites))})")
+        site = sites[name]
+        return {"probe": "http", "base_url": site.base_url, "rules": site.rules} | data
+
     @field_validator("token", mode="before")
     @classmethod
     def _empty_token_is_none(cls, value: Any) -> Any:

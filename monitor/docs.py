@@ -147,6 +147,9 @@ DESCRIPTIONS: dict[str, str] = {
                               "(but at least `min_accounts`) went absent within `window`.",
     "AnomalyConfig.min_accounts": "The fewest absent accounts that can trip it.",
     "AnomalyConfig.window": "How recent the absences counted together must be.",
+    "PlatformConfig.catalogue": "A site from the bundled catalogue of http rules "
+                                "(telegram, instagram, threads): fills probe, base_url and "
+                                "rules.",
     "AnomalyConfig.hold_for": "Vanish pages wait this long for a possible anomaly, so the "
                               "first accounts of a mass event are held too (`0s`: page at "
                               "once). Only where an anomaly can trip.",

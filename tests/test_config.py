@@ -180,3 +180,20 @@ def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"{bad}:9: accounts[0].interval" in result.stderr
     assert f"{bad}:10: accounts[0].protect: unknown key" in result.stderr
+
+
+def test_a_catalogue_site_fills_the_http_probe_and_unknown_sites_are_named() -> None:
+    text = """
+platforms:
+  telegram: {catalogue: telegram}
+  tg-proxy: {catalogue: telegram, base_url: "http://127.0.0.1:8080"}
+accounts: [{platform: telegram, handle: durov}]
+"""
+    config = parse_config(text, env={})
+    tg = config.platforms["telegram"]
+    assert (tg.probe, tg.base_url) == ("http", "https://t.me")
+    assert tg.rules is not None and tg.rules.known_present
+    assert config.platforms["tg-proxy"].base_url == "http://127.0.0.1:8080"
+    (path, _, reason), = problems(text.replace("{catalogue: telegram}", "{catalogue: myspace}",
+                                               1))
+    assert path == "platforms.telegram" and "myspace" in reason and "instagram" in reason
