@@ -15,7 +15,15 @@ import pytest
 
 from monitor.app import Monitor
 from monitor.config import parse_config
-from monitor.model import AccountKey, State
+from monitor.model import AccountKey, ErrorKind, State
+
+# Hostile answers every probe must turn into error(kind), never absent: (faults, kind).
+HOSTILE = [({"malformed_rate": 1.0}, ErrorKind.PARSE),
+           ({"huge_body_rate": 1.0, "huge_body_bytes": 2 << 20}, ErrorKind.TOO_LARGE),
+           ({"huge_body_rate": 1.0, "huge_body_bytes": 2 << 20, "huge_body_chunked": True},
+            ErrorKind.TOO_LARGE),
+           ({"reset_rate": 1.0}, ErrorKind.CONNECTION),
+           ({"timeout_rate": 1.0, "hang_seconds": 5.0}, ErrorKind.TIMEOUT)]
 
 FAST_DEFAULTS = """
 defaults:

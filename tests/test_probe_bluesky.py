@@ -14,6 +14,7 @@ from monitor.model import AbsentReason, ErrorKind, Observation, RateLimit, Resul
 from monitor.probes import PROBES
 from monitor.probes.base import Answer, Target
 from monitor.probes.bluesky import BlueskyProbe, classify_profile, classify_profiles
+from tests.conftest import HOSTILE
 
 AT = 1_700_000_000.0
 ALICE_DID = "did:plc:ufbl4k27gp6kzas5glhz7fim"
@@ -149,12 +150,6 @@ async def test_invalid_actor_is_unexpected_not_absent(
         "HTTP 400 InvalidRequest: Error: actor must be a valid did or a handle")
 
 
-HOSTILE = [({"malformed_rate": 1.0}, ErrorKind.PARSE),
-           ({"huge_body_rate": 1.0, "huge_body_bytes": 2 << 20}, ErrorKind.TOO_LARGE),
-           ({"huge_body_rate": 1.0, "huge_body_bytes": 2 << 20, "huge_body_chunked": True},
-            ErrorKind.TOO_LARGE),
-           ({"reset_rate": 1.0}, ErrorKind.CONNECTION),
-           ({"timeout_rate": 1.0, "hang_seconds": 5.0}, ErrorKind.TIMEOUT)]
 
 
 @pytest.mark.parametrize(("faults", "kind"), HOSTILE)

@@ -14,6 +14,7 @@ from monitor.model import AbsentReason, ErrorKind, Observation, RateLimit, Resul
 from monitor.probes import PROBES
 from monitor.probes.base import Answer, Target
 from monitor.probes.github import GitHubProbe, classify_user
+from tests.conftest import HOSTILE
 
 AT = 1_700_000_000.0
 OCTOCAT = "583231"
@@ -152,12 +153,6 @@ async def test_server_error_is_not_absence(
         Result.ERROR, ErrorKind.SERVER_ERROR, "HTTP 500: Server Error")
 
 
-HOSTILE = [({"malformed_rate": 1.0}, ErrorKind.PARSE),
-           ({"huge_body_rate": 1.0, "huge_body_bytes": 2 << 20}, ErrorKind.TOO_LARGE),
-           ({"huge_body_rate": 1.0, "huge_body_bytes": 2 << 20, "huge_body_chunked": True},
-            ErrorKind.TOO_LARGE),
-           ({"reset_rate": 1.0}, ErrorKind.CONNECTION),
-           ({"timeout_rate": 1.0, "hang_seconds": 5.0}, ErrorKind.TIMEOUT)]
 
 
 @pytest.mark.parametrize(("faults", "kind"), HOSTILE)

@@ -14,6 +14,7 @@ from monitor.model import AbsentReason, ErrorKind, Observation, RateLimit, Resul
 from monitor.probes import PROBES
 from monitor.probes.base import Answer, Target
 from monitor.probes.reddit import DEFAULT_USER_AGENT, RedditProbe, classify_about
+from tests.conftest import HOSTILE
 
 AT = 1_700_000_000.0
 SPEZ = "1w72"
@@ -149,12 +150,6 @@ async def test_every_answer_carries_the_budget_in_seconds_until_reset(
     assert obs.at - 1 <= obs.rate_limit.reset_at <= obs.at + 600
 
 
-HOSTILE = [({"malformed_rate": 1.0}, ErrorKind.PARSE),
-           ({"huge_body_rate": 1.0, "huge_body_bytes": 2 << 20}, ErrorKind.TOO_LARGE),
-           ({"huge_body_rate": 1.0, "huge_body_bytes": 2 << 20, "huge_body_chunked": True},
-            ErrorKind.TOO_LARGE),
-           ({"reset_rate": 1.0}, ErrorKind.CONNECTION),
-           ({"timeout_rate": 1.0, "hang_seconds": 5.0}, ErrorKind.TIMEOUT)]
 
 
 @pytest.mark.parametrize(("faults", "kind"), HOSTILE)

@@ -17,6 +17,7 @@ from monitor.model import AbsentReason, ErrorKind, Observation, RateLimit, Resul
 from monitor.probes import PROBES
 from monitor.probes.base import Answer, Target
 from monitor.probes.x import XProbe, classify_batch, classify_user
+from tests.conftest import HOSTILE
 
 AT = 1_700_000_000.0
 TRUMP = "25073877"
@@ -202,12 +203,6 @@ async def test_every_answer_carries_the_rate_limit_budget(
     assert first.rate_limit.reset_at is not None and first.rate_limit.reset_at > AT
 
 
-HOSTILE = [({"malformed_rate": 1.0}, ErrorKind.PARSE),
-           ({"huge_body_rate": 1.0, "huge_body_bytes": 2 << 20}, ErrorKind.TOO_LARGE),
-           ({"huge_body_rate": 1.0, "huge_body_bytes": 2 << 20, "huge_body_chunked": True},
-            ErrorKind.TOO_LARGE),
-           ({"reset_rate": 1.0}, ErrorKind.CONNECTION),
-           ({"timeout_rate": 1.0, "hang_seconds": 5.0}, ErrorKind.TIMEOUT)]
 
 
 @pytest.mark.parametrize(("faults", "kind"), HOSTILE)

@@ -16,6 +16,7 @@ from monitor.probes import PROBES
 from monitor.probes.base import Answer, Target
 from monitor.probes.twitch import CLIENT_ID_ENV, TwitchProbe, classify_users
 from monitor.probes.youtube import YouTubeProbe, classify_channels
+from tests.conftest import HOSTILE
 
 AT = 1_700_000_000.0
 MRBEAST = "UCX6OQ3DkcsbYNE6H8uQQuVA"
@@ -28,12 +29,6 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-HOSTILE = [({"malformed_rate": 1.0}, ErrorKind.PARSE),
-           ({"huge_body_rate": 1.0, "huge_body_bytes": 2 << 20}, ErrorKind.TOO_LARGE),
-           ({"huge_body_rate": 1.0, "huge_body_bytes": 2 << 20, "huge_body_chunked": True},
-            ErrorKind.TOO_LARGE),
-           ({"reset_rate": 1.0}, ErrorKind.CONNECTION),
-           ({"timeout_rate": 1.0, "hang_seconds": 5.0}, ErrorKind.TIMEOUT)]
 
 
 

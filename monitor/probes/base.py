@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol
 
 import aiohttp
@@ -99,6 +100,20 @@ class HttpProbe:
         if self.platform.token is not None:
             headers["Authorization"] = f"Bearer {self.platform.token.get_secret_value()}"
         return headers
+
+    async def check_batch(self, url: str, keys: Sequence[str],
+                          classify: Callable[[Answer, Sequence[str], float],
+                                             dict[str, Observation]]) -> dict[str, Observation]:
+        """One batch lookup: an observation per key; a failed request is that error for all."""
+        started = time.monotonic()
+        try:
+            answer = await fetch(self.session, "GET", url, self.base_headers(),
+                                 timeout=self.timeout, max_body_bytes=self.max_body_bytes)
+            found = classify(answer, keys, time.time())
+        except ProbeError as exc:
+            found = dict.fromkeys(keys, Observation.failed(time.time(), exc.kind, exc.evidence))
+        latency = time.monotonic() - started
+        return {key: replace(obs, latency=latency) for key, obs in found.items()}
 
     async def check(self, target: Target) -> Observation:
         started = time.monotonic()

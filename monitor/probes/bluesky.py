@@ -8,14 +8,12 @@ The DID is stable; a handle change is a rename, and ``handle.invalid`` a broken 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from monitor.model import AbsentReason, ErrorKind, Observation
-from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, fetch, status_error
+from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, status_error
 from monitor.probes.ratelimit import bluesky_rate_limit, with_rate_limit
 
 BATCH_MAX = 25  # app.bsky.actor.getProfiles takes at most 25 actors
@@ -64,18 +62,9 @@ class BlueskyProbe(HttpProbe):
         return results
 
     async def _check_batch(self, dids: list[str]) -> dict[str, Observation]:
-        started = time.monotonic()
         actors = "&".join(f"actors={quote(did, safe=':')}" for did in dids)
         url = f"{self.platform.base_url}/xrpc/app.bsky.actor.getProfiles?{actors}"
-        try:
-            answer = await fetch(self.session, "GET", url, self.base_headers(),
-                                 timeout=self.timeout, max_body_bytes=self.max_body_bytes)
-            found = classify_profiles(answer, dids, time.time())
-        except ProbeError as exc:
-            failed = Observation.failed(time.time(), exc.kind, exc.evidence)
-            found = dict.fromkeys(dids, failed)
-        latency = time.monotonic() - started
-        return {did: replace(obs, latency=latency) for did, obs in found.items()}
+        return await self.check_batch(url, dids, classify_profiles)
 
 
 def classify_profile(answer: Answer, target: Target, at: float) -> Observation:

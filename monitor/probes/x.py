@@ -7,14 +7,12 @@ and re-registered by someone else, so the id in ``data.id`` is always reported.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from monitor.model import AbsentReason, ErrorKind, Observation
-from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, fetch, status_error
+from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, status_error
 from monitor.probes.ratelimit import with_rate_limit, x_rate_limit
 
 BATCH_MAX = 100  # GET /2/users?ids= takes at most 100 ids
@@ -53,18 +51,9 @@ class XProbe(HttpProbe):
         return results
 
     async def _check_batch(self, ids: list[str]) -> dict[str, Observation]:
-        started = time.monotonic()
         joined = ",".join(quote(i, safe="") for i in ids)
         url = f"{self.platform.base_url}/2/users?ids={joined}&{_FIELDS}"
-        try:
-            answer = await fetch(self.session, "GET", url, self.base_headers(),
-                                 timeout=self.timeout, max_body_bytes=self.max_body_bytes)
-            found = classify_batch(answer, ids, time.time())
-        except ProbeError as exc:
-            failed = Observation.failed(time.time(), exc.kind, exc.evidence)
-            found = dict.fromkeys(ids, failed)
-        latency = time.monotonic() - started
-        return {i: replace(obs, latency=latency) for i, obs in found.items()}
+        return await self.check_batch(url, ids, classify_batch)
 
 
 def classify_user(answer: Answer, target: Target, at: float) -> Observation:
