@@ -600,6 +600,8 @@ class Monitor:
             now = time.time()
             for platform in self.config.platforms:
                 self._check_anomaly(platform)  # windows expire, canaries come back
+            for name, lane in self.scheduler.lanes.items():
+                self.metrics.scheduler_queue.labels(name).set(lane.queue.qsize())
             for watched in list(self.accounts.values()):
                 new, events = machine.tick(watched.key, watched.view.state, now, watched.policy)
                 if events or new is not watched.view.state:
