@@ -386,8 +386,14 @@ class Monitor:
             return []
         self.metrics.observed(key.platform, obs)
         watched.view.last_probe_at = obs.at
-        obs, identity_events, changed = self._identity(watched, obs)
+        identity_events: list[Event] = []
+        changed = False
+        if obs.account_id is not None:
+            obs, identity_events, changed = self._identity(watched, obs)
         new, events = machine.step(key, watched.view.state, obs, watched.policy)
+        if not (events or identity_events or changed):
+            watched.view.state = new  # the steady state: memory only, no disk, no events
+            return events
         self._commit(watched, new, events + identity_events, persist=changed)
         return events
 
