@@ -115,6 +115,26 @@ class Canned:
                             charset="utf-8", headers=dict(self.headers))
 
 
+@contextlib.asynccontextmanager
+async def serve(app: web.Application, closing: asyncio.Event, host: str = "127.0.0.1",
+                port: int = 0) -> AsyncIterator[str]:
+    """Serve a fake on ``host:port`` (0: any free port); yields its base URL. On exit,
+    ``closing`` is set first so hanging and slow handlers end and shutdown is quick."""
+    # handler_cancellation: a hanging handler ends when its client gives up.
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
+                           shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        yield f"http://{shown}:{bound_port}"
+    finally:
+        closing.set()
+        await runner.cleanup()
+
+
 class FakeServer:
     """Faults, counters, control endpoints and ``running()``; subclasses add the platform."""
 
@@ -193,19 +213,8 @@ class FakeServer:
     async def running(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
         """Serve on ``host:port`` (0: any free port); yields the base URL."""
         self._closing = asyncio.Event()
-        # handler_cancellation: a hanging handler ends when its client gives up.
-        runner = web.AppRunner(self.app(), access_log=None, handler_cancellation=True,
-                               shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, host, port)
-            await site.start()
-            bound_host, bound_port = runner.addresses[0][:2]
-            shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-            yield f"http://{shown}:{bound_port}"
-        finally:
-            self._closing.set()  # wake hanging and slow handlers so shutdown is quick
-            await runner.cleanup()
+        async with serve(self.app(), self._closing, host, port) as url:
+            yield url
 
     @web.middleware
     async def _misbehave(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -34,6 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
+from monitor.fakes.faults import serve
 from monitor.notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -126,18 +127,8 @@ class FakePager:
     async def running(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
         """Serve on ``host:port`` (0: any free port); yields the base URL."""
         self._closing = asyncio.Event()
-        runner = web.AppRunner(self.app(), access_log=None, handler_cancellation=True,
-                               shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, host, port)
-            await site.start()
-            bound_host, bound_port = runner.addresses[0][:2]
-            shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-            yield f"http://{shown}:{bound_port}"
-        finally:
-            self._closing.set()  # wake hanging handlers so shutdown is quick
-            await runner.cleanup()
+        async with serve(self.app(), self._closing, host, port) as url:
+            yield url
 
     @web.middleware
     async def _scripted(self, request: web.Request, handler: Handler) -> web.StreamResponse:

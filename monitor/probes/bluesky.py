@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from monitor.model import AbsentReason, ErrorKind, Observation
 from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, status_error
-from monitor.probes.ratelimit import bluesky_rate_limit, with_rate_limit
+from monitor.probes.ratelimit import bluesky_rate_limit, classified, with_rate_limit
 
 BATCH_MAX = 25  # app.bsky.actor.getProfiles takes at most 25 actors
 INVALID_HANDLE = "handle.invalid"
@@ -69,11 +69,7 @@ class BlueskyProbe(HttpProbe):
 
 def classify_profile(answer: Answer, target: Target, at: float) -> Observation:
     """Pure: what one ``app.bsky.actor.getProfile`` answer means."""
-    try:
-        obs = _classify_profile(answer, at)
-    except ProbeError as exc:
-        obs = Observation.failed(at, exc.kind, exc.evidence)
-    return with_rate_limit(obs, bluesky_rate_limit(answer.headers, at))
+    return classified(answer, at, _classify_profile, bluesky_rate_limit)
 
 
 def classify_profiles(answer: Answer, dids: Sequence[str], at: float) -> dict[str, Observation]:

@@ -15,7 +15,7 @@ import aiohttp
 from monitor.config import PlatformConfig
 from monitor.model import AbsentReason, ErrorKind, Observation
 from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, status_error
-from monitor.probes.ratelimit import github_rate_limit, header, with_rate_limit
+from monitor.probes.ratelimit import classified, github_rate_limit, header
 
 API_VERSION = "2022-11-28"
 _TEXT_CHARS = 80
@@ -48,11 +48,7 @@ class GitHubProbe(HttpProbe):
 
 def classify_user(answer: Answer, target: Target, at: float) -> Observation:
     """Pure: what one ``/users/{login}`` or ``/user/{id}`` answer means."""
-    try:
-        obs = _classify_user(answer, at)
-    except ProbeError as exc:
-        obs = Observation.failed(at, exc.kind, exc.evidence)
-    return with_rate_limit(obs, github_rate_limit(answer.headers, at))
+    return classified(answer, at, _classify_user, github_rate_limit)
 
 
 def _classify_user(answer: Answer, at: float) -> Observation:

@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -81,6 +82,19 @@ def retry_after(value: str | None, now: float) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
+
+
+def classified(answer: Any, at: float, classify: Callable[[Any, float], Observation],
+               rate_limit: Callable[[Headers, float], RateLimit | None]) -> Observation:
+    """``classify(answer, at)`` with a ProbeError turned into ``error(kind)``, carrying the
+    budget the answer's headers announced: the same wrapper for every API probe."""
+    from monitor.probes.base import ProbeError  # base imports nothing from here; no cycle
+
+    try:
+        obs = classify(answer, at)
+    except ProbeError as exc:
+        obs = Observation.failed(at, exc.kind, exc.evidence)
+    return with_rate_limit(obs, rate_limit(answer.headers, at))
 
 
 def with_rate_limit(obs: Observation, rate_limit: RateLimit | None) -> Observation:

@@ -16,7 +16,7 @@ import aiohttp
 from monitor.config import PlatformConfig
 from monitor.model import AbsentReason, ErrorKind, Observation
 from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, status_error
-from monitor.probes.ratelimit import header, reddit_rate_limit, with_rate_limit
+from monitor.probes.ratelimit import classified, header, reddit_rate_limit
 
 # Sent instead of our generic default, which Reddit's rules do not accept.
 DEFAULT_USER_AGENT = "linux:account-monitor:0.1 (by /u/account-monitor)"
@@ -47,11 +47,7 @@ class RedditProbe(HttpProbe):
 
 def classify_about(answer: Answer, target: Target, at: float) -> Observation:
     """Pure: what one ``/user/{name}/about.json`` answer means."""
-    try:
-        obs = _classify_about(answer, at)
-    except ProbeError as exc:
-        obs = Observation.failed(at, exc.kind, exc.evidence)
-    return with_rate_limit(obs, reddit_rate_limit(answer.headers, at))
+    return classified(answer, at, _classify_about, reddit_rate_limit)
 
 
 def _classify_about(answer: Answer, at: float) -> Observation:

@@ -18,7 +18,7 @@ import aiohttp
 from monitor.config import PlatformConfig
 from monitor.model import AbsentReason, ErrorKind, Observation
 from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, status_error
-from monitor.probes.ratelimit import twitch_rate_limit, with_rate_limit
+from monitor.probes.ratelimit import classified, twitch_rate_limit
 
 CLIENT_ID_ENV = "TWITCH_CLIENT_ID"
 _TEXT_CHARS = 80
@@ -56,11 +56,7 @@ class TwitchProbe(HttpProbe):
 
 def classify_users(answer: Answer, target: Target, at: float) -> Observation:
     """Pure: what one ``/helix/users`` answer for one user means."""
-    try:
-        obs = _classify_users(answer, at)
-    except ProbeError as exc:
-        obs = Observation.failed(at, exc.kind, exc.evidence)
-    return with_rate_limit(obs, twitch_rate_limit(answer.headers, at))
+    return classified(answer, at, _classify_users, twitch_rate_limit)
 
 
 def _classify_users(answer: Answer, at: float) -> Observation:

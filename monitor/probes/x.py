@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from monitor.model import AbsentReason, ErrorKind, Observation
 from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, status_error
-from monitor.probes.ratelimit import with_rate_limit, x_rate_limit
+from monitor.probes.ratelimit import classified, with_rate_limit, x_rate_limit
 
 BATCH_MAX = 100  # GET /2/users?ids= takes at most 100 ids
 # Without user.fields, X answers only id, name and username.
@@ -58,11 +58,7 @@ class XProbe(HttpProbe):
 
 def classify_user(answer: Answer, target: Target, at: float) -> Observation:
     """Pure: what one ``/2/users/{id}`` or ``/2/users/by/username/{u}`` answer means."""
-    try:
-        obs = _classify_user(answer, at)
-    except ProbeError as exc:
-        obs = Observation.failed(at, exc.kind, exc.evidence)
-    return with_rate_limit(obs, x_rate_limit(answer.headers, at))
+    return classified(answer, at, _classify_user, x_rate_limit)
 
 
 def classify_batch(answer: Answer, ids: Sequence[str], at: float) -> dict[str, Observation]:
