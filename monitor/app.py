@@ -94,7 +94,6 @@ class Monitor:
         self.runner: web.AppRunner | None = None
         self.outbox: OutboxWorker | None = None
         self.port: int | None = None  # the bound HTTP port once started
-        self.started_at = time.time()
         self._tasks: list[asyncio.Task[None]] = []
         self._reminded: dict[str, float] = {}  # outage dedup key -> last notified
         self.anomalies: dict[str, float] = {}  # platform -> since, while in an anomaly
@@ -102,7 +101,6 @@ class Monitor:
         self._watched_per_platform: dict[str, int] = {}
         # Called after each committed decision: (event, transition row id or None, new state).
         self.listeners: list[Callable[[Event, int | None, AccountState], None]] = []
-        self._stopped = asyncio.Event()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -310,7 +308,6 @@ class Monitor:
             self.store.close()
             self.store = None
         log.info("monitor stopped")
-        self._stopped.set()
 
     async def run_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then drain and exit."""

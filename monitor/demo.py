@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from monitor.app import Monitor
@@ -198,6 +198,3 @@ def _mmss(seconds: float | None) -> str:
     m, s = divmod(round(seconds), 60)
     return f"{m} min {s:02d} s"
 
-
-def utc(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat()
