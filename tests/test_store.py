@@ -91,3 +91,24 @@ def test_restart_resumes_state_and_the_open_outage_stays_one(tmp_path: Path) -> 
     assert outage.duration == 670.0
     assert outage.duration_bounds == (665.0, 720.0)
     assert [t["new_state"] for t in store.transitions()] == ["down", "down", "up", "up"]
+
+
+def test_a_version_1_file_is_migrated_in_place_keeping_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    db = sqlite3.connect(path)
+    for statement in MIGRATIONS[0].split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 1")
+    db.execute("INSERT INTO accounts (platform, handle, account_id, state, since, outage_id,"
+               " data, updated_at) VALUES ('x', 'realDonaldTrump', '25073877', 'up', 1.0,"
+               " NULL, '{\"state\": \"up\", \"since\": 1.0}', 1.0)")
+    db.commit()
+    db.close()
+    store = Store(path)
+    assert store.schema_version == len(MIGRATIONS) >= 2
+    saved = store.load_accounts()[KEY]
+    assert (saved.state.state, saved.account_id) == (State.UP, "25073877")
+    assert saved.identity.current_handle is None  # the new column, empty for old rows
+    store.save_cursor("jetstream", 42, 2.0)  # the new table
+    assert store.load_cursor("jetstream") == 42
