@@ -14,7 +14,11 @@ from urllib.parse import quote
 
 from monitor.model import AbsentReason, ErrorKind, Observation
 from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, status_error
-from monitor.probes.ratelimit import bluesky_rate_limit, classified, with_rate_limit
+from monitor.probes.ratelimit import (
+    bluesky_rate_limit,
+    classified,
+    classified_batch,
+)
 
 BATCH_MAX = 25  # app.bsky.actor.getProfiles takes at most 25 actors
 INVALID_HANDLE = "handle.invalid"
@@ -79,13 +83,7 @@ def classify_profiles(answer: Answer, dids: Sequence[str], at: float) -> dict[st
     result (the answer does not say why they are missing). A failed answer maps every DID
     to the same error.
     """
-    rate_limit = bluesky_rate_limit(answer.headers, at)
-    try:
-        found = _classify_profiles(answer, dids, at)
-    except ProbeError as exc:
-        failed = Observation.failed(at, exc.kind, exc.evidence)
-        found = dict.fromkeys(dids, failed)
-    return {did: with_rate_limit(obs, rate_limit) for did, obs in found.items()}
+    return classified_batch(answer, dids, at, _classify_profiles, bluesky_rate_limit)
 
 
 # --------------------------------------------------------------------------- reading

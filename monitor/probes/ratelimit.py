@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -95,6 +95,21 @@ def classified(answer: Any, at: float, classify: Callable[[Any, float], Observat
     except ProbeError as exc:
         obs = Observation.failed(at, exc.kind, exc.evidence)
     return with_rate_limit(obs, rate_limit(answer.headers, at))
+
+
+def classified_batch(answer: Any, keys: Sequence[str], at: float,
+                     classify: Callable[[Any, Sequence[str], float], dict[str, Observation]],
+                     rate_limit: Callable[[Headers, float], RateLimit | None]
+                     ) -> dict[str, Observation]:
+    """:func:`classified` for a batch lookup: a ProbeError is that error for every key."""
+    from monitor.probes.base import ProbeError
+
+    budget = rate_limit(answer.headers, at)
+    try:
+        found = classify(answer, keys, at)
+    except ProbeError as exc:
+        found = dict.fromkeys(keys, Observation.failed(at, exc.kind, exc.evidence))
+    return {key: with_rate_limit(obs, budget) for key, obs in found.items()}
 
 
 def with_rate_limit(obs: Observation, rate_limit: RateLimit | None) -> Observation:

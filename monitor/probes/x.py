@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from monitor.model import AbsentReason, ErrorKind, Observation
 from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, status_error
-from monitor.probes.ratelimit import classified, with_rate_limit, x_rate_limit
+from monitor.probes.ratelimit import classified, classified_batch, x_rate_limit
 
 BATCH_MAX = 100  # GET /2/users?ids= takes at most 100 ids
 # Without user.fields, X answers only id, name and username.
@@ -67,13 +67,7 @@ def classify_batch(answer: Answer, ids: Sequence[str], at: float) -> dict[str, O
     Users in ``data`` are present; per-id ``errors`` read as in a single lookup; an id in
     neither is ``error(unexpected)``. A failed answer is the same error for every id.
     """
-    rate_limit = x_rate_limit(answer.headers, at)
-    try:
-        found = _classify_batch(answer, ids, at)
-    except ProbeError as exc:
-        failed = Observation.failed(at, exc.kind, exc.evidence)
-        found = dict.fromkeys(ids, failed)
-    return {i: with_rate_limit(obs, rate_limit) for i, obs in found.items()}
+    return classified_batch(answer, ids, at, _classify_batch, x_rate_limit)
 
 
 # --------------------------------------------------------------------------- reading
