@@ -52,6 +52,8 @@ class ErrorKind(enum.StrEnum):
     TOO_LARGE = "too_large"  # body over the configured cap
     PARSE = "parse"  # body not in the documented shape
     UNEXPECTED = "unexpected"  # an answer no rule recognises
+    REDIRECT = "redirect"  # sent to another host, or round in circles: not followed
+    INTERNAL = "internal"  # a bug of ours while probing, caught so the worker lives on
 
 
 @dataclass(frozen=True, slots=True)
