@@ -226,6 +226,10 @@ class PlatformConfig(Strict):
     rules: HttpRules | None = None
     # The public page of an account, for links in pages: "https://x.com/{handle}".
     profile_url: str | None = None
+    plc_url: str = Field(
+        default="https://plc.directory", pattern=r"^https?://\S+$",
+        description="Bluesky: the PLC directory that resolves `did:plc` identities, so an "
+                    "AppView \"Profile not found\" is confirmed by the account's own PDS.")
 
     # A site from the bundled catalogue (monitor/probes/catalogue.yaml): fills probe: http,
     # base_url and rules, each of which may still be given to override it.

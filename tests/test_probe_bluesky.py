@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from monitor.config import PlatformConfig
 from monitor.fakes.bluesky import FakeBluesky
+from monitor.fakes.faults import serve
 from monitor.model import AbsentReason, ErrorKind, Observation, RateLimit, Result
 from monitor.probes import PROBES
 from monitor.probes.base import Answer, Target
@@ -41,7 +44,8 @@ async def base_url(fake: FakeBluesky) -> AsyncIterator[str]:
 
 
 def make_probe(base_url: str, session: aiohttp.ClientSession) -> BlueskyProbe:
-    config = PlatformConfig.model_validate({"base_url": base_url})
+    # The fake is AppView, PDS and PLC directory in one; the directory lives under /plc.
+    config = PlatformConfig.model_validate({"base_url": base_url, "plc_url": f"{base_url}/plc"})
     return BlueskyProbe(config, session, timeout=2.0, max_body_bytes=1 << 20)
 
 
@@ -90,18 +94,128 @@ async def test_broken_handle_is_present_by_did_and_noted(
      "HTTP 400 AccountTakedown: Account has been suspended"),
     ("resting.bsky.social", AbsentReason.DEACTIVATED,
      "HTTP 400 AccountDeactivated: Account is deactivated"),
-    ("gone.bsky.social", AbsentReason.NOT_FOUND, "HTTP 400 InvalidRequest: Profile not found"),
-    ("never.bsky.social", AbsentReason.NOT_FOUND, "HTTP 400 InvalidRequest: Profile not found"),
 ])
-async def test_gone_states_are_absent_with_their_reason(
+async def test_named_gone_answers_are_absent_with_their_reason(
         handle: str, reason: AbsentReason, evidence: str, fake: FakeBluesky, base_url: str,
         session: aiohttp.ClientSession) -> None:
     by_handle = await check(base_url, session, handle)
     assert (by_handle.result, by_handle.reason, by_handle.evidence) == (
         Result.ABSENT, reason, evidence)
-    if fake.account(handle) is not None:
-        by_did = await check(base_url, session, handle, fake.account_id(handle))
-        assert (by_did.result, by_did.reason) == (Result.ABSENT, reason)
+    by_did = await check(base_url, session, handle, fake.account_id(handle))
+    assert (by_did.result, by_did.reason) == (Result.ABSENT, reason)
+
+
+# --------------------------------------------------------------------------- corroboration
+
+NOT_FOUND = "HTTP 400 InvalidRequest: Profile not found"
+
+
+@pytest.mark.parametrize(("state", "result", "detail", "evidence"), [
+    # The PDS hosts no repo for the DID: deleted (the DID document still names the PDS).
+    ("deleted", Result.ABSENT, AbsentReason.DELETED, f"{NOT_FOUND}; repo: RepoNotFound"),
+    # did-method-plc answers 404 "DID not available" for a tombstoned DID.
+    ("tombstoned", Result.ABSENT, AbsentReason.DELETED, f"{NOT_FOUND}; PLC 404: DID tombstoned"),
+    # bluesky-social/pds#358: the AppView lost a live account; its repo is active.
+    ("unindexed", Result.ERROR, ErrorKind.UNEXPECTED,
+     f"{NOT_FOUND}; repo active on its PDS: the AppView is wrong (not indexed)"),
+    ("desynchronized", Result.ERROR, ErrorKind.UNEXPECTED,
+     f"{NOT_FOUND}; repo inactive: desynchronized"),
+    ("throttled", Result.ERROR, ErrorKind.UNEXPECTED, f"{NOT_FOUND}; repo inactive: throttled"),
+])
+async def test_profile_not_found_counts_only_as_the_repository_says(
+        state: str, result: Result, detail: object, evidence: str, fake: FakeBluesky,
+        base_url: str, session: aiohttp.ClientSession) -> None:
+    did = fake.set_state(f"{state}.bsky.social", state)
+    fake.reset_counts()
+    obs = await check(base_url, session, f"{state}.bsky.social", did)
+    assert (obs.result, obs.reason or obs.error, obs.evidence) == (result, detail, evidence)
+    assert obs.account_id == did
+    assert obs.rate_limit is not None and obs.rate_limit.limit == 3000  # the AppView's budget
+
+
+async def test_a_live_unindexed_account_found_by_handle_is_not_absent(
+        fake: FakeBluesky, base_url: str, session: aiohttp.ClientSession) -> None:
+    did = fake.set_state("moved.example.com", "unindexed")
+    obs = await check(base_url, session, "moved.example.com")  # no DID learned yet
+    assert (obs.result, obs.error, obs.account_id) == (Result.ERROR, ErrorKind.UNEXPECTED, did)
+    assert "repo active" in obs.evidence
+
+
+@pytest.mark.parametrize("handle", ["gone.bsky.social", "never.bsky.social"])
+async def test_profile_not_found_for_a_handle_that_resolves_nowhere_is_an_error(
+        handle: str, base_url: str, session: aiohttp.ClientSession) -> None:
+    """Without a DID no repository can confirm it: a deleted account by handle alone is
+    error (and shows as blind), never absent on the AppView's word."""
+    obs = await check(base_url, session, handle)
+    assert (obs.result, obs.error) == (Result.ERROR, ErrorKind.UNEXPECTED)
+    assert obs.evidence.startswith(f"{NOT_FOUND}; not confirmed: handle resolves to no DID")
+
+
+async def test_a_did_the_plc_never_had_is_an_error(
+        base_url: str, session: aiohttp.ClientSession) -> None:
+    obs = await check(base_url, session, "x.bsky.social", "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa")
+    assert (obs.result, obs.error) == (Result.ERROR, ErrorKind.UNEXPECTED)
+    assert obs.evidence == (f"{NOT_FOUND}; not confirmed: PLC 404: DID not registered: "
+                            "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa")
+
+
+async def test_did_web_is_resolved_through_its_own_host(
+        fake: FakeBluesky, base_url: str, session: aiohttp.ClientSession) -> None:
+    port = base_url.rsplit(":", 1)[1]
+    did = f"did:web:localhost%3A{port}"  # http for localhost, as @atproto/identity does
+    fake.set_state("web.example", "deleted", account_id=did)
+    obs = await check(base_url, session, "web.example", did)
+    assert (obs.result, obs.reason) == (Result.ABSENT, AbsentReason.DELETED)
+    fake.set_state("web.example", "unindexed")
+    obs = await check(base_url, session, "web.example", did)
+    assert (obs.result, obs.error) == (Result.ERROR, ErrorKind.UNEXPECTED)
+
+
+@pytest.mark.parametrize(("faults", "kind"), HOSTILE)
+async def test_a_failing_corroboration_is_an_error_never_absence(
+        faults: dict[str, object], kind: ErrorKind, fake: FakeBluesky, base_url: str,
+        session: aiohttp.ClientSession) -> None:
+    """The AppView answers; the PLC directory (the same fake, after the first request)
+    misbehaves: the answer stays an error of the directory's kind."""
+    did = fake.account_id("gone.bsky.social")
+    probe = make_probe(base_url, session)
+    probe.timeout = 0.3
+    first = await probe.check(Target("gone.bsky.social", did))
+    assert first.reason is AbsentReason.DELETED  # corroborated when nothing misbehaves
+    original = probe.confirm
+
+    async def confirm_under_faults(target: Target, claim):  # type: ignore[no-untyped-def]
+        fake.set_faults(**faults)  # type: ignore[arg-type]
+        return await original(target, claim)
+
+    probe.confirm = confirm_under_faults  # type: ignore[method-assign]
+    obs = await probe.check(Target("gone.bsky.social", did))
+    assert (obs.result, obs.error) == (Result.ERROR, kind)
+    assert obs.evidence.startswith(f"{NOT_FOUND}; not confirmed: ")
+
+
+async def test_corroboration_never_sends_the_appview_token_elsewhere(
+        fake: FakeBluesky, base_url: str, session: aiohttp.ClientSession) -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    @web.middleware
+    async def spy(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        seen.append((request.path, request.headers.get("Authorization")))
+        return await handler(request)
+
+    app = fake.app()
+    app.middlewares.insert(0, spy)
+    closing = asyncio.Event()
+    async with serve(app, closing) as url:
+        config = PlatformConfig.model_validate({"base_url": url, "plc_url": f"{url}/plc",
+                                                "token": "s3cret"})
+        probe = BlueskyProbe(config, session, timeout=2.0, max_body_bytes=1 << 20)
+        obs = await probe.check(Target("gone.bsky.social", fake.account_id("gone.bsky.social")))
+    assert obs.reason is AbsentReason.DELETED
+    assert [path for path, _ in seen] == ["/xrpc/app.bsky.actor.getProfile",
+                                          f"/plc/{fake.account_id('gone.bsky.social')}",
+                                          "/xrpc/com.atproto.sync.getRepoStatus"]
+    assert [auth for _, auth in seen] == ["Bearer s3cret", None, None]
 
 
 async def test_rename_keeps_the_did_with_the_new_handle(
@@ -173,14 +287,26 @@ async def test_batch_asks_singly_only_for_the_dids_getprofiles_left_out(
     targets = [Target(h, fake.account_id(h)) for h in handles]
     fake.reset_counts()
     found = await make_probe(base_url, session).check_many(targets)
-    assert fake.requests_total == 1 + 3  # one getProfiles, three follow-up getProfile
+    # One getProfiles, three follow-up getProfile, and for "Profile not found" the PLC
+    # directory and the PDS.
+    assert fake.requests_total == 1 + 3 + 2
     assert {h: found[fake.account_id(h)].reason for h in handles} == {
         "alice.bsky.social": None, "broken.example.com": None,
         "bad.bsky.social": AbsentReason.TAKEN_DOWN,
         "resting.bsky.social": AbsentReason.DEACTIVATED,
-        "gone.bsky.social": AbsentReason.NOT_FOUND}
+        "gone.bsky.social": AbsentReason.DELETED}
     assert found[ALICE_DID].result is Result.PRESENT
     assert found[fake.account_id("broken.example.com")].handle == "handle.invalid"
+
+
+async def test_an_account_getprofiles_omits_is_not_believed_absent(
+        fake: FakeBluesky, base_url: str, session: aiohttp.ClientSession) -> None:
+    """getProfiles leaves out an unindexed live account exactly as a deleted one."""
+    lost = fake.set_state("lost.example.com", "unindexed")
+    found = await make_probe(base_url, session).check_many(
+        [Target("alice.bsky.social", ALICE_DID), Target("lost.example.com", lost)])
+    assert found[ALICE_DID].result is Result.PRESENT
+    assert (found[lost].result, found[lost].error) == (Result.ERROR, ErrorKind.UNEXPECTED)
 
 
 async def test_batch_splits_into_requests_of_at_most_25(

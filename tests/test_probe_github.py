@@ -129,6 +129,17 @@ async def test_secondary_rate_limit_is_rate_limited_with_retry_after(
     assert obs.rate_limit is not None and obs.rate_limit.retry_after == 60.0
 
 
+async def test_abuse_detection_403_is_rate_limited_without_retry_after(
+        fake: FakeGitHub, base_url: str, session: aiohttp.ClientSession) -> None:
+    """The secondary limit's older wording comes without Retry-After; it is still a limit,
+    never a credentials problem (which would page nobody but mark us blind as auth)."""
+    fake.set_override("abuse")
+    obs = await check(base_url, session, "leaver")
+    assert (obs.result, obs.error) == (Result.ERROR, ErrorKind.RATE_LIMITED)
+    assert obs.evidence.startswith("HTTP 403 secondary rate limit: You have triggered an abuse")
+    assert obs.rate_limit is not None and obs.rate_limit.retry_after is None
+
+
 async def test_rate_limit_fault_is_rate_limited(
         fake: FakeGitHub, base_url: str, session: aiohttp.ClientSession) -> None:
     fake.set_faults(rate_limit_rate=1.0)
@@ -185,6 +196,10 @@ def classify(status: int, body: object, headers: dict[str, str] | None = None) -
     (403, {"message": "Forbidden"}, {"X-RateLimit-Remaining": "0"}, ErrorKind.RATE_LIMITED,
      "HTTP 403 rate limit: x-ratelimit-remaining 0"),
     (403, b"", {"Retry-After": "30"}, ErrorKind.RATE_LIMITED, "HTTP 403 rate limit: retry-after"),
+    (403, {"message": "You have triggered an abuse detection mechanism and have been "
+                      "temporarily blocked from content creation."}, {}, ErrorKind.RATE_LIMITED,
+     "HTTP 403 secondary rate limit: You have triggered an abuse detection mechanism and have "
+     "been temporarily blocke…"),
     (429, b"", {}, ErrorKind.RATE_LIMITED, "HTTP 429"),
     (404, b"<html>not here</html>", {}, ErrorKind.UNEXPECTED,
      "HTTP 404 without GitHub's 'Not Found' body"),

@@ -33,7 +33,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 def fake() -> FakeX:
     return FakeX({"realDonaldTrump": (TRUMP, "present"), "XDevelopers": ("2244994945", "present"),
                   "locked": "protected", "censored": "withheld", "banned": "suspended",
-                  "quitter": "deactivated", "erased": "deleted"})
+                  "quitter": "deactivated", "erased": "deleted", "blocker": "restricted"})
 
 
 @pytest.fixture
@@ -101,6 +101,26 @@ async def test_suspended_account_is_absent_suspended(
     assert (obs.result, obs.reason, obs.evidence) == (
         Result.ABSENT, AbsentReason.SUSPENDED, "HTTP 200 suspended")
     assert obs.account_id == account_id  # by id the answer names the id; by name, no id
+
+
+@pytest.mark.parametrize("by_id", [False, True])
+async def test_not_authorized_for_resource_is_present_but_restricted(
+        by_id: bool, fake: FakeX, base_url: str, session: aiohttp.ClientSession) -> None:
+    """X names the account and will not show it to us: it exists, so it is not absent."""
+    account_id = fake.account_id("blocker") if by_id else None
+    obs = await check(base_url, session, "blocker", account_id)
+    assert (obs.result, obs.evidence) == (
+        Result.PRESENT, "HTTP 200 not authorized to see it (restricted)")
+    assert obs.account_id == account_id
+
+
+async def test_not_authorized_in_a_batch_is_present_for_that_id(
+        fake: FakeX, base_url: str, session: aiohttp.ClientSession) -> None:
+    blocker, banned = fake.account_id("blocker"), fake.account_id("banned")
+    found = await make_probe(base_url, session).check_many(
+        [Target("blocker", blocker), Target("banned", banned)])
+    assert (found[blocker].result, found[banned].reason) == (
+        Result.PRESENT, AbsentReason.SUSPENDED)
 
 
 @pytest.mark.parametrize("handle", ["quitter", "erased", "nobody"])

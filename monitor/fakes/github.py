@@ -5,7 +5,8 @@ every answer, plus faults, overrides and control endpoints
 (:class:`~monitor.fakes.faults.FakePlatform`). Suspended and deleted users are 404, as
 outsiders see them. Overrides give the two rate-limit answers: ``primary`` (403 with
 ``x-ratelimit-remaining: 0``) and ``secondary`` / ``secondary_429`` (a "secondary rate
-limit" message with ``retry-after``). Run it alone with
+limit" message with ``retry-after``), and ``abuse`` (the secondary limit's older 403 "abuse
+detection mechanism" body, sent without ``retry-after``). Run it alone with
 ``python -m monitor.fakes.github --port 8085 --account octocat=583231:present``.
 """
 
@@ -37,6 +38,9 @@ PRIMARY_MESSAGE = ("API rate limit exceeded for 127.0.0.1. (But here's the good 
                    "for more details.)")
 SECONDARY_MESSAGE = ("You have exceeded a secondary rate limit. Please wait a few minutes "
                      "before you try again.")
+# The same limit's older wording (PyGithub tests/ReplayData/Exceptions.testAbuseRateLimit).
+ABUSE_MESSAGE = ("You have triggered an abuse detection mechanism. Please wait a few minutes "
+                 "before you try again.")
 
 
 def _compact(doc: Any) -> str:
@@ -73,7 +77,10 @@ class FakeGitHub(FakePlatform):
     server_error_answer = Canned(500, _compact({"message": "Server Error"}))
     rate_limited_answer = _PRIMARY
     overrides = {"primary": _PRIMARY, "secondary": _secondary(403),
-                 "secondary_429": _secondary(429)}
+                 "secondary_429": _secondary(429),
+                 "abuse": Canned(403, _compact({
+                     "message": ABUSE_MESSAGE,
+                     "documentation_url": "https://developer.github.com/v3/#abuse-rate-limits"}))}
     exhausting = frozenset({"primary"})
     budget_limit = 60  # unauthenticated requests per hour
     budget_window = 3600.0

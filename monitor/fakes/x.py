@@ -29,10 +29,12 @@ from monitor.fakes.faults import (
     stable_number,
 )
 
-STATES = ("present", "protected", "withheld", "suspended", "deactivated", "deleted")
+STATES = ("present", "protected", "withheld", "restricted", "suspended", "deactivated",
+          "deleted")
 TOKEN = "test-x-bearer-token"
 BATCH_MAX = 100
 NOT_FOUND_TYPE = "https://api.twitter.com/2/problems/resource-not-found"
+NOT_AUTHORIZED_TYPE = "https://api.twitter.com/2/problems/not-authorized-for-resource"
 INVALID_TYPE = "https://api.twitter.com/2/problems/invalid-request"
 _USERNAME = re.compile(r"^[A-Za-z0-9_]{1,15}$")
 _ID = re.compile(r"^[0-9]{1,19}$")
@@ -156,6 +158,13 @@ class FakeX(FakePlatform):
     def _error(self, account: FakeAccount | None, parameter: str,
                value: str) -> dict[str, Any] | None:
         """The ``errors`` entry for an account that does not answer, or None."""
+        if account is not None and account.state == "restricted":
+            # The account exists but X will not show it to us (it blocks our user, say).
+            return {"value": value, "detail": f"Sorry, you are not authorized to see the user "
+                                              f"with {parameter}: [{value}].",
+                    "title": "Authorization Error", "resource_type": "user",
+                    "parameter": parameter, "resource_id": value,
+                    "type": NOT_AUTHORIZED_TYPE}
         if account is not None and account.state == "suspended":
             return {"parameter": parameter, "resource_id": value, "value": value,
                     "detail": f"User has been suspended: [{value}].", "title": "Forbidden",

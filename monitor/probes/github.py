@@ -2,7 +2,9 @@
 
 Shapes: shared/reference/platforms.md, "GitHub". Deleted, suspended and never-registered
 users are all 404. Rate limits come as 403 **or** 429, so a 403 is never absence: it is a
-rate limit when the headers or message say so, else a problem with our credentials.
+rate limit when the headers or message say so (``x-ratelimit-remaining: 0``, "rate limit",
+or the secondary limit's older "abuse detection mechanism" wording, ``Retry-After`` or not),
+else a problem with our credentials.
 """
 
 from __future__ import annotations
@@ -91,9 +93,14 @@ def _throttle(answer: Answer, message: str | None) -> str | None:
     """Why a 403/429 is a rate limit (GitHub docs: rate limits for the REST API), or None."""
     if (header(answer.headers, "x-ratelimit-remaining") or "").strip() == "0":
         return "rate limit: x-ratelimit-remaining 0"
-    if message is not None and "rate limit" in message.lower():
-        kind = "secondary rate limit" if "secondary" in message.lower() else "rate limit"
-        return f"{kind}: {_short(message)}"
+    lowered = (message or "").lower()
+    if "rate limit" in lowered:
+        kind = "secondary rate limit" if "secondary" in lowered else "rate limit"
+        return f"{kind}: {_short(message or '')}"
+    if "abuse detection" in lowered:
+        # The secondary limit's older wording, still sent: "You have triggered an abuse
+        # detection mechanism..." (PyGithub ReplayData), with or without retry-after.
+        return f"secondary rate limit: {_short(message or '')}"
     if header(answer.headers, "retry-after") is not None:
         return "rate limit: retry-after"
     return None

@@ -144,11 +144,16 @@ def _present(user: dict[str, Any], at: float) -> Observation:
 
 
 def _from_error(error: dict[str, Any], at: float) -> Observation:
-    """One ``errors`` entry about a user: suspended, not found, or something else."""
+    """One ``errors`` entry about a user: restricted, suspended, not found, or else."""
     detail, title = str(error.get("detail") or ""), str(error.get("title") or "")
     # Lookup by id names the id in "value"/"resource_id"; by username, the username.
     by_id = error.get("parameter") in ("id", "ids")
     ids = {"account_id": str(error.get("resource_id") or error.get("value"))} if by_id else {}
+    if str(error.get("type") or "").endswith("/not-authorized-for-resource"):
+        # "Sorry, you are not authorized to see the user with id: [...]": X names the user
+        # and refuses to show it to us (it blocks our account, say). A named answer about an
+        # account that exists: present, restricted.
+        return Observation.present(at, "HTTP 200 not authorized to see it (restricted)", **ids)
     # Both answers have type .../resource-not-found: only the title/detail tell them apart.
     if detail.startswith("User has been suspended") or title == "Forbidden":
         return Observation.absent(at, AbsentReason.SUSPENDED, "HTTP 200 suspended", **ids)
