@@ -18,9 +18,10 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from monitor import anomaly, routing, sharding
+from monitor import anomaly, blindness, routing, sharding
 from monitor import state as machine
 from monitor.config import AccountConfig, Config, ConfigError, LogNotifierConfig, load_config
+from monitor.health import ALL_ERRORS_FOR, PlatformHealth
 from monitor.metrics import AccountView, Metrics
 from monitor.model import (
     AbsentReason,
@@ -35,15 +36,22 @@ from monitor.model import (
     State,
 )
 from monitor.notify import build_notifier
-from monitor.notify.base import Notifier
+from monitor.notify.base import Notification, Notifier
 from monitor.notify.outbox import OutboxWorker
 from monitor.probes import PROBES, Probe, Target
 from monitor.scheduler import Scheduler
 from monitor.store import Identity, OutboxItem, Store
 from monitor.streams import JetstreamConsumer
+from monitor.writer import StoreWriter, Write
 
 log = structlog.get_logger("monitor")
 
+INTERNAL_LOG_EVERY = 60.0  # seconds: one traceback per platform and minute, then counts
+NOT_PROBED_BEHIND = "not probed: scheduler behind"
+NOT_PROBED = "not probed"
+UNSENT_WHY = "its outage ended before the page went out"
+ANOMALY_KINDS = ("vanished", "reminder", "recovered")
+BLIND_KINDS = ("blind", "sighted")
 RATE_LIMIT_BACKOFF = 60.0  # a 429 without a reset time: wait this long (at most the cap)
 MIN_RATE = 0.01  # requests/s: what is left of a window is spread, never starved to zero
 
@@ -90,7 +98,7 @@ class Monitor:
         self.session: aiohttp.ClientSession | None = None
         self.probes: dict[str, Probe] = {}
         self.scheduler = Scheduler(self._probe, jitter=config.defaults.jitter,
-                                   probe_batch=self._probe_batch)
+                                   probe_batch=self._probe_batch, crashed=self._crashed)
         self.runner: web.AppRunner | None = None
         self.outbox: OutboxWorker | None = None
         self.port: int | None = None  # the bound HTTP port once started
@@ -99,6 +107,11 @@ class Monitor:
         self.anomalies: dict[str, float] = {}  # platform -> since, while in an anomaly
         self._absent: dict[str, set[AccountKey]] = {}  # platform -> accounts suspect/down
         self._watched_per_platform: dict[str, int] = {}
+        self.writer: StoreWriter | None = None
+        self.own_blind: float | None = None  # since when, while most accounts are blind
+        self._internal_logged: dict[str, float] = {}  # platform -> last traceback logged
+        self.health: dict[str, PlatformHealth] = {}  # platform -> are its answers all errors
+        self._holds_checked = False  # held pages of a hold that ended before a restart
         # Called after each committed decision: (event, transition row id or None, new state).
         self.listeners: list[Callable[[Event, int | None, AccountState], None]] = []
 
@@ -106,6 +119,7 @@ class Monitor:
 
     async def start(self) -> None:
         self.store = Store(self.state_path)
+        self.writer = StoreWriter(self.store, on_failure=self._write_failed)
         total = sum(p.concurrency for p in self.config.platforms.values())
         connector = aiohttp.TCPConnector(limit=total + 16, ttl_dns_cache=300,
                                          keepalive_timeout=60)
@@ -129,6 +143,7 @@ class Monitor:
         self.port = sockets[0].getsockname()[1] if sockets else self.listen_port
         log.info("monitor started", accounts=len(self.accounts), platforms=len(self.probes),
                  listen=f"{self.listen_host}:{self.port}", state=self.state_path)
+        self._log_watchlist()
 
     def _apply_config(self, config: Config) -> None:
         """Make the running monitor match ``config`` (at start and on every reload).
@@ -154,6 +169,7 @@ class Monitor:
             self.scheduler.remove(key)
             del self.accounts[key]
         stored = self.store.load_accounts() if wanted.keys() - self.accounts.keys() else {}
+        now = time.time()
         for key, account in wanted.items():
             policy = config.policy(account)
             watched = self.accounts.get(key)
@@ -163,7 +179,7 @@ class Monitor:
                 watched.account_id = account.id or watched.account_id
                 continue
             saved = stored.get(key)
-            st = saved.state if saved else AccountState()
+            st = machine.watching(saved.state if saved else AccountState(), now)
             account_id = account.id or (saved.account_id if saved else None)
             self.accounts[key] = Watched(
                 account, policy, AccountView(key, account.protected, st), account_id,
@@ -180,6 +196,14 @@ class Monitor:
                 self._absent[key.platform].add(key)
         for name, count in self._watched_per_platform.items():
             self.metrics.accounts_watched.labels(name).set(count)
+        shortest: dict[str, float] = {}
+        for key, watched in self.accounts.items():
+            interval = watched.policy.interval
+            shortest[key.platform] = min(shortest.get(key.platform, interval), interval)
+        self.metrics.scheduler_interval.clear()
+        for name, interval in shortest.items():
+            self.metrics.scheduler_interval.labels(name).set(interval)
+        self.health = {name: self.health.get(name, PlatformHealth()) for name in config.platforms}
 
     async def reload(self) -> list[str]:
         """Re-read the config file; apply it, or keep the running one and return the problems.
@@ -252,8 +276,14 @@ class Monitor:
         return self.store.load_cursor(name) if self.store is not None else None
 
     def _save_cursor(self, name: str, value: int) -> None:
-        if self.store is not None:
+        """A cursor is a resume hint, not a decision: one the file refuses is skipped (the
+        next one replaces it; a replay from an older cursor is deduplicated)."""
+        if self.store is None:
+            return
+        try:
             self.store.save_cursor(name, value, time.time())
+        except Exception as exc:
+            self._write_failed(exc)
 
     async def _stop_stream(self, name: str) -> None:
         consumer = self.streams.pop(name)
@@ -295,6 +325,9 @@ class Monitor:
         for name in list(self.streams):
             await self._stop_stream(name)
         await self.scheduler.stop(self.config.monitor.shutdown_grace)
+        if self.writer is not None:
+            await self.writer.flush(self.config.monitor.shutdown_grace)
+            await self.writer.stop()
         if self.outbox is not None:
             await self.outbox.stop()
         for task in self._tasks:
@@ -333,7 +366,19 @@ class Monitor:
 
     @property
     def ready(self) -> bool:
-        return self.store is not None and self.scheduler.running
+        return not self.not_ready()
+
+    def not_ready(self) -> dict[str, str]:
+        """Why the monitor is not ready, per check (empty when it is)."""
+        problems: dict[str, str] = {}
+        if self.store is None:
+            problems["store"] = "state file not open"
+        elif self.writer is not None and self.writer.failing is not None:
+            problems["store"] = (f"{self.writer.failing}; {len(self.writer.backlog)} writes "
+                                 "kept in memory and retried")
+        if not self.scheduler.running:
+            problems["scheduler"] = "scheduler not running"
+        return problems
 
     # ----------------------------------------------------------------- the hot path
 
@@ -342,10 +387,11 @@ class Monitor:
         watched = self.accounts.get(key)
         if watched is None:
             return None
-        obs = await self.probes[key.platform].check(Target(key.handle, watched.account_id))
-        self._spend(key.platform, obs)
-        self.observe(key, obs)
-        return machine.next_delay(watched.view.state, watched.policy)
+        try:
+            obs = await self.probes[key.platform].check(Target(key.handle, watched.account_id))
+        except Exception as exc:  # a probe bug must not end the worker (supervision)
+            obs = self._internal(key.platform, "probe", exc)
+        return self._take(watched, obs, spend=True)
 
     async def _probe_batch(self, keys: list[object]) -> dict[object, float | None]:
         """Many accounts of one platform in one request (X: 100 ids, Bluesky: 25 DIDs).
@@ -360,21 +406,53 @@ class Monitor:
         if by_id:
             platform = next(iter(by_id.values())).key.platform
             probe: Any = self.probes[platform]
-            results = await probe.check_many([Target(w.key.handle, account_id)
-                                              for account_id, w in by_id.items()])
+            try:
+                results = await probe.check_many([Target(w.key.handle, account_id)
+                                                  for account_id, w in by_id.items()])
+            except Exception as exc:  # supervision, as in _probe
+                failed = self._internal(platform, "batch probe", exc)
+                results = dict.fromkeys(by_id, failed)
             spent = False
             for account_id, w in by_id.items():
                 obs = results.get(account_id) or Observation.failed(
                     time.time(), ErrorKind.UNEXPECTED, "missing from the batch answer")
-                if not spent:
-                    self._spend(platform, obs)  # one request, one budget reading
-                    spent = True
-                self.observe(w.key, obs)
-                delays[w.key] = machine.next_delay(w.view.state, w.policy)
+                delays[w.key] = self._take(w, obs, spend=not spent)  # one request, one
+                spent = True  # budget reading
         for w in watched:
             if not w.account_id:
                 delays[w.key] = await self._probe(w.key)
         return delays
+
+    def _take(self, watched: Watched, obs: Observation, *, spend: bool) -> float:
+        """Spend the budget the answer reports, decide, and say when to probe again. An
+        exception anywhere in that (classification aside, which the probe owns) is counted
+        as error(internal) and the account is probed again at its interval."""
+        key = watched.key
+        try:
+            if spend:
+                self._spend(key.platform, obs)
+            self.observe(key, obs)
+            return machine.next_delay(watched.view.state, watched.policy)
+        except Exception as exc:
+            self._internal(key.platform, "decision", exc)
+            return watched.policy.interval
+
+    def _crashed(self, key: object, exc: BaseException) -> float | None:
+        """The scheduler's last line of supervision (our own code raised outside _take)."""
+        watched = self.accounts.get(key) if isinstance(key, AccountKey) else None
+        self._internal(watched.key.platform if watched else "?", "scheduling", exc)
+        return watched.policy.interval if watched else None
+
+    def _internal(self, platform: str, where: str, exc: BaseException) -> Observation:
+        """Count an internal error; log its traceback at most once per platform and minute."""
+        self.metrics.probe_errors.labels(platform, ErrorKind.INTERNAL.value).inc()
+        now = time.monotonic()
+        if now - self._internal_logged.get(platform, -INTERNAL_LOG_EVERY) >= INTERNAL_LOG_EVERY:
+            self._internal_logged[platform] = now
+            log.error("internal error; the account stays watched", platform=platform,
+                      where=where, error=type(exc).__name__, exc_info=exc)
+        return Observation.failed(time.time(), ErrorKind.INTERNAL,
+                                  f"internal error in {where}: {type(exc).__name__}")
 
     def observe(self, key: AccountKey, obs: Observation) -> list[Event]:
         """Feed one observation (from a probe or a stream) through the state machine."""
@@ -382,14 +460,20 @@ class Monitor:
         if watched is None:
             return []
         self.metrics.observed(key.platform, obs)
-        watched.view.last_probe_at = obs.at
+        view = watched.view
+        view.last_probe_at = obs.at
+        if obs.result is Result.ERROR:
+            view.last_error = obs
+        health = self.health.get(key.platform)
+        if health is not None:
+            health.saw(obs)
         identity_events: list[Event] = []
         changed = False
         if obs.account_id is not None:
             obs, identity_events, changed = self._identity(watched, obs)
-        new, events = machine.step(key, watched.view.state, obs, watched.policy)
+        new, events = machine.step(key, view.state, obs, watched.policy)
         if not (events or identity_events or changed):
-            watched.view.state = new  # the steady state: memory only, no disk, no events
+            view.state = new  # the steady state: memory only, no disk, no events
             return events
         self._commit(watched, new, events + identity_events, persist=changed)
         return events
@@ -468,7 +552,9 @@ class Monitor:
 
     def _commit(self, watched: Watched, new: AccountState, events: list[Event],
                 *, persist: bool = False) -> None:
-        ids: list[int | None] = [None] * len(events)
+        """Write one decision (state, outage, pages) as one transaction, or queue it behind
+        earlier writes while the state file refuses them (see :mod:`monitor.writer`)."""
+        assert self.writer is not None and self.store is not None
         if new.state is not watched.view.state.state:
             absent = self._absent.setdefault(watched.key.platform, set())
             if new.state in anomaly.ABSENT_STATES:
@@ -478,51 +564,108 @@ class Monitor:
             # Before the decision's own pages are written: if this decision is the one that
             # makes the platform anomalous, its page is already held.
             self._check_anomaly(watched.key.platform, {watched.key: new})
-        if events and self.store is not None:
-            new, ids = self.store.decide(watched.key, new, events, watched.identity,
-                                          time.time(),
-                                          lambda st: self._notifications(watched, st, events))
+        key, identity, now = watched.key, watched.identity, time.time()
+        if events:
+            if new.outage_id is None and any(e.kind is EventKind.VANISHED for e in events):
+                new = replace(new, outage_id=self.store.next_outage_id())
+            outbox, drop = self._notifications(watched, new, events, now)
+            decided = new
+
+            def apply(store: Store) -> tuple[AccountState, list[int]]:
+                return store.decide(key, decided, events, identity, now, outbox, drop)
+
+            def done(result: tuple[AccountState, list[int]]) -> None:
+                if self.outbox is not None:
+                    self.outbox.wake()
+                for event, row_id in zip(events, result[1], strict=True):
+                    for listener in self.listeners:
+                        listener(event, row_id, decided)
+
+            self.writer.submit(Write(f"decision {key}", apply, done,
+                                     tuple(item for _, item in outbox)))
+        elif persist:
+            self.writer.submit(Write(f"identity {key}", lambda store: store.save_account(
+                key, new, identity, now)))
+        watched.view.state = new
+        if new.blind and not watched.view.blind_reason:
+            blind = next((e for e in events if e.kind is EventKind.BLIND), None)
+            watched.view.blind_reason = (blind.details.get("error") if blind else None) \
+                or "no answers"
+        elif not new.blind:
+            watched.view.blind_reason = None
+        for event in events:
+            self._account_for(watched, event, new)
+
+    def _write_failed(self, exc: BaseException) -> None:
+        self.metrics.store_write_failures.inc()
+
+    def _enqueue(self, what: str, items: list[OutboxItem]) -> None:
+        """Outbox rows no account decision causes (reminders, anomaly and blindness pages)."""
+        assert self.writer is not None
+        now = time.time()
+
+        def done(_: object) -> None:
             if self.outbox is not None:
                 self.outbox.wake()
-        elif persist and self.store is not None:
-            self.store.save_account(watched.key, new, watched.identity, time.time())
-        watched.view.state = new
-        for event, row_id in zip(events, ids, strict=True):
-            self._account_for(watched, event, new)
-            for listener in self.listeners:
-                listener(event, row_id, new)
 
-    def _notifications(self, watched: Watched, new: AccountState,
-                       events: list[Event]) -> list[tuple[int, OutboxItem]]:
-        """Outbox rows for a decision; ``new`` carries the outage id the store just assigned."""
+        self.writer.submit(Write(what, lambda store: store.enqueue(items, now), done,
+                                 tuple(items)))
+
+    def _notifications(self, watched: Watched, new: AccountState, events: list[Event],
+                       now: float) -> tuple[list[tuple[int, OutboxItem]], list[tuple[int, str]]]:
+        """Outbox rows for a decision (``new`` carries its outage id), and the rows it makes
+        moot: a page that has not gone out when its outage (or blindness) already ended is
+        dropped, never delivered after the fact; an outage that short is told to chat."""
         items: list[tuple[int, OutboxItem]] = []
+        drop: list[tuple[int, str]] = []
+        platform = watched.key.platform
         for index, event in enumerate(events):
             n = routing.notification_for(event, watched.config, self.config, new.outage_id)
-            if n is not None:
-                hold = self._held(watched.key.platform, n.kind, n.dedup_key)
-                grace = self._anomaly_grace(watched.key.platform) if n.kind == "vanished" \
-                    else 0.0
-                items += [(index, replace(item, status="held") if hold else
-                           replace(item, delay=grace)) for item in
-                          routing.outbox_items(n, watched.config, self.config)]
-        return items
+            if n is None:
+                continue
+            rows = routing.outbox_items(n, watched.config, self.config)
+            if n.action == "resolve":
+                unsent = self.store.unsent_triggers(n.dedup_key, now) if self.store else []
+                if unsent:
+                    drop += [(r.id, UNSENT_WHY) for r in unsent]
+                    moot = {r.notifier for r in unsent}
+                    rows = [item for item in rows if item.notifier not in moot]
+                    in_grace = [r for r in unsent if r.status == "pending"]
+                    if n.kind == "recovered" and in_grace:
+                        brief = routing.brief_outage_for(
+                            Notification.from_json(in_grace[0].payload), n)
+                        rows += routing.outbox_items(brief, watched.config, self.config)
+                    log.info("page dropped: it ended before it went out", platform=platform,
+                             account=watched.key.handle, kind=n.kind, dedup_key=n.dedup_key)
+            hold = self._held(platform, n.kind)
+            grace = self._grace(platform, n.kind)
+            items += [(index, replace(item, status="held") if hold and item.action != "notify"
+                       else replace(item, delay=grace)) for item in rows]
+        return items, drop
 
-    def _anomaly_grace(self, platform: str) -> float:
-        """How long a vanish page waits for a possible platform anomaly (0 where none can
-        trip: fewer accounts than the threshold and no canary)."""
-        spec = self.config.platforms[platform].anomaly
-        could_trip = spec.enabled and (
-            self._watched_per_platform.get(platform, 0) >= spec.min_accounts
-            or any(w.config.canary for k, w in self.accounts.items() if k.platform == platform))
-        return spec.hold_for if could_trip else 0.0
+    def _grace(self, platform: str, kind: str) -> float:
+        """How long a page waits before its first attempt, for a hold that may be about to
+        start (0 where none can: too few accounts and no canary)."""
+        if kind == "vanished":
+            spec = self.config.platforms[platform].anomaly
+            could_trip = spec.enabled and (
+                self._watched_per_platform.get(platform, 0) >= spec.min_accounts
+                or any(w.config.canary for k, w in self.accounts.items()
+                       if k.platform == platform))
+            return spec.hold_for if could_trip else 0.0
+        if kind == "blind":
+            spec_b = self.config.monitor.own_blindness
+            return spec_b.hold_for if blindness.could_trip(len(self.accounts), spec_b) else 0.0
+        return 0.0
 
-    def _held(self, platform: str, kind: str, dedup_key: str) -> bool:
-        """During a platform anomaly, vanish pages wait; so does the rest of a held outage."""
-        if kind not in ("vanished", "reminder", "recovered"):
-            return False
-        if kind != "recovered" and platform in self.anomalies:
-            return True
-        return self.store is not None and self.store.has_held(dedup_key)
+    def _held(self, platform: str, kind: str) -> bool:
+        """Pages held back while a hold is on: vanish pages and reminders during the
+        platform's anomaly, blind pages while the monitor itself is blind."""
+        if kind in ("vanished", "reminder"):
+            return platform in self.anomalies
+        if kind == "blind":
+            return self.own_blind is not None
+        return False
 
     def _check_anomaly(self, platform: str,
                        pending: dict[AccountKey, AccountState] | None = None) -> None:
@@ -543,26 +686,80 @@ class Monitor:
                       if st.state in anomaly.ABSENT_STATES and st.first_absent_at is not None]
             since = min(onsets, default=now)  # stable across restarts: one dedup key
             self.anomalies[platform] = since
-            held = self.store.hold_pending(platform, now)  # pages still in their grace
-            self._anomaly_page(platform, since, verdict.reason, True, now)
+            self._hold(ANOMALY_KINDS, platform)  # pages still in their grace
+            self._hold_page(routing.anomaly_notification(platform, since, verdict.reason,
+                                                         True, now),
+                            routing.anomaly_owner(platform, self.config))
             log.error("platform anomaly: holding vanish pages", platform=platform,
-                      reason=verdict.reason, held_pages=held)
+                      reason=verdict.reason)
         elif not verdict.active and since is not None:
             del self.anomalies[platform]
-            self._anomaly_page(platform, since, "", False, now)
-            released, dropped = self.store.release_held(platform, now)
-            log.warning("platform anomaly cleared", platform=platform,
-                        released_pages=released, dropped_pages=dropped)
+            self._hold_page(routing.anomaly_notification(platform, since, "", False, now),
+                            routing.anomaly_owner(platform, self.config))
+            self._release(ANOMALY_KINDS, platform, "platform anomaly cleared")
         self.metrics.platform_anomaly.labels(platform).set(1 if verdict.active else 0)
 
-    def _anomaly_page(self, platform: str, since: float, reason: str, active: bool,
-                      now: float) -> None:
+    def _check_own_blindness(self) -> None:
+        """Trip or clear our own blindness: one page each way, blind pages held meanwhile."""
+        spec = self.config.monitor.own_blindness
+        verdict = blindness.evaluate(
+            (blindness.BlindAccount(k.platform, w.view.state, w.view.blind_reason)
+             for k, w in self.accounts.items()), len(self.accounts), spec)
+        now = time.time()
+        owner = routing.anomaly_owner("*", self.config)
+        if verdict.active and self.own_blind is None:
+            self.own_blind = verdict.since if verdict.since is not None else now
+            self._hold(BLIND_KINDS, None)
+            self._hold_page(routing.monitor_blind_notification(
+                self.own_blind, verdict.summary, True, now,
+                {"platforms": verdict.platforms, "errors": verdict.kinds,
+                 "blind": verdict.blind, "watched": verdict.total}), owner)
+            log.error("monitor blind: most accounts blind at once; holding their blind pages",
+                      blind=verdict.blind, watched=verdict.total, platforms=verdict.platforms,
+                      errors=verdict.kinds)
+        elif not verdict.active and self.own_blind is not None:
+            since, self.own_blind = self.own_blind, None
+            self._hold_page(routing.monitor_blind_notification(since, "", False, now, {}),
+                            owner)
+            self._release(BLIND_KINDS, None, "monitor sees again")
+        self.metrics.monitor_blind.set(1 if self.own_blind is not None else 0)
+
+    def _hold(self, kinds: tuple[str, ...], platform: str | None) -> None:
+        assert self.writer is not None
+        self.writer.submit(Write(f"hold {kinds}", lambda store: store.hold_pending(
+            kinds, platform)))
+
+    def _release(self, kinds: tuple[str, ...], platform: str | None, why: str) -> None:
+        assert self.writer is not None
+        now = time.time()
+
+        def done(counts: tuple[int, int]) -> None:
+            log.warning(why + "; held pages re-evaluated", platform=platform,
+                        released_pages=counts[0], dropped_pages=counts[1])
+            if self.outbox is not None:
+                self.outbox.wake()
+
+        self.writer.submit(Write(f"release {kinds}", lambda store: store.release_held(
+            kinds, now, platform), done))
+
+    def _hold_page(self, n: Notification, owner: AccountConfig) -> None:
+        """An anomaly's or blindness' own page, once: after a restart the same hold (same
+        start, same dedup key) is not paged again when its trigger already went out."""
         assert self.store is not None
-        n = routing.anomaly_notification(platform, since, reason, active, now)
-        owner = routing.anomaly_owner(platform, self.config)
-        self.store.enqueue(routing.outbox_items(n, owner, self.config), now)
-        if self.outbox is not None:
-            self.outbox.wake()
+        if n.action == "trigger" and self.store.last_action(n.dedup_key) == "trigger":
+            return
+        self._enqueue(f"{n.kind} {n.action}", routing.outbox_items(n, owner, self.config))
+
+    def _release_stale_holds(self) -> None:
+        """Once after start: pages held by a hold that ended while we were stopped."""
+        assert self.store is not None
+        self._holds_checked = True
+        for platform in self.config.platforms:
+            if platform not in self.anomalies and self.store.held_count(ANOMALY_KINDS,
+                                                                        platform):
+                self._release(ANOMALY_KINDS, platform, "platform anomaly ended while stopped")
+        if self.own_blind is None and self.store.held_count(BLIND_KINDS):
+            self._release(BLIND_KINDS, None, "monitor blindness ended while stopped")
 
     def _account_for(self, watched: Watched, event: Event, new: AccountState) -> None:
         """Metrics and one log line per decision."""
@@ -600,17 +797,48 @@ class Monitor:
         period = max(0.05, min(5.0, shortest / 4))
         while True:
             await asyncio.sleep(period)
-            now = time.time()
-            for platform in self.config.platforms:
-                self._check_anomaly(platform)  # windows expire, canaries come back
-            for name, lane in self.scheduler.lanes.items():
-                self.metrics.scheduler_queue.labels(name).set(lane.queue.qsize())
-            for watched in list(self.accounts.values()):
-                new, events = machine.tick(watched.key, watched.view.state, now, watched.policy)
+            try:
+                self._tick(time.time())
+            except Exception as exc:  # the watcher of the watcher must not die either
+                self._internal("*", "tick", exc)
+
+    def _tick(self, now: float) -> None:
+        for platform in self.config.platforms:
+            self._check_anomaly(platform)  # windows expire, canaries come back
+        for name, lane in self.scheduler.lanes.items():
+            self.metrics.scheduler_queue.labels(name).set(lane.queue.qsize())
+        for name, (worst, overdue) in self.scheduler.lag().items():
+            self.metrics.scheduler_lag.labels(name).set(worst)
+            self.metrics.accounts_overdue.labels(name).set(overdue)
+        starved: set[object] | None = None  # accounts our own backlog keeps from a probe
+        for watched in list(self.accounts.values()):
+            try:
+                new, events = machine.tick(watched.key, watched.view.state, now,
+                                           watched.policy)
+                if events:
+                    if starved is None:
+                        starved = self.scheduler.waiting()
+                    why = (NOT_PROBED_BEHIND if watched.key in starved else NOT_PROBED)
+                    new, events = machine.tick(watched.key, watched.view.state, now,
+                                               watched.policy, why)
                 if events or new is not watched.view.state:
                     self._commit(watched, new, events)
                 if new.state is State.DOWN and new.outage_id is not None:
                     self._remind(watched, new, now)
+            except Exception as exc:
+                self._internal(watched.key.platform, "tick", exc)
+        self._check_own_blindness()
+        if not self._holds_checked:
+            self._release_stale_holds()
+        self._warn_error_only_platforms(now)
+
+    def _warn_error_only_platforms(self, now: float) -> None:
+        for platform, health in self.health.items():
+            warning = health.due_warning(now)
+            if warning is not None:
+                kind, count, hint = warning
+                log.warning("every answer from this platform is an error", platform=platform,
+                            error=kind, errors=count, seconds=ALL_ERRORS_FOR, hint=hint)
 
     def _remind(self, watched: Watched, st: AccountState, now: float) -> None:
         """While an outage stays open, notify again every ``routing.reminder_interval``."""
@@ -618,7 +846,7 @@ class Monitor:
         if not every or self.store is None or st.outage_id is None:
             return
         key = routing.outage_key(watched.key, st.outage_id)
-        if self._held(watched.key.platform, "reminder", key):
+        if self._held(watched.key.platform, "reminder") or self.store.has_held(key):
             return  # its page is held: no reminders for a page nobody got
         last = self._reminded.get(key)
         if last is None:  # first look since start: ask the outbox, it survives restarts
@@ -628,12 +856,24 @@ class Monitor:
             return
         n = routing.reminder_for(watched.key, watched.config, self.config, st.outage_id,
                                  st.first_absent_at, st.reason.value if st.reason else None, now)
-        self.store.enqueue(routing.outbox_items(n, watched.config, self.config), now)
+        self._enqueue(f"reminder {watched.key}",
+                      routing.outbox_items(n, watched.config, self.config))
         self._reminded[key] = now
         log.info("reminder queued", platform=watched.key.platform, account=watched.key.handle,
                  outage_id=st.outage_id)
-        if self.outbox is not None:
-            self.outbox.wake()
+
+    def _log_watchlist(self) -> None:
+        """Say what is watched and when the first answers are due, so a first run does not
+        look dead until staleness."""
+        for platform in self.config.platforms:
+            watched = [w for k, w in self.accounts.items() if k.platform == platform]
+            if not watched:
+                continue
+            interval = min(w.policy.interval for w in watched)
+            log.info("watching", platform=platform, accounts=len(watched),
+                     protected=sum(w.config.protected for w in watched),
+                     interval_seconds=interval,
+                     first_results_within_seconds=round(min(interval, 60.0), 1))
 
     # ----------------------------------------------------------------- views
 
@@ -652,5 +892,8 @@ class Monitor:
             "since": st.since, "blind": st.blind, "outage_id": st.outage_id,
             "last_present_at": st.last_present_at, "first_absent_at": st.first_absent_at,
             "last_probe_at": watched.view.last_probe_at,
+            "blind_reason": watched.view.blind_reason if st.blind else None,
+            "last_error": None if (err := watched.view.last_error) is None else {
+                "kind": str(err.error), "evidence": err.evidence, "at": err.at},
         }
 

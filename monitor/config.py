@@ -371,7 +371,7 @@ class JetstreamConfig(Strict):
 
 
 EventName = Literal["vanished", "recovered", "reminder", "renamed", "moved", "blind", "sighted",
-                    "platform_anomaly"]
+                    "platform_anomaly", "brief_outage", "monitor_blind"]
 
 
 class RouteMatch(Strict):
@@ -416,6 +416,33 @@ def _shard(value: Any) -> Any:
     return parse_shard(value) if isinstance(value, str) else value
 
 
+class OwnBlindnessConfig(Strict):
+    """When blindness across most accounts at once is the monitor's own trouble (its
+    network, DNS, proxy or credentials): one "monitor blind" page instead of one per
+    account, the per-account blind pages held until it clears."""
+
+    enabled: bool = True
+    # Trips when at least max(min_accounts, fraction x watched accounts) are blind at once.
+    fraction: float = Field(default=0.5, gt=0, le=1)
+    min_accounts: int = Field(default=3, ge=2)
+    # Blind pages wait this long before their first attempt, so the first accounts to go
+    # blind are held too (accounts go blind one interval apart): at least the longest
+    # probe interval. Only where it can trip (at least min_accounts accounts).
+    hold_for: Annotated[float, BeforeValidator(lambda v: 0.0 if v in (0, "0", "0s")
+                                               else parse_duration(v))] = 120.0
+
+
+class HeartbeatConfig(Strict):
+    """A dead-man's switch: ping ``url`` every ``interval`` while the monitor is healthy
+    (Healthchecks.io, Cronitor, Dead Man's Snitch, an Alertmanager-less on-call tool). When
+    the pings stop, that service pages: the monitor died, hangs, or stopped watching."""
+
+    url: SecretStr  # the ping URL usually embeds its own secret
+    interval: Duration = 60.0
+    timeout: Duration = 10.0
+    method: Literal["GET", "POST", "HEAD"] = "GET"
+
+
 class MonitorSettings(Strict):
     listen_host: str = "127.0.0.1"
     listen_port: int = Field(default=9464, ge=0, le=65535)
@@ -425,6 +452,8 @@ class MonitorSettings(Strict):
     shutdown_grace: Duration = 5.0
     # This replica's part of the watchlist, "i/N" (0-based); --shard / ACCMON_SHARD override.
     shard: Annotated[Shard | None, BeforeValidator(_shard)] = None
+    own_blindness: OwnBlindnessConfig = Field(default_factory=OwnBlindnessConfig)
+    heartbeat: HeartbeatConfig | None = None
 
 
 class Config(Strict):

@@ -32,6 +32,8 @@ class AccountView:
     protected: bool
     state: AccountState
     last_probe_at: float | None = None  # wall clock of the last answer (any result)
+    last_error: Observation | None = None  # the newest error answer, for the API
+    blind_reason: str | None = None  # why it is blind: an error kind, or "not probed: ..."
 
 
 def _escape(value: str) -> str:
@@ -175,6 +177,23 @@ class Metrics:
         self.scheduler_queue = Gauge("accmon_scheduler_queue_depth",
                                      "Accounts due but waiting for a worker or rate budget",
                                      ["platform"], registry=r)
+        self.scheduler_lag = Gauge("accmon_scheduler_lag_seconds",
+                                   "How far past its due time the most overdue account is",
+                                   ["platform"], registry=r)
+        self.accounts_overdue = Gauge("accmon_accounts_overdue",
+                                      "Accounts more than a second past their due time",
+                                      ["platform"], registry=r)
+        self.scheduler_interval = Gauge("accmon_scheduler_interval_seconds",
+                                        "The platform's shortest configured probe interval",
+                                        ["platform"], registry=r)
+        self.store_write_failures = Counter("accmon_store_write_failures",
+                                            "Writes the state file refused (locked, full, I/O "
+                                            "error); each is kept and retried", registry=r)
+        self.monitor_blind = Gauge("accmon_monitor_blind",
+                                   "1 while most accounts are blind at once (our own trouble)",
+                                   registry=r)
+        self.heartbeats = Counter("accmon_heartbeats", "Dead-man's-switch pings by outcome",
+                                  ["outcome"], registry=r)
 
     def exposition(self, now: float | None = None) -> Iterator[bytes]:
         """The whole /metrics body: client-library metrics, then the per-account families."""

@@ -129,6 +129,10 @@ class AccountState:
     blind: bool = False  # only errors for longer than the staleness bound
     outage_id: int | None = None  # the open outage's row id, while down
     since: float | None = None  # when the current state was entered
+    # When this process began watching the account (start-up, or added by a reload):
+    # staleness is never measured from before it, so a never-probed account goes blind like
+    # any other and a restart after a long stop does not make every account blind at once.
+    watched_since: float | None = None
 
 
 class EventKind(enum.StrEnum):

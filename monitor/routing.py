@@ -12,6 +12,7 @@ never opened by one route and left open because no route takes its resolution.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +26,7 @@ CHAT_TYPES = frozenset({"slack", "webhook", "log"})
 # Events that resolve or repeat another one route like it (see module docstring).
 ROUTES_LIKE = {"recovered": "vanished", "reminder": "vanished", "sighted": "blind"}
 PAGE_WORTHY = frozenset({"vanished", "recovered", "reminder", "blind", "sighted",
-                         "platform_anomaly"})
+                         "platform_anomaly", "monitor_blind"})
 IMPLICIT_LOG = "log"
 
 
@@ -134,6 +135,32 @@ def anomaly_notification(platform: str, since: float, reason: str, active: bool,
                  f"platform anomaly on {platform} cleared; held pages re-evaluated"),
         severity="critical" if active else "info", at=now, protected=True,
         details={"reason": reason, "since": iso(since)})
+
+
+def brief_outage_for(vanished: Notification, recovered: Notification) -> Notification:
+    """An outage that ended before its page went out (still in its grace period): on-call
+    is not woken for an account that is already back, but the outage is worth a line in
+    chat. Routed like a rename: never to a paging notifier by default."""
+    d = recovered.details
+    return replace(
+        recovered, kind="brief_outage", action="notify", severity="warning",
+        dedup_key=f"{vanished.dedup_key}/brief",
+        summary=(f"{recovered.platform}/{recovered.account} was gone for "
+                 f"{span(d.get('duration_seconds'))} ({recovered.reason or 'gone'}) and came "
+                 "back before its page went out; nobody was paged"),
+        details={**vanished.details, **d})
+
+
+def monitor_blind_notification(since: float, summary: str, active: bool, now: float,
+                               details: dict[str, Any]) -> Notification:
+    """One page for the monitor's own blindness (and its resolution), keyed by its start."""
+    return Notification(
+        kind="monitor_blind", action="trigger" if active else "resolve",
+        dedup_key=f"accmon/monitor/blind-{int(since)}", platform="*", account="*",
+        summary=(f"account-monitor is blind: {summary}; per-account blind pages are held "
+                 "until it clears" if active else
+                 "account-monitor sees again; held blind pages re-evaluated"),
+        severity="critical" if active else "info", at=now, protected=True, details=details)
 
 
 def anomaly_owner(platform: str, config: Config) -> AccountConfig:

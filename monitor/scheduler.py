@@ -17,8 +17,12 @@ import itertools
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from dataclasses import dataclass, field
+
+import structlog
+
+log = structlog.get_logger("monitor.scheduler")
 
 Clock = Callable[[], float]
 
@@ -66,11 +70,18 @@ ProbeFn = Callable[[Hashable], Awaitable[float | None]]
 BatchFn = Callable[[list[Hashable]], Awaitable[dict[Hashable, float | None]]]
 
 
-class TwoLevelQueue(asyncio.Queue[tuple[int, int, Hashable]]):
+# crashed(key, exc) -> seconds until the next probe of key, after a probe raised
+CrashFn = Callable[[Hashable, BaseException], float | None]
+# (priority, seq, key, due): due is when the account fell due (monotonic), for the lag
+QueueItem = tuple[int, int, Hashable, float]
+CRASH_DELAY = 60.0  # the default retry after a probe that raised
+
+
+class TwoLevelQueue(asyncio.Queue[QueueItem]):
     """Due accounts, priority 0 (protected) before 1, FIFO within each: O(1), unlike a heap."""
 
     def _init(self, maxsize: int) -> None:
-        self._levels: tuple[deque[tuple[int, int, Hashable]], ...] = (deque(), deque())
+        self._levels: tuple[deque[QueueItem], ...] = (deque(), deque())
 
     # asyncio.Queue reads ``self._queue`` directly in these two: answer from both levels.
     def qsize(self) -> int:
@@ -79,11 +90,16 @@ class TwoLevelQueue(asyncio.Queue[tuple[int, int, Hashable]]):
     def empty(self) -> bool:
         return not (self._levels[0] or self._levels[1])
 
-    def _put(self, item: tuple[int, int, Hashable]) -> None:
+    def _put(self, item: QueueItem) -> None:
         self._levels[0 if item[0] <= 0 else 1].append(item)
 
-    def _get(self) -> tuple[int, int, Hashable]:
+    def _get(self) -> QueueItem:
         return (self._levels[0] or self._levels[1]).popleft()
+
+    def items(self) -> Iterator[QueueItem]:
+        """Every waiting item, protected ones first (for the lag figures; not the hot path)."""
+        yield from self._levels[0]
+        yield from self._levels[1]
 
 
 @dataclass
@@ -104,13 +120,21 @@ class Lane:
     in_flight: int = 0
 
 
+def _log_crash(key: Hashable, exc: BaseException) -> float:
+    log.error("probe raised; rescheduled", account=str(key), exc_info=exc)
+    return CRASH_DELAY
+
+
 class Scheduler:
     """Runs ``probe(key)`` for every added key, forever, at the delays it returns."""
 
     def __init__(self, probe: ProbeFn, *, jitter: float = 0.1, clock: Clock = time.monotonic,
-                 rng: random.Random | None = None, probe_batch: BatchFn | None = None):
+                 rng: random.Random | None = None, probe_batch: BatchFn | None = None,
+                 crashed: CrashFn | None = None):
         self.probe = probe
         self.probe_batch = probe_batch
+        # Supervision: a probe that raises ends neither its worker nor its account's probing.
+        self.crashed: CrashFn = crashed or _log_crash
         self.jitter = jitter
         self.clock = clock
         self.rng = rng or random.Random()
@@ -176,6 +200,49 @@ class Scheduler:
     def queued(self, lane: str) -> int:
         return self.lanes[lane].queue.qsize()
 
+    def lag(self, slack: float = 1.0) -> dict[str, tuple[float, int]]:
+        """Per lane: (how far past due its most overdue account is, in seconds; how many
+        accounts are more than ``slack`` past due). Accounts waiting in a lane's queue (for
+        a worker or for rate budget) and ones whose due time passed without a dispatch both
+        count; one being probed right now does not. O(accounts waiting), for a periodic
+        gauge, not the hot path."""
+        now = self.clock()
+        out = {name: (0.0, 0) for name in self.lanes}
+        for name, lane in self.lanes.items():
+            worst, count = 0.0, 0
+            for _, _seq, key, due in lane.queue.items():
+                if key not in self._lane_of:
+                    continue
+                late = now - due
+                worst = max(worst, late)
+                count += late > slack
+            out[name] = (worst, count)
+        for due, seq, key in self._heap_overdue(now - slack):
+            if self._due.get(key) != seq or key not in self._lane_of:
+                continue
+            name = self._lane_of[key]
+            worst, count = out[name]
+            out[name] = (max(worst, now - due), count + 1)
+        return out
+
+    def _heap_overdue(self, before: float) -> Iterator[tuple[float, int, Hashable]]:
+        """Heap entries due before ``before``, by a walk that prunes at the first later one
+        (a child is never due before its parent): O(overdue), not O(accounts). Normally
+        empty: the timer dispatches entries as they fall due, unless the loop stalls."""
+        heap, stack = self._heap, [0]
+        while stack:
+            i = stack.pop()
+            if i < len(heap) and heap[i][0] < before:
+                yield heap[i]
+                stack += (2 * i + 1, 2 * i + 2)
+
+    def waiting(self, slack: float = 1.0) -> set[Hashable]:
+        """Accounts waiting in their lane's queue (due, but no worker or no budget took
+        them yet) for more than ``slack`` seconds: the ones our own backlog starves."""
+        now = self.clock()
+        return {key for lane in self.lanes.values() for _, _, key, due in lane.queue.items()
+                if now - due > slack and key in self._lane_of}
+
     # ----------------------------------------------------------------- running
 
     async def start(self) -> None:
@@ -204,23 +271,25 @@ class Scheduler:
         now = self.clock()
         heap = self._heap
         while heap and heap[0][0] <= now:
-            _, seq, key = heapq.heappop(heap)
+            due, seq, key = heapq.heappop(heap)
             if self._due.get(key) != seq:
                 continue  # superseded by a later schedule() or removed
             del self._due[key]
             lane = self._lane_of.get(key)
             if lane is not None:
-                self.lanes[lane].queue.put_nowait((self._priority.get(key, 1), seq, key))
+                self.lanes[lane].queue.put_nowait((self._priority.get(key, 1), seq, key, due))
         if heap:
             self._arm(heap[0][0])
 
     async def _work(self, lane: Lane) -> None:
+        """One worker of a lane, forever. Nothing a probe raises ends it (supervision): the
+        account is handed to :attr:`crashed` and rescheduled at the delay it returns."""
         me = asyncio.current_task()
         while not self._stopping:
             if lane.batch > 1 and self.probe_batch is not None:
                 await self._work_batch(lane, me)
                 continue
-            _, _, key = await lane.queue.get()
+            _, _, key, _ = await lane.queue.get()
             if key not in self._lane_of:
                 continue
             await lane.budget.acquire()
@@ -230,11 +299,19 @@ class Scheduler:
             self._busy.add(me)
             try:
                 delay = await self.probe(key)
+            except Exception as exc:  # supervision: see the docstring
+                delay = self._crash(key, exc)
             finally:
                 lane.in_flight -= 1
                 self._busy.discard(me)
             if delay is not None and not self._stopping:
                 self.schedule(key, self.jittered(delay))
+
+    def _crash(self, key: Hashable, exc: BaseException) -> float | None:
+        try:
+            return self.crashed(key, exc)
+        except Exception:  # the crash handler itself failed: keep watching
+            return CRASH_DELAY
 
     async def _work_batch(self, lane: Lane, me: asyncio.Task[None] | None) -> None:
         """Collect up to ``lane.batch`` due accounts (waiting at most ``linger``), then ask
@@ -250,6 +327,8 @@ class Scheduler:
         self._busy.add(me)
         try:
             delays = await self.probe_batch(keys)
+        except Exception as exc:  # supervision, as in _work
+            delays = {key: self._crash(key, exc) for key in keys}
         finally:
             lane.in_flight -= 1
             self._busy.discard(me)
@@ -261,7 +340,7 @@ class Scheduler:
     async def _collect(self, lane: Lane) -> list[Hashable]:
         """The first due account, then the budget, then whatever came due meanwhile: when
         the budget is short, every request leaves with a full batch."""
-        _, _, first = await lane.queue.get()
+        _, _, first, _ = await lane.queue.get()
         await lane.budget.acquire()
         keys = [first] if first in self._lane_of else []
         deadline = self.clock() + lane.linger

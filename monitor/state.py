@@ -36,7 +36,7 @@ from monitor.model import (
     State,
 )
 
-__all__ = ["next_delay", "step", "tick"]
+__all__ = ["next_delay", "step", "tick", "watching"]
 
 Transition = tuple[AccountState, list[Event]]
 
@@ -68,15 +68,17 @@ def step(key: AccountKey, st: AccountState, obs: Observation, policy: Policy) ->
     return new, sighted + events
 
 
-def tick(key: AccountKey, st: AccountState, now: float, policy: Policy) -> Transition:
+def tick(key: AccountKey, st: AccountState, now: float, policy: Policy,
+         why: str | None = None) -> Transition:
     """Time passing with no observation: only staleness -> blind can happen here.
 
     Needed because a probe that hangs or a scheduler that stalls produces no error
-    observation at all, yet we are just as blind; the timer catches that case.
+    observation at all, yet we are just as blind; the timer catches that case. ``why`` is
+    the shell's word for it (e.g. "not probed: scheduler behind"), carried in the event.
     """
     if not _is_stale(st, now, policy):
         return st, []
-    return replace(st, blind=True), [_blind_event(key, st, now, error=None)]
+    return replace(st, blind=True), [_blind_event(key, st, now, error=why)]
 
 
 def next_delay(st: AccountState, policy: Policy) -> float:
@@ -112,9 +114,18 @@ def _stamp_first_observation(st: AccountState, at: float) -> AccountState:
     return st
 
 
+def watching(st: AccountState, now: float) -> AccountState:
+    """This process starts watching the account now (see ``AccountState.watched_since``)."""
+    return replace(st, watched_since=now)
+
+
 def _blind_reference(st: AccountState) -> float | None:
-    """When we last knew something: the last decisive answer, else when watching began."""
-    return st.last_decisive_at if st.last_decisive_at is not None else st.since
+    """When we last knew something: the last decisive answer, else when watching began;
+    never earlier than this process began watching."""
+    ref = st.last_decisive_at if st.last_decisive_at is not None else st.since
+    if st.watched_since is None:
+        return ref
+    return st.watched_since if ref is None else max(ref, st.watched_since)
 
 
 def _is_stale(st: AccountState, now: float, policy: Policy) -> bool:

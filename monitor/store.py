@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,8 @@ from monitor.model import (
     Outage,
     State,
 )
+
+BUSY_TIMEOUT_MS = 200
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
@@ -91,6 +93,10 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at  REAL NOT NULL
     );
     """,
+    # 3: the decision path looks rows up by dedup key (held pages, unsent triggers)
+    """
+    CREATE INDEX outbox_by_dedup_key ON outbox (dedup_key, id);
+    """,
 )
 
 
@@ -104,10 +110,6 @@ class OutboxItem:
     payload: dict[str, Any]
     status: str = "pending"  # or "held": kept back during a platform anomaly
     delay: float = 0.0  # seconds before the first attempt (a vanish page's anomaly grace)
-
-
-OutboxSource = (Iterable[tuple[int, "OutboxItem"]]
-                | Callable[[AccountState], Iterable[tuple[int, "OutboxItem"]]])
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +164,12 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # a confirmed page must survive power loss
         self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.execute("PRAGMA busy_timeout=5000")
+        # Short on purpose: a write that finds the file locked fails fast and is retried by
+        # the shell (monitor.writer) instead of freezing the event loop for seconds.
+        self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         self.migrate()
+        row = self.db.execute("SELECT MAX(id) FROM outages").fetchone()
+        self._last_outage_id = int(row[0] or 0)
 
     # ----------------------------------------------------------------- schema
 
@@ -220,26 +226,43 @@ class Store:
                             " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
                             " updated_at = excluded.updated_at", (name, value, now))
 
+    def next_outage_id(self) -> int:
+        """Allocate the id of the next outage before its decision is written, so the
+        decision (and its pages' dedup keys) is complete before anything touches the disk;
+        a decision that waits for a locked file keeps its id. Ids are never reused once
+        written (the table is AUTOINCREMENT; this counter starts past its largest id)."""
+        self._last_outage_id += 1
+        return self._last_outage_id
+
     def decide(self, key: AccountKey, st: AccountState, events: Sequence[Event],
                account_id: str | Identity | None, now: float,
-               outbox: OutboxSource = ()) -> tuple[AccountState, list[int]]:
+               outbox: Sequence[tuple[int, OutboxItem]] = (),
+               drop: Sequence[tuple[int, str]] = ()) -> tuple[AccountState, list[int]]:
         """Commit one decision atomically; returns the state with its outage id and the
         transition row ids (one per event, in order).
 
-        ``outbox`` pairs an index into ``events`` with the notification that event causes; it
-        may be a function of the new state, called inside the transaction once a VANISHED
-        event's outage row exists (its id goes into the page's dedup key).
+        ``outbox`` pairs an index into ``events`` with the notification that event causes.
+        A VANISHED event opens the outage ``st.outage_id`` (allocated beforehand with
+        :meth:`next_outage_id`; one is allocated here when it is missing). ``drop`` lists
+        outbox rows (id, why) that this decision makes moot, e.g. a page still waiting in its
+        grace period when its outage has already ended.
         """
         with self.transaction():
             for event in events:
                 if event.kind is EventKind.VANISHED:
-                    st = replace(st, outage_id=self._open_outage(key, event))
+                    outage_id = st.outage_id or self.next_outage_id()
+                    self._open_outage(key, event, outage_id)
+                    st = replace(st, outage_id=outage_id)
                 elif event.kind is EventKind.RECOVERED:
                     self._close_outage(event)
             ids = [self._insert_transition(key, ev, st.outage_id if ev.kind is not
                                            EventKind.RECOVERED else ev.details.get("outage_id"))
                    for ev in events]
-            for index, item in (outbox(st) if callable(outbox) else outbox):
+            for row_id, why in drop:
+                self.db.execute("UPDATE outbox SET status = 'dropped', finished_at = ?,"
+                                " last_error = ? WHERE id = ? AND status IN ('pending', 'held')",
+                                (now, why, row_id))
+            for index, item in outbox:
                 self.db.execute(
                     "INSERT INTO outbox (transition_id, notifier, action, dedup_key, payload,"
                     " created_at, next_attempt_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -273,17 +296,15 @@ class Store:
              identity.moved_to, st.state.value, st.since, st.outage_id, _state_to_json(st), now),
         )
 
-    def _open_outage(self, key: AccountKey, event: Event) -> int:
+    def _open_outage(self, key: AccountKey, event: Event, outage_id: int) -> None:
         d = event.details
-        cur = self.db.execute(
-            "INSERT INTO outages (platform, handle, reason, last_seen_present_at,"
+        self.db.execute(
+            "INSERT INTO outages (id, platform, handle, reason, last_seen_present_at,"
             " first_seen_absent_at, confirmed_at, last_seen_absent_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (key.platform, key.handle, str(event.reason or "unknown"), d.get("last_present_at"),
-             d.get("first_absent_at", event.at), event.at, event.at),
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (outage_id, key.platform, key.handle, str(event.reason or "unknown"),
+             d.get("last_present_at"), d.get("first_absent_at", event.at), event.at, event.at),
         )
-        assert cur.lastrowid is not None
-        return cur.lastrowid
 
     def _close_outage(self, event: Event) -> None:
         d = event.details
@@ -346,14 +367,16 @@ class Store:
             (notifier,)).fetchone()
         return None if row is None else _outbox_row(row)
 
-    def hold_pending(self, platform: str, now: float) -> int:
-        """A platform anomaly began: hold its vanish pages not yet delivered."""
+    def hold_pending(self, kinds: Sequence[str], platform: str | None = None) -> int:
+        """A platform anomaly (or the monitor's own blindness) began: hold the pages of
+        these kinds (of this platform, or every platform) that are not delivered yet."""
+        marks = ", ".join("?" * len(kinds))
         with self.transaction():
             cur = self.db.execute(
                 "UPDATE outbox SET status = 'held' WHERE status = 'pending'"
-                " AND json_extract(payload, '$.platform') = ?"
-                " AND json_extract(payload, '$.kind') IN ('vanished', 'reminder')",
-                (platform,))
+                " AND (? IS NULL OR json_extract(payload, '$.platform') = ?)"
+                f" AND json_extract(payload, '$.kind') IN ({marks})",
+                (platform, platform, *kinds))
         return cur.rowcount
 
     def outbox_retry(self, row_id: int, attempts: int, next_attempt_at: float,
@@ -389,34 +412,63 @@ class Store:
                                (notifier, notifier))
         return [_outbox_row(r) for r in rows]
 
+    def unsent_triggers(self, dedup_key: str, now: float) -> list[OutboxRow]:
+        """Triggers of ``dedup_key`` that nobody has received and no worker can be sending:
+        held, or still waiting out their grace period untried. (A row already due may be in
+        a worker's hands right now, so it counts as sent.)"""
+        rows = self.db.execute(
+            "SELECT * FROM outbox WHERE dedup_key = ? AND action = 'trigger' AND attempts = 0"
+            " AND (status = 'held' OR (status = 'pending' AND next_attempt_at > ?))",
+            (dedup_key, now))
+        return [_outbox_row(r) for r in rows]
+
     def has_held(self, dedup_key: str) -> bool:
         row = self.db.execute("SELECT 1 FROM outbox WHERE dedup_key = ? AND status = 'held'"
                               " LIMIT 1", (dedup_key,)).fetchone()
         return row is not None
 
-    def release_held(self, platform: str, now: float) -> tuple[int, int]:
-        """A platform anomaly cleared: send what was held for accounts still gone; drop the
-        held pages of outages that ended meanwhile (never paged, so never resolved).
-
-        Returns (released, dropped) row counts."""
+    def release_held(self, kinds: Sequence[str], now: float,
+                     platform: str | None = None) -> tuple[int, int]:
+        """The anomaly (or own blindness) cleared: send what was held for accounts still
+        gone; drop the held pages of outages that ended meanwhile (never paged, so never
+        resolved). Returns (released, dropped) row counts."""
+        marks = ", ".join("?" * len(kinds))
         with self.transaction():
             rows = self.db.execute(
                 "SELECT id, dedup_key, action FROM outbox WHERE status = 'held'"
-                " AND json_extract(payload, '$.platform') = ?", (platform,)).fetchall()
+                " AND (? IS NULL OR json_extract(payload, '$.platform') = ?)"
+                f" AND json_extract(payload, '$.kind') IN ({marks})",
+                (platform, platform, *kinds)).fetchall()
             ended = {r["dedup_key"] for r in rows if r["action"] == "resolve"}
             released = dropped = 0
             for r in rows:
                 if r["dedup_key"] in ended:
                     self.db.execute("UPDATE outbox SET status = 'dropped', finished_at = ?,"
-                                    " last_error = 'held during a platform anomaly; the"
-                                    " outage ended before it cleared' WHERE id = ?",
-                                    (now, r["id"]))
+                                    " last_error = 'held; the outage ended before the hold"
+                                    " cleared' WHERE id = ?", (now, r["id"]))
                     dropped += 1
                 else:
                     self.db.execute("UPDATE outbox SET status = 'pending', next_attempt_at = ?"
                                     " WHERE id = ?", (now, r["id"]))
                     released += 1
         return released, dropped
+
+    def held_count(self, kinds: Sequence[str], platform: str | None = None) -> int:
+        marks = ", ".join("?" * len(kinds))
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE status = 'held'"
+            " AND (? IS NULL OR json_extract(payload, '$.platform') = ?)"
+            f" AND json_extract(payload, '$.kind') IN ({marks})",
+            (platform, platform, *kinds)).fetchone()
+        return int(row[0])
+
+    def last_action(self, dedup_key: str) -> str | None:
+        """The action of the newest row of ``dedup_key`` that was not dropped: 'trigger'
+        means that incident is already open (or on its way), so a restart must not open it
+        again."""
+        row = self.db.execute("SELECT action FROM outbox WHERE dedup_key = ? AND status !="
+                              " 'dropped' ORDER BY id DESC LIMIT 1", (dedup_key,)).fetchone()
+        return None if row is None else str(row[0])
 
     def last_notified(self, dedup_key: str) -> float | None:
         row = self.db.execute("SELECT MAX(created_at) FROM outbox WHERE dedup_key = ?",
