@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from monitor.model import AccountState, Event, EventKind
+from monitor.model import AccountState, Event, EventKind, State
 
 if TYPE_CHECKING:
     from monitor.app import Monitor
@@ -42,6 +44,95 @@ def build_app(monitor: Monitor) -> web.Application:
 
 def _monitor(request: web.Request) -> Monitor:
     return request.app[MONITOR]  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------- query parameters
+
+LIMIT_MAX = 1000  # outages per answer; page further with ?platform= / ?account=
+TEXT_MAX = 200  # characters of a free-text filter (platform, account handle)
+EVENT_ID_MAX = 2**63 - 1  # SQLite's largest INTEGER, which transition ids are
+_EVENT_ID = re.compile(r"[0-9]{1,19}")  # ASCII only: int() also takes "+1", "1_0", "\u0661"
+
+
+def bad_parameter(name: str, allowed: str, got: str | None = None) -> web.HTTPBadRequest:
+    """A 400 with a JSON body naming the parameter and what it accepts."""
+    body: dict[str, str] = {"error": "invalid parameter", "parameter": name,
+                            "allowed": allowed}
+    if got is not None:
+        body["got"] = got[:64]
+    return web.HTTPBadRequest(text=json.dumps(body), content_type="application/json")
+
+
+class Query:
+    """A request's query string read strictly: every parameter known, given once, in range.
+
+    A typo (``?limt=5``) or an out-of-range value answers 400 rather than being ignored or
+    passed down to SQLite, where ``LIMIT -1`` means "every row".
+    """
+
+    def __init__(self, request: web.Request, *names: str):
+        self.query = request.query
+        for name in self.query:
+            if name not in names:
+                raise bad_parameter(name, "one of: " + ", ".join(names) if names
+                                    else "no query parameters")
+            if len(self.query.getall(name)) > 1:
+                raise bad_parameter(name, "given at most once")
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.query.get(name)
+        if raw is None:
+            return default
+        allowed = f"an integer from {low} to {high}"
+        if not re.fullmatch(r"-?[0-9]{1,20}", raw):
+            raise bad_parameter(name, allowed, raw)
+        number = int(raw)
+        if not low <= number <= high:
+            raise bad_parameter(name, allowed, raw)
+        return number
+
+    def boolean(self, name: str) -> bool | None:
+        raw = self.query.get(name)
+        if raw is None:
+            return None
+        if raw not in ("true", "false"):
+            raise bad_parameter(name, "true or false", raw)
+        return raw == "true"
+
+    def choice(self, name: str, choices: Iterable[str]) -> str | None:
+        raw = self.query.get(name)
+        options = sorted(choices)
+        if raw is not None and raw not in options:
+            raise bad_parameter(name, "one of: " + ", ".join(options), raw)
+        return raw
+
+    def text(self, name: str) -> str | None:
+        raw = self.query.get(name)
+        if raw is None:
+            return None
+        if not 1 <= len(raw) <= TEXT_MAX or not raw.isprintable():
+            raise bad_parameter(name, f"1 to {TEXT_MAX} printable characters", raw)
+        return raw
+
+
+def last_event_id(request: web.Request) -> int:
+    """Where a stream resumes: ``Last-Event-ID`` (what EventSource sends on reconnecting), or
+    ``?last_event_id=`` for the first connection. Checked before the stream starts, so a bad
+    id is a 400, not a stream that breaks after its 200.
+
+    An empty header means "no id yet", as the SSE spec's empty last-event-ID buffer does.
+    """
+    header = request.headers.get("Last-Event-ID")
+    name, raw = ("Last-Event-ID", header) if header is not None else (
+        "last_event_id", request.query.get("last_event_id"))
+    if not raw:
+        return 0
+    if not _EVENT_ID.fullmatch(raw) or int(raw) > EVENT_ID_MAX:
+        raise bad_parameter(name, f"an event id: an integer from 0 to {EVENT_ID_MAX}", raw)
+    return int(raw)
+
+
+# ----------------------------------------------------------------- endpoints
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
@@ -83,17 +174,35 @@ async def reload(request: web.Request) -> web.Response:
     if not token:
         return web.json_response({"status": "disabled", "error": "reload over HTTP is off: "
                                   "set ACCMON_RELOAD_TOKEN (or send SIGHUP)"}, status=403)
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        return web.json_response({"status": "unauthorized"}, status=401,
-                                 headers={"WWW-Authenticate": "Bearer"})
+    if not _bearer_matches(request, token):
+        return web.json_response({"status": "unauthorized",
+                                  "error": "send exactly 'Authorization: Bearer <token>'"},
+                                 status=401, headers={"WWW-Authenticate": 'Bearer realm="reload"'})
     problems = await monitor.reload()
     if problems:
         return web.json_response({"status": "rejected", "problems": problems}, status=422)
     return web.json_response({"status": "reloaded", "accounts": len(monitor.accounts)})
 
 
+def _bearer_matches(request: web.Request, token: str) -> bool:
+    """``Authorization: Bearer <token>`` and nothing else (RFC 6750 section 2.1).
+
+    One header, the scheme spelt ``Bearer``, one space, the token: no bare token, no other
+    scheme, no padding. The token is compared in constant time, so response timing says
+    nothing about how much of a guess was right.
+    """
+    values = request.headers.getall("Authorization", [])
+    if len(values) != 1 or not values[0].startswith("Bearer "):
+        return False
+    try:  # aiohttp keeps undecodable bytes as surrogates; they can never match
+        given = values[0].removeprefix("Bearer ").encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(given, token.encode())
+
+
 SSE_KEEPALIVE = 15.0  # seconds between comment lines, so proxies keep the stream open
+SSE_RETRY = b"retry: 5000\n\n"  # EventSource reconnects 5 s after the stream drops
 SSE_QUEUE = 10_000  # events buffered per client; a client that falls further behind is cut
                     # off and resumes with Last-Event-ID, losing nothing
 
@@ -120,13 +229,10 @@ async def events(request: web.Request) -> web.StreamResponse:
     store, then the stream goes live; ids are the store's transition ids.
     """
     monitor = _monitor(request)
+    Query(request, "last_event_id")
+    last = last_event_id(request)
     if monitor.store is None:
         raise web.HTTPServiceUnavailable(text="store not open")
-    try:
-        last = int(request.headers.get("Last-Event-ID")
-                   or request.query.get("last_event_id") or 0)
-    except ValueError:
-        raise web.HTTPBadRequest(text="Last-Event-ID must be an integer") from None
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(SSE_QUEUE)
 
     def listener(event: Event, row_id: int | None, new: AccountState) -> None:
@@ -144,7 +250,10 @@ async def events(request: web.Request) -> web.StreamResponse:
                                            "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
     try:
+        # Headers and the reconnect delay go out at once: a client (or a proxy's read
+        # timeout) must not wait for the first event or keepalive to learn the stream is up.
         await response.prepare(request)
+        await response.write(SSE_RETRY)
         while monitor.store is not None:
             rows = monitor.store.transitions(after_id=last, limit=1000)
             for row in rows:
@@ -172,35 +281,44 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def accounts(request: web.Request) -> web.Response:
-    """Every watched account's state; filter with ?platform=, ?state=, ?protected=true."""
+    """Every watched account's state; filter with ?platform=, ?state=, ?protected=true|false.
+
+    ``platform`` must be a configured platform and ``state`` a state, so a typo is a 400
+    naming the choices rather than an empty list that looks like "nothing watched".
+    """
     monitor = _monitor(request)
-    q = request.query
+    q = Query(request, "platform", "state", "protected")
+    platform = q.choice("platform", monitor.config.platforms)
+    state = q.choice("state", [s.value for s in State])
+    protected = q.boolean("protected")
     rows = []
     for watched in monitor.accounts.values():
         row = monitor.account_json(watched)
-        if q.get("platform") and row["platform"] != q["platform"]:
+        if platform is not None and row["platform"] != platform:
             continue
-        if q.get("state") and row["state"] != q["state"]:
+        if state is not None and row["state"] != state:
             continue
-        if q.get("protected") and str(row["protected"]).lower() != q["protected"].lower():
+        if protected is not None and row["protected"] is not protected:
             continue
         rows.append(row)
     return web.json_response({"accounts": rows})
 
 
 async def outages(request: web.Request) -> web.Response:
-    """Outages from the store, newest first; ?platform=, ?account=, ?open=true, ?limit=."""
+    """Outages from the store, newest first; ?platform=, ?account=, ?open=true, ?limit=.
+
+    ``limit`` is 1 to :data:`LIMIT_MAX` (default 100). ``platform`` and ``account`` are free
+    text (history outlives the config: a platform removed since still has its outages).
+    ``open=true`` keeps the open outages only; ``open=false`` (the default) keeps all.
+    """
     monitor = _monitor(request)
+    q = Query(request, "platform", "account", "open", "limit")
+    limit = q.integer("limit", 100, 1, LIMIT_MAX)
+    platform, handle, open_only = q.text("platform"), q.text("account"), q.boolean("open")
     if monitor.store is None:
         raise web.HTTPServiceUnavailable(text="store not open")
-    q = request.query
-    try:
-        limit = min(int(q.get("limit", "100")), 10000)
-    except ValueError:
-        raise web.HTTPBadRequest(text="limit must be an integer") from None
-    rows = monitor.store.outages(limit=limit, platform=q.get("platform") or None,
-                                 handle=q.get("account") or None,
-                                 open_only=q.get("open", "").lower() == "true")
+    rows = monitor.store.outages(limit=limit, platform=platform, handle=handle,
+                                 open_only=bool(open_only))
     return web.json_response({"outages": [outage_json(o) for o in rows]})
 
 
