@@ -39,6 +39,10 @@ from monitor.store import OutboxRow, Store
 log = structlog.get_logger("outbox")
 
 
+GAUGE_REFRESH = 1.0  # seconds between gauge refreshes while anything is pending
+GAUGE_IDLE = 5.0  # ... and while nothing is (a row committed without wake() shows by then)
+
+
 class OutboxWorker:
     """Delivers pending outbox rows to their notifiers until stopped."""
 
@@ -53,6 +57,7 @@ class OutboxWorker:
         self.retry_max = retry_max
         self.clock = clock
         self._wake: dict[str, asyncio.Event] = {}
+        self._gauges_due = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -65,11 +70,13 @@ class OutboxWorker:
                 self._tasks.append(asyncio.create_task(
                     self._resend_firing(name, notifier, resend), name=f"resend-{name}"))
         self.refresh_gauges()
+        self._tasks.append(asyncio.create_task(self._gauge_loop(), name="outbox-gauges"))
 
     def wake(self) -> None:
-        """Something was committed: look now rather than at the next poll."""
+        """Something was committed: look now rather than at the next poll, and count it."""
         for event in self._wake.values():
             event.set()
+        self._gauges_due.set()
 
     async def stop(self) -> None:
         """Stop at once: an interrupted delivery stays pending and is redone after restart."""
@@ -131,6 +138,7 @@ class OutboxWorker:
             if store is not None:
                 store.outbox_retry(row.id, attempts + state.attempt_number,
                                    self.clock() + pause, str(exc))
+            self._gauges_due.set()  # the gauge task counts it (an error there is not ours)
 
         tried = 0
         try:
@@ -166,17 +174,40 @@ class OutboxWorker:
 
     # ----------------------------------------------------------------- gauges, re-sends
 
-    def refresh_gauges(self) -> None:
+    def refresh_gauges(self) -> bool:
+        """Set ``accmon_outbox_pending`` and ``..._oldest_pending_seconds`` from the store.
+
+        Two grouped queries over the partial index of pending rows, so it is cheap enough to
+        run every :data:`GAUGE_REFRESH` while a page waits. Returns whether anything is
+        pending.
+        """
         store = self.store()
         if store is None:
-            return
+            return False
         pending = store.outbox_pending()
         oldest = store.outbox_oldest_pending()
         now = self.clock()
         for name in self.notifiers:
             self.metrics.outbox_pending.labels(name).set(pending.get(name, 0))
-            age = now - oldest[name] if name in oldest else 0.0
+            age = max(0.0, now - oldest[name]) if name in oldest else 0.0
             self.metrics.outbox_oldest_pending.labels(name).set(age)
+        return any(pending.get(name) for name in self.notifiers)
+
+    async def _gauge_loop(self) -> None:
+        """Keep the gauges live while deliveries wait or retry.
+
+        A delivery can sit in backoff (or behind a long ``Retry-After``) for minutes; the
+        gauges must show the page waiting and its age growing all that time, or the
+        ``OutboxStuck`` alert, which reads them, can never fire. ``wake()`` (a commit) asks
+        for a refresh at once; bursts of commits fold into one refresh.
+        """
+        while True:
+            try:
+                busy = self.refresh_gauges()
+            except Exception:  # a locked or closing store: try again next period
+                log.exception("refreshing the outbox gauges failed")
+                busy = True
+            await _wait(self._gauges_due, GAUGE_REFRESH if busy else GAUGE_IDLE)
 
     async def _resend_firing(self, name: str, notifier: Any, interval: float) -> None:
         """Alertmanager expires alerts whose endsAt passes: re-assert firing ones."""
