@@ -11,12 +11,13 @@ Secret values are :class:`pydantic.SecretStr`, so they print as ``**********``.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -32,7 +33,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic.dataclasses import dataclass as pydantic_dataclass
+from pydantic_core import PydanticCustomError
 
+from monitor import yamlsafe
 from monitor.model import AbsentReason, AccountKey, ErrorKind, Policy
 from monitor.sharding import Shard, parse_shard
 
@@ -40,16 +43,36 @@ from monitor.sharding import Shard, parse_shard
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# No timing in this monitor needs more than a year; a larger value is a typo (or an
+# overflow: 99999999999999999999999d) that would make a timer never fire.
+MAX_DURATION = 366 * 86400.0
+_MAX_SCALAR_TEXT = 64  # a duration or size longer than this is not one (and costs regexes)
+
+
+def _shown(value: Any) -> str:
+    """A value quoted in a problem, cut short: the input may be megabytes."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def parse_duration(value: Any) -> float:
-    """``"30s"``, ``"5m"``, ``"1h30m"``, ``"250ms"`` or a bare number of seconds -> seconds."""
+    """``"30s"``, ``"5m"``, ``"1h30m"``, ``"250ms"`` or a bare number of seconds -> seconds.
+
+    Finite, greater than zero and at most :data:`MAX_DURATION` (YAML reads ``.nan`` and
+    ``.inf`` as floats: a NaN interval would schedule nothing, ever).
+    """
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m or 1h")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
     elif isinstance(value, str):
         text = value.strip()
+        if len(text) > _MAX_SCALAR_TEXT:
+            raise ValueError(f"invalid duration {_shown(value)}: use e.g. 30s, 5m, 1h30m "
+                             "or 250ms")
         pos, seconds = 0, 0.0
         for match in _DURATION_PART.finditer(text):
             if match.start() != pos:
@@ -57,37 +80,95 @@ def parse_duration(value: Any) -> float:
             seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
             pos = match.end()
         if not text or pos != len(text):
-            raise ValueError(f"invalid duration {value!r}: use e.g. 30s, 5m, 1h30m or 250ms")
+            raise ValueError(f"invalid duration {_shown(value)}: use e.g. 30s, 5m, 1h30m "
+                             "or 250ms")
     else:
         raise ValueError("expected a duration such as 30s, 5m or 1h")
+    if math.isnan(seconds):
+        raise ValueError("a duration must be a number, not NaN: use e.g. 30s")
     if seconds <= 0:
         raise ValueError("a duration must be greater than zero")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{_shown(value)} is longer than 366 days: use at most 366d")
     return seconds
 
 
 _SIZE = re.compile(r"^(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?$")
 _SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3,
                "KB": 1000, "MB": 1000**2, "GB": 1000**3}
+# Sizes cap what one answer may cost in memory (times concurrency); answers are kilobytes.
+MAX_SIZE = 64 * 1024**2
 
 
 def parse_size(value: Any) -> int:
-    """``"1MiB"``, ``"512KiB"`` or a bare number of bytes -> bytes."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    match = _SIZE.match(str(value).strip())
-    if not match or int(match.group(1)) <= 0:
-        raise ValueError(f"invalid size {value!r}: use e.g. 512KiB or 1MiB")
-    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    """``"1MiB"``, ``"512KiB"`` or a bare number of bytes -> bytes, at most :data:`MAX_SIZE`."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"invalid size {_shown(value)}: use e.g. 512KiB or 1MiB")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE.match(value.strip()) if len(value) <= _MAX_SCALAR_TEXT else None
+        if not match:
+            raise ValueError(f"invalid size {_shown(value)}: use e.g. 512KiB or 1MiB")
+        size = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    if size <= 0:
+        raise ValueError("a size must be greater than zero: use e.g. 512KiB or 1MiB")
+    if size > MAX_SIZE:
+        raise ValueError(f"{_shown(value)} is more than 64MiB: use at most 64MiB (answers "
+                         "are kilobytes; the default is 1MiB)")
+    return size
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 
-class Strict(BaseModel):
-    """Base for every config model: unknown keys are errors; ``x_file`` fills secret ``x``."""
+MAX_SECRET_FILE_BYTES = 4096  # a token, key or URL; anything bigger is the wrong file
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+def field_problem(field: str, reason: str) -> PydanticCustomError:
+    """A problem with ``field`` found by a validator of the model holding it, so the
+    reported path names the field itself (``platforms.x.token_file``), not the model."""
+    return PydanticCustomError("field_problem", "{field}: {reason}",
+                               {"field": field, "reason": reason})
+
+
+def read_secret_file(file_key: str, value: Any) -> str:
+    """The one-line secret in the file ``value``: a regular file of at most 4 KiB of UTF-8.
+
+    ``token_file: /dev/zero`` must not read forever, and a directory, FIFO or binary file is
+    a mistake to name, not to read.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise field_problem(file_key, "expected the path of a file, e.g. /run/secrets/token")
+    try:
+        data = yamlsafe.read_bounded(value, MAX_SECRET_FILE_BYTES)
+    except yamlsafe.YamlProblem as exc:
+        raise field_problem(file_key, exc.reason) from None
+    try:
+        secret = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise field_problem(file_key, f"{value} is not UTF-8 text; write the secret as "
+                                      "text") from None
+    if not secret:
+        raise field_problem(file_key, f"{value} is empty; put the secret in it")
+    if _has_control(secret):
+        raise field_problem(file_key, f"{value} holds more than one line or a control "
+                                      "character; keep only the secret, on one line")
+    return secret
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+class Strict(BaseModel):
+    """Base for every config model: unknown keys are errors; ``x_file`` fills secret ``x``.
+
+    Floats must be finite: YAML reads ``.nan`` and ``.inf`` as numbers.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -96,20 +177,49 @@ class Strict(BaseModel):
             return data
         data = dict(data)
         for name, field in cls.model_fields.items():
-            file_key = f"{name}_file"
-            if file_key not in data or field.annotation not in (SecretStr, SecretStr | None):
+            if field.annotation not in (SecretStr, SecretStr | None):
                 continue
-            if data.get(name) is not None:
-                raise ValueError(f"give either {name} or {file_key}, not both")
-            path = Path(str(data.pop(file_key)))
-            try:
-                data[name] = path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(f"{file_key}: cannot read {path}: {exc.strerror}") from None
+            file_key = f"{name}_file"
+            if file_key in data:
+                if data.get(name) is not None:
+                    raise ValueError(f"give either {name} or {file_key}, not both")
+                data[name] = read_secret_file(file_key, data.pop(file_key))
+            elif isinstance(data.get(name), str) and _has_control(data[name]):
+                # a header value with a line break would be refused on every request
+                raise field_problem(name, "contains a line break or control character; "
+                                          "check the environment variable or file it came from")
         return data
 
 
 # --------------------------------------------------------------------------- HTTP rules
+
+
+def check_template(template: str, allowed: tuple[str, ...]) -> str:
+    """Refuse a ``str.format`` template the probes could not fill.
+
+    Probes fill templates with keywords only, so ``{}``/``{0}`` (positional), ``{handle.x}``
+    (attribute), ``{site}`` (unknown), a format spec and a lone brace would each fail on
+    every check (or at start-up, or on reload): all are config problems instead.
+    """
+    names = ", ".join(f"{{{name}}}" for name in allowed)
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"{exc} in {_shown(template)}; write a literal brace as {{{{ or }}}}"
+                         ) from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name == "" or name.isdigit():
+            raise ValueError(f"positional placeholder {{{name}}} in {_shown(template)}; use "
+                             f"a name: {names}")
+        if name not in allowed:
+            raise ValueError(f"unknown placeholder {{{name[:40]}}} in {_shown(template)}; "
+                             f"use only {names}")
+        if spec or conversion:
+            raise ValueError(f"a format spec or conversion in {_shown(template)}; write "
+                             f"plain placeholders: {names}")
+    return template
 
 
 class Match(Strict):
@@ -163,6 +273,7 @@ class HttpRules(Strict):
     @field_validator("url")
     @classmethod
     def _url_has_handle(cls, value: str) -> str:
+        check_template(value, ("base_url", "handle", "id"))  # what probes/http.py fills in
         if "{handle}" not in value and "{id}" not in value:
             raise ValueError("url must contain {handle} or {id}, e.g. '{base_url}/{handle}'")
         return value
@@ -244,7 +355,7 @@ class PlatformConfig(Strict):
 
         sites = load_sites()
         name = data["catalogue"]
-        if name not in sites:
+        if not isinstance(name, str) or name not in sites:
             raise ValueError(f"catalogue: no site {name!r} in the bundled catalogue "
                              f"(have: {', '.join(sorted(sites))})")
         site = sites[name]
@@ -263,11 +374,18 @@ class PlatformConfig(Strict):
             raise ValueError("base_url must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("profile_url")
+    @classmethod
+    def _profile_template(cls, value: str | None) -> str | None:
+        # routing.links_for fills it with the handle and the id
+        return None if value is None else check_template(value, ("handle", "id"))
+
 
 _NO_LABELS: dict[str, str] = {}
 
 
-@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
+@pydantic_dataclass(frozen=True, slots=True,
+                    config=ConfigDict(extra="forbid", allow_inf_nan=False))
 class AccountConfig:
     """One watched account.
 
@@ -554,8 +672,8 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
-# libyaml's loader when PyYAML was built with it (the wheels are): ~10x faster on big watchlists.
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# A watchlist of a million accounts is ~40 MB of YAML; a bigger "config" is the wrong file.
+MAX_CONFIG_BYTES = 64 * 1024**2
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -588,8 +706,12 @@ def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-def _line_index(text: str) -> dict[str, int]:
-    """Map every field path in the YAML text to its 1-based line, for error messages."""
+def _line_index(root: yaml.Node | None) -> dict[str, int]:
+    """Map every field path in the composed YAML to its 1-based line, for error messages.
+
+    The graph was checked by :func:`yamlsafe.compose`: no cycles, bounded depth and alias
+    expansion, so walking it expanded is bounded too.
+    """
     index: dict[str, int] = {}
 
     def walk(node: yaml.Node, path: str) -> None:
@@ -603,10 +725,6 @@ def _line_index(text: str) -> dict[str, int]:
             for i, item in enumerate(node.value):
                 walk(item, f"{path}[{i}]")
 
-    try:
-        root = yaml.compose(text, Loader=_Loader)
-    except yaml.YAMLError:
-        return index
     if root is not None:
         walk(root, "")
     return index
@@ -640,6 +758,10 @@ def _validation_problems(exc: ValidationError) -> list[Problem]:
         path = _loc_to_path(err["loc"])
         if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             reason = "unknown key (check the spelling; see README's config reference)"
+        elif err["type"] == "field_problem":
+            ctx = err.get("ctx") or {}
+            problems.append(Problem(_join(path, ctx["field"]), None, ctx["reason"]))
+            continue
         else:
             reason = err["msg"].removeprefix("Value error, ")
         for part in reason.split("\n"):
@@ -653,13 +775,18 @@ def _validation_problems(exc: ValidationError) -> list[Problem]:
 
 
 def parse_config(text: str, file: str = "<config>", env: dict[str, str] | None = None) -> Config:
-    """Validate YAML text into a :class:`Config`; raise :class:`ConfigError` with every problem."""
+    """Validate YAML text into a :class:`Config`; raise :class:`ConfigError` with every problem.
+
+    Nothing else is raised, whatever the text: reload relies on it to reject a bad file.
+    """
     try:
-        raw = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        raise ConfigError(file, [Problem("", line, f"not valid YAML: {exc}")]) from None
+        root, loader = yamlsafe.compose(text)
+        raw = yamlsafe.construct(loader, root) if root is not None else None
+    except yamlsafe.YamlProblems as exc:
+        raise ConfigError(file, [Problem(p.path, p.line, p.reason)
+                                 for p in exc.problems]) from None
+    except yamlsafe.YamlProblem as exc:
+        raise ConfigError(file, [Problem(exc.path, exc.line, exc.reason)]) from None
     if not isinstance(raw, dict):
         raise ConfigError(file, [Problem("", 1, "expected a mapping with platforms: and "
                                          "accounts:")])
@@ -671,18 +798,20 @@ def parse_config(text: str, file: str = "<config>", env: dict[str, str] | None =
         problems.extend(_validation_problems(exc))
         config = None
     if problems:
-        # Only a failing file pays for a second, line-tracking parse.
-        lines = _line_index(text)
+        lines = _line_index(root)
         raise ConfigError(file, [replace(p, line=_line_for(p.path, lines)) for p in problems])
     assert config is not None
     return config
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate the config file; :class:`ConfigError` for every bad input.
+
+    The file must be a regular file of at most :data:`MAX_CONFIG_BYTES`, in UTF-8.
+    """
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        problem = Problem("", None, f"cannot read the file: {exc.strerror}")
-        raise ConfigError(file, [problem]) from None
+        text = yamlsafe.decode_utf8(yamlsafe.read_bounded(path, MAX_CONFIG_BYTES))
+    except yamlsafe.YamlProblem as exc:
+        raise ConfigError(file, [Problem("", exc.line, exc.reason)]) from None
     return parse_config(text, file)

@@ -139,8 +139,9 @@ def test_secret_files_fill_the_secret(tmp_path: Path) -> None:
     token = parse_config(text, env={}).platforms["mastodon.social"].token
     assert token is not None and token.get_secret_value() == "from-a-file"
     missing = text.replace(str(secret), str(tmp_path / "nope"))
-    (path, _, reason), = problems(missing)
-    assert path == "platforms.mastodon.social" and "cannot read" in reason
+    (path, line, reason), = problems(missing)
+    assert (path, line) == ("platforms.mastodon.social.token_file", 6)
+    assert "cannot read" in reason and "nope" in reason
 
 
 def test_http_rules_reject_unknown_keys_like_a_misspelt_marker() -> None:
