@@ -1,19 +1,27 @@
-"""Command line: ``account-monitor run|check-config|probe|demo|history`` (``python -m monitor``)."""
+"""Command line: ``account-monitor run|check-config|probe|demo|history`` (``python -m monitor``).
+
+Exit codes: 0 ok, 2 a problem the operator must fix (bad config, unusable state file, busy
+port), each reported as one line naming the file or port and the fix, never a traceback;
+``probe`` adds 1 (absent) and 3 (error).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import os
+import socket
+import sqlite3
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from monitor import __version__
-from monitor.config import Config, ConfigError, load_config
-from monitor.sharding import parse_shard
+from monitor import __version__, capacity
+from monitor.config import AccountConfig, Config, ConfigError, load_config
+from monitor.sharding import Shard, parse_shard
 
 DEFAULT_CONFIG = "config/monitor.yaml"
 
@@ -26,6 +34,16 @@ def _load(path: str) -> Config | None:
         return None
 
 
+def _shard(args: argparse.Namespace) -> tuple[bool, Shard | None]:
+    """``--shard`` or ``ACCMON_SHARD``: (valid, shard); None means the config's."""
+    shard_text = args.shard or os.environ.get("ACCMON_SHARD")
+    try:
+        return True, parse_shard(shard_text) if shard_text else None
+    except ValueError as exc:
+        print(f"--shard/ACCMON_SHARD: {exc}", file=sys.stderr)
+        return False, None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.app import Monitor
     from monitor.logs import configure
@@ -33,28 +51,155 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 2
-    configure(args.log_format or config.monitor.log_format, config.monitor.log_level)
-    shard_text = args.shard or os.environ.get("ACCMON_SHARD")
-    try:
-        shard = parse_shard(shard_text) if shard_text else None
-    except ValueError as exc:
-        print(f"--shard/ACCMON_SHARD: {exc}", file=sys.stderr)
+    valid, shard = _shard(args)
+    if not valid:
         return 2
-    monitor = Monitor(config, config_path=args.config, state_path=args.state,
-                      listen_host=args.host, listen_port=args.port, shard=shard,
+    state_path = args.state or config.monitor.state_path
+    host = args.host or config.monitor.listen_host
+    port = config.monitor.listen_port if args.port is None else args.port
+    problem = _state_problem(state_path) or _port_problem(host, port)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    configure(args.log_format or config.monitor.log_format, config.monitor.log_level)
+    monitor = Monitor(config, config_path=args.config, state_path=state_path,
+                      listen_host=host, listen_port=port, shard=shard,
                       reload_token=os.environ.get("ACCMON_RELOAD_TOKEN") or None)
-    asyncio.run(monitor.run_forever())
+    try:
+        asyncio.run(monitor.run_forever())
+    except (sqlite3.Error, OSError) as exc:  # lost a race with the checks above
+        line = _startup_failure(exc, state_path, host, port)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return 2
     return 0
+
+
+# --------------------------------------------------------------------------- start-up checks
+
+
+def _state_problem(path: str) -> str | None:
+    """One line naming the state file and the fix, if the monitor could not use it.
+
+    Opens it as the monitor will (creating it and running migrations) and checks it is
+    intact and writable, so a corrupt, truncated, newer or read-only file is refused
+    before anything starts rather than as a traceback from inside start-up.
+    """
+    from monitor.store import Store
+
+    try:
+        store = Store(path)
+    except (sqlite3.Error, OSError, RuntimeError) as exc:
+        return _state_failure(path, exc)
+    try:
+        rows = store.db.execute("PRAGMA quick_check").fetchall()
+        if [tuple(r) for r in rows] != [("ok",)]:
+            raise sqlite3.DatabaseError("database disk image is malformed")
+    except sqlite3.Error as exc:
+        return _state_failure(path, exc)
+    finally:
+        store.close()
+    if path != ":memory:" and not os.access(path, os.W_OK):
+        return _state_failure(path, PermissionError(errno.EACCES, "permission denied"))
+    return None
+
+
+def _state_failure(path: str, exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, RuntimeError):  # Store.migrate: a schema newer than this build
+        return f"state file {text}"
+    if isinstance(exc, sqlite3.DatabaseError) and (
+            "not a database" in text or "malformed" in text):
+        return (f"state file {path}: corrupt or truncated ({text}); restore it from a backup, "
+                "or move it aside to start afresh (states and open outages are then lost)")
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else text
+    return (f"state file {path}: cannot be written ({reason}); make it and its directory "
+            f"writable by uid {os.getuid()}, or point --state / monitor.state_path elsewhere")
+
+
+def _port_problem(host: str, port: int) -> str | None:
+    """One line naming the address and the fix if ``host:port`` cannot be listened on.
+
+    Binds as asyncio will (every address ``host`` resolves to, SO_REUSEADDR) and lets go.
+    """
+    if not 0 <= port <= 65535:
+        return f"port {port}: out of range; choose 0 to 65535 (--port / monitor.listen_port)"
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in infos:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+    except OSError as exc:
+        return _listen_failure(exc, host, port)
+    return None
+
+
+def _listen_failure(exc: OSError, host: str, port: int) -> str:
+    where = f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (f"listen address {where}: port {port} is already in use (another monitor?); "
+                "stop that process or choose another --port / monitor.listen_port")
+    if exc.errno == errno.EACCES:
+        return (f"listen address {where}: not allowed to listen on port {port}; use a port "
+                "above 1023 (--port / monitor.listen_port)")
+    return (f"listen address {where}: cannot listen there ({exc.strerror or exc}); fix "
+            "--host / monitor.listen_host (an address of this machine, or 0.0.0.0)")
+
+
+_LISTEN_ERRNOS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
+
+
+def _startup_failure(exc: BaseException, state_path: str, host: str, port: int) -> str | None:
+    """The one line for a state-file or listener failure; None for anything else (a bug,
+    which keeps its traceback)."""
+    if isinstance(exc, sqlite3.Error) or getattr(exc, "filename", None) == state_path:
+        return _state_failure(state_path, exc)
+    if isinstance(exc, socket.gaierror) or (
+            isinstance(exc, OSError) and exc.errno in _LISTEN_ERRNOS):
+        return _listen_failure(exc, host, port)
+    return None
+
+
+# --------------------------------------------------------------------------- check-config
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 2
+    valid, shard = _shard(args)
+    if not valid:
+        return 2
     protected = sum(1 for a in config.accounts if a.protected)
     print(f"{args.config}: OK — {len(config.platforms)} platform(s), "
           f"{len(config.accounts)} account(s), {protected} protected")
+    loads = capacity.estimate(config, shard)
+    print_capacity(loads)
     return 0
+
+
+def print_capacity(loads: list[capacity.PlatformLoad]) -> None:
+    """The per-platform table on stdout; a WARNING block on stderr for each short lane.
+
+    A config that cannot keep up is valid (exit 0) but dangerous: accounts are probed late.
+    """
+    shard = next((load.shard for load in loads if load.shard), None)
+    print(f"capacity{f' of shard {shard}' if shard else ''} (requests/s; see "
+          "monitor/capacity.py for the assumptions):")
+    print(capacity.HEADER)
+    for load in loads:
+        print(load.row())
+    short = [load for load in loads if not load.ok]
+    if short:
+        print(f"WARNING: {len(short)} platform(s) cannot keep up with their watchlist:",
+              file=sys.stderr)
+        for load in short:
+            print(f"  {load.render()}", file=sys.stderr)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -65,7 +210,15 @@ def cmd_probe(args: argparse.Namespace) -> int:
         print(f"{args.config}: platforms.{args.platform}: not configured "
               f"(have: {', '.join(sorted(config.platforms))})", file=sys.stderr)
         return 2
-    obs = asyncio.run(_probe_once(config, args.platform, args.handle, args.id))
+    account = _configured_account(config, args.platform, args.handle)
+    account_id = args.id or (account.id if account else None)
+    rules = config.platforms[args.platform].rules
+    if account_id is None and rules is not None and "{id}" in rules.url:
+        print(f"{args.config}: platforms.{args.platform}.rules.url needs the account's id: "
+              f"give --id ID, or add id: to {args.platform}/{args.handle} under accounts",
+              file=sys.stderr)
+        return 2
+    obs = asyncio.run(_probe_once(config, args.platform, args.handle, account_id))
     detail = obs.reason or obs.error
     line = f"{args.platform}/{args.handle}: {obs.result.value}"
     if detail:
@@ -78,6 +231,17 @@ def cmd_probe(args: argparse.Namespace) -> int:
         print(f"  handle now: {obs.handle}")
     print(f"  latency: {obs.latency * 1000:.0f} ms")
     return {"present": 0, "absent": 1, "error": 3}[obs.result.value]
+
+
+def _configured_account(config: Config, platform: str, handle: str) -> AccountConfig | None:
+    """The watchlist entry for ``platform``/``handle`` (exact handle first, then any case:
+    most platforms treat handles case-insensitively)."""
+    same = [a for a in config.accounts if a.platform == platform]
+    exact = next((a for a in same if a.handle == handle), None)
+    if exact is not None:
+        return exact
+    folded = handle.casefold()
+    return next((a for a in same if a.handle.casefold() == folded), None)
 
 
 async def _probe_once(config: Config, platform: str, handle: str, account_id: str | None):  # type: ignore[no-untyped-def]
@@ -130,12 +294,16 @@ def cmd_history(args: argparse.Namespace) -> int:
     if not Path(state_path).exists():
         print(f"{state_path}: no state file yet (has the monitor run?)", file=sys.stderr)
         return 2
-    store = Store(state_path)
     try:
-        outages = store.outages(limit=args.limit, platform=args.platform, handle=args.account,
-                                open_only=args.open)
-    finally:
-        store.close()
+        store = Store(state_path)
+        try:
+            outages = store.outages(limit=args.limit, platform=args.platform,
+                                    handle=args.account, open_only=args.open)
+        finally:
+            store.close()
+    except (sqlite3.Error, OSError, RuntimeError) as exc:
+        print(_state_failure(state_path, exc), file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps([outage_json(o) for o in outages], indent=2))
         return 0
@@ -178,8 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="watch only shard I of N (0-based; default: ACCMON_SHARD or all)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("check-config", help="validate a config file; list every problem")
+    p = sub.add_parser("check-config", help="validate a config file; list every problem; "
+                       "warn when a platform's budget cannot keep up")
     p.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    p.add_argument("--shard", metavar="I/N",
+                   help="estimate the load of shard I of N (default: ACCMON_SHARD or the "
+                        "config's monitor.shard)")
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("probe", help="check one account once and print the evidence")
