@@ -6,6 +6,11 @@ A monitor runs in-process against a fake Mastodon with alice present (protected)
 loopback with both rule files loaded. Then each PromQL expression of each dashboard panel
 (template variables substituted) and each rule goes through ``/api/v1/query``: it must parse,
 reference only exported metrics, and return data unless the scenario explains why not.
+
+A second scenario pages through a loopback PagerDuty that answers 503: the protected account
+vanishes, the page waits in the outbox, and Prometheus must fire OutboxStuck (from a copy of
+the shipped rules with its 3-minute thresholds cut to seconds), then clear it once the pager
+is back and the page delivered.
 """
 
 from __future__ import annotations
@@ -24,11 +29,14 @@ import pytest
 import yaml
 
 from monitor.fakes.mastodon import FakeMastodon
+from monitor.fakes.pagers import FakePagerDuty
 from monitor.model import State
 from tests.conftest import free_port, mastodon_config, running_monitor, state_of, wait_for
+from tests.test_paging import paging_config
 from tests.test_prometheus_rules import (
     JOB,
     PROMETHEUS_CONFIG,
+    RULE_FILES,
     allowed_series,
     coming_series,
     load_dashboards,
@@ -71,6 +79,7 @@ MAY_BE_EMPTY = {
 RULE_RESULTS = {
     "ProtectedAccountVanished": {"carol"},
     "AccountVanished": {"dave"},
+    "Watchdog": {"?"},  # vector(1): one sample, no labels at all
 }
 
 
@@ -87,13 +96,13 @@ class Prometheus:
         return self.log.read_text(errors="replace")[-4000:]
 
 
-def _config(monitor_port: int) -> dict[str, Any]:
+def _config(monitor_port: int, rule_files: list[Path] | None = None) -> dict[str, Any]:
     """The example prometheus.yml, fast and pointed at the monitor on loopback."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     config["global"] = {"scrape_interval": SCRAPE, "scrape_timeout": SCRAPE,
                         "evaluation_interval": SCRAPE}
-    config["rule_files"] = [str((PROMETHEUS_CONFIG.parent / f).resolve())
-                            for f in config["rule_files"]]
+    config["rule_files"] = [str(p.resolve()) for p in rule_files] if rule_files else [
+        str((PROMETHEUS_CONFIG.parent / f).resolve()) for f in config["rule_files"]]
     config.pop("alerting", None)
     (job,) = [j for j in config["scrape_configs"] if j["job_name"] == JOB]
     job["static_configs"] = [{"targets": [f"127.0.0.1:{monitor_port}"]}]
@@ -101,14 +110,14 @@ def _config(monitor_port: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-def start_prometheus(tmp_path: Path) -> Iterator[Callable[[int], Prometheus]]:
+def start_prometheus(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
     """Start Debian's prometheus scraping a monitor port; killed when the test ends."""
     binary = require_tool("prometheus")
     started: list[Prometheus] = []
 
-    def start(monitor_port: int) -> Prometheus:
+    def start(monitor_port: int, rule_files: list[Path] | None = None) -> Prometheus:
         config = tmp_path / "prometheus.yml"
-        config.write_text(yaml.safe_dump(_config(monitor_port)))
+        config.write_text(yaml.safe_dump(_config(monitor_port, rule_files)))
         port = free_port()
         log = tmp_path / "prometheus.log"
         process = subprocess.Popen(
@@ -195,7 +204,7 @@ async def test_every_dashboard_query_and_rule_on_a_real_prometheus(
                     raise
 
 
-async def _scenario(http: aiohttp.ClientSession, prom: Prometheus) -> None:
+async def _ready(http: aiohttp.ClientSession, prom: Prometheus) -> None:
     async def ready() -> bool:
         if prom.process.poll() is not None:
             pytest.fail("prometheus exited:\n" + prom.output())
@@ -203,6 +212,10 @@ async def _scenario(http: aiohttp.ClientSession, prom: Prometheus) -> None:
             return resp.status == 200
 
     await until("prometheus ready", ready)
+
+
+async def _scenario(http: aiohttp.ClientSession, prom: Prometheus) -> None:
+    await _ready(http, prom)
 
     async def scraped_enough() -> bool:
         # Enough samples for rate() over 1m, and the rules evaluated at least once since.
@@ -308,7 +321,8 @@ async def _rules_agree(http: aiohttp.ClientSession, prom: Prometheus) -> None:
                  a["labels"]["severity"]) for a in alerts if a["state"] == "firing"}
 
     expected = {("ProtectedAccountVanished", "carol", "critical"),
-                ("AccountVanished", "dave", "warning")}
+                ("AccountVanished", "dave", "warning"),
+                ("Watchdog", "", "none")}
     got = await until("the vanished accounts' alerts firing",
                       lambda: _matches(firing, expected))
     assert got == expected
@@ -318,3 +332,80 @@ async def _matches(fetch: Callable[[], Any], expected: set[Any]) -> set[Any] | N
     got = await fetch()
     return got if got == expected else None
 
+
+
+# ------------------------------------------------------------------ a pager outage, live
+
+# OutboxStuck as shipped waits for a page older than 180 s, for 2 m. The copy loaded here
+# waits for 2 s, for 1 s: the same expression, at a test's pace.
+OUTBOX_STUCK_SHIPPED = ("> 180", "2m")
+OUTBOX_STUCK_FAST = ("> 2", "1s")
+
+
+def fast_outbox_rules(tmp_path: Path) -> Path:
+    """monitor-rules.yml with only OutboxStuck's age threshold and `for` shortened."""
+    source = RULE_FILES[0]
+    doc = yaml.safe_load(source.read_text())
+    (rule,) = [r for g in doc["groups"] for r in g["rules"] if r.get("alert") == "OutboxStuck"]
+    threshold, wait = OUTBOX_STUCK_SHIPPED
+    assert rule["expr"].count(threshold) == 1 and rule["for"] == wait, (
+        "OutboxStuck changed shape: update OUTBOX_STUCK_SHIPPED", rule)
+    rule["expr"] = rule["expr"].replace(threshold, OUTBOX_STUCK_FAST[0])
+    rule["for"] = OUTBOX_STUCK_FAST[1]
+    copy = tmp_path / source.name
+    copy.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return copy
+
+
+async def test_outbox_stuck_fires_while_the_pager_answers_503_then_clears(
+        tmp_path: Path, state_file: str,
+        start_prometheus: Callable[..., Prometheus]) -> None:
+    masto, pd = FakeMastodon({"alice": "present", "bob": "present"}), FakePagerDuty()
+    async with masto.running() as m_url, pd.running() as pd_url:
+        config = paging_config(m_url, pd_url, ["alice", "bob"], state_file)
+        async with running_monitor(config) as monitor:
+            await wait_for(lambda: state_of(monitor, "masto", "alice") is State.UP, what="up")
+            prom = start_prometheus(monitor.port or 0,
+                                    [fast_outbox_rules(tmp_path), RULE_FILES[1]])
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+                try:
+                    await _ready(http, prom)
+                    await _pager_outage(http, prom, monitor, masto, pd)
+                except BaseException:
+                    print("prometheus log:\n" + prom.output())
+                    raise
+
+
+async def _pager_outage(http: aiohttp.ClientSession, prom: Prometheus, monitor: Any,
+                        masto: FakeMastodon, pd: FakePagerDuty) -> None:
+    async def alerts(name: str) -> list[dict[str, Any]]:
+        found = (await _get(http, prom, "/api/v1/alerts"))["alerts"]
+        return [a for a in found if a["labels"]["alertname"] == name and a["state"] == "firing"]
+
+    async def quiet() -> bool:
+        return not await alerts("OutboxStuck")
+
+    await until("the first scrape", lambda: query(http, prom, f'up{{job="{JOB}"}} == 1'))
+    assert await quiet(), "nothing waits yet"
+
+    pd.script(*([503] * 100_000))  # the pager is down until healed below
+    masto.set_state("alice", "suspended")
+    await wait_for(lambda: state_of(monitor, "masto", "alice") is State.DOWN, what="down")
+
+    stuck = await until("OutboxStuck firing", lambda: alerts("OutboxStuck"), timeout=30)
+    (alert,) = stuck
+    assert (alert["labels"]["notifier"], alert["labels"]["severity"]) == ("pd", "critical")
+    assert alert["labels"]["job"] == JOB
+    pending = await query(http, prom, 'accmon_outbox_pending{notifier="pd"}')
+    assert value(pending) == 1
+    age = await query(http, prom, 'accmon_outbox_oldest_pending_seconds{notifier="pd"}')
+    assert value(age) > 2
+    vanished = await until("ProtectedAccountVanished firing for alice",
+                           lambda: alerts("ProtectedAccountVanished"))
+    assert {a["labels"]["account"] for a in vanished} == {"alice"}
+    assert pd.accepted == [] and len(pd.requests) > 1  # refused, retried, not delivered
+
+    pd._script.clear()  # the pager is back
+    await wait_for(lambda: pd.accepted, timeout=10, what="the page delivered")
+    await until("OutboxStuck cleared", quiet, timeout=30)
+    assert value(await query(http, prom, 'accmon_outbox_pending{notifier="pd"}')) == 0
