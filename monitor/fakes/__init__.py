@@ -2,7 +2,83 @@
 
 - :mod:`monitor.fakes.mastodon` -- ``FakeMastodon``, the Mastodon account API
 - :mod:`monitor.fakes.site` -- ``FakeSite``, a scriptable website for the ``http`` probe
-- :mod:`monitor.fakes.faults` -- ``Faults`` and the server shell both share
+- :mod:`monitor.fakes.faults` -- ``Faults`` and the server shell every fake shares
+- one module per other platform (``x``, ``bluesky``, ``github``, ...)
 
-Submodules are not imported here, so ``python -m monitor.fakes.<name>`` runs cleanly.
+:func:`platform_fakes` maps every probe of :data:`monitor.probes.PROBES` to its fake, so
+suites that must cover every probe (the hostile-answer contract) find a new one by itself.
+Submodules are not imported here (only inside that function), so
+``python -m monitor.fakes.<name>`` runs cleanly.
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from monitor.fakes.faults import FakeServer
+
+# Hostile answers every probe must turn into a classified error, as Faults fields. Sizes are
+# the worst we want to prove harmless; a suite may shrink them (see their Faults fields).
+HOSTILE_ANSWERS: dict[str, dict[str, Any]] = {
+    "deep_json": {"deep_json_rate": 1.0},
+    "gzip_bomb": {"gzip_bomb_rate": 1.0},
+    "cross_host": {"cross_host_rate": 1.0},
+    "redirect_loop": {"redirect_loop_rate": 1.0},
+    "slowloris": {"slowloris_rate": 1.0},
+    "huge_headers": {"huge_headers_rate": 1.0},
+    "truncated": {"truncated_rate": 1.0},
+    "non_utf8": {"non_utf8_rate": 1.0},
+    "login_wall": {"login_wall_rate": 1.0},
+}
+
+# Instagram's own page shape (trimmed), for the catalogue's Instagram rules.
+INSTAGRAM_PRESENT = """<!DOCTYPE html>
+<html lang="en" class="no-js not-logged-in"><head><meta charset="utf-8">
+<title>{handle} (@{handle}) • Instagram photos and videos</title>
+</head><body><span id="react-root"></span></body></html>
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformFake:
+    """One probe's fake platform, serving ``handle`` as a present account."""
+
+    make: Callable[[], FakeServer]
+    handle: str
+    settings: Callable[[str], dict[str, Any]]  # base URL -> the platform's config fields
+    env: Mapping[str, str] = field(default_factory=dict)  # what the probe reads from the env
+
+
+def platform_fakes() -> dict[str, PlatformFake]:
+    """Probe name (a key of :data:`monitor.probes.PROBES`) -> its fake and platform config."""
+    from monitor.fakes import bluesky, github, mastodon, reddit, site, twitch, x, youtube
+
+    def masto() -> FakeServer:
+        fake = mastodon.FakeMastodon({"alice": "present"})
+        # Another instance knows an "alice" too, with another id: believing its answer
+        # would look like the account was replaced (a false page).
+        fake.elsewhere = mastodon.FakeMastodon({"alice": "present"}, domain="elsewhere.example")
+        return fake
+
+    return {
+        "bluesky": PlatformFake(lambda: bluesky.FakeBluesky({"bsky.app": "present"}),
+                                "bsky.app", lambda base: {"plc_url": f"{base}/plc"}),
+        "github": PlatformFake(lambda: github.FakeGitHub({"octocat": "present"}),
+                               "octocat", lambda base: {}),
+        "http": PlatformFake(lambda: site.FakeSite({"instagram": "present"},
+                                                   present_template=INSTAGRAM_PRESENT),
+                             "instagram", lambda base: {"catalogue": "instagram"}),
+        "mastodon": PlatformFake(masto, "alice", lambda base: {}),
+        "reddit": PlatformFake(lambda: reddit.FakeReddit({"spez": "present"}),
+                               "spez", lambda base: {}),
+        "twitch": PlatformFake(lambda: twitch.FakeTwitch({"shroud": "present"}),
+                               "shroud", lambda base: {"token": twitch.TOKEN},
+                               {"TWITCH_CLIENT_ID": twitch.CLIENT_ID}),
+        "x": PlatformFake(lambda: x.FakeX({"XDevelopers": "present"}),
+                          "XDevelopers", lambda base: {"token": x.TOKEN}),
+        "youtube": PlatformFake(lambda: youtube.FakeYouTube({"mkbhd": "present"}),
+                                "mkbhd", lambda base: {"token": youtube.API_KEY}),
+    }

@@ -1,8 +1,11 @@
 """Misbehaviour on demand, and the server shell every fake platform shares.
 
-Probes must turn every hostile answer (slow, 5xx, 429, hangs, resets, huge or broken bodies)
-into ``error(kind)``, never ``absent``. A fake makes those answers deterministically (a
-seeded :class:`random.Random`), controlled from Python or, for other processes, over HTTP:
+Probes must turn every hostile answer (slow, 5xx, 429, hangs, resets, huge or broken bodies,
+gzip bombs, redirects to another host or in a loop, deep JSON, slowloris, huge headers,
+truncated or non-UTF-8 bodies, login walls) into ``error(kind)``, never ``absent`` and never
+``present``. Every fake built on :class:`FakeServer` serves all of them without code of its
+own, deterministically (a seeded :class:`random.Random`), controlled from Python or, for
+other processes, over HTTP:
 
 - ``POST /_control/accounts/{handle}`` -- the platform's own account script (see subclasses)
 - ``POST /_control/faults`` -- JSON with :class:`Faults` fields; replaces the whole profile
@@ -13,7 +16,10 @@ seeded :class:`random.Random`), controlled from Python or, for other processes, 
 re-registered handles, platform-wide canned answers (``POST /_control/override``) and a
 request budget for the rate-limit headers.
 
-Control endpoints never see faults, latency or counting.
+Control endpoints and the login page never see faults, latency or counting. The
+cross-host redirect points at a second loopback server ("elsewhere", started on first use)
+that answers like the platform, with no faults and, for :class:`FakePlatform`, other ids:
+a probe that followed it would believe a stranger.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import random
@@ -30,10 +38,12 @@ import socket
 import struct
 import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -41,6 +51,20 @@ CONTROL_PREFIX = "/_control/"
 HUGE_CHUNK = 64 * 1024
 # A JSON document cut off mid-value, as a crashed upstream or a truncating proxy sends it.
 MALFORMED_JSON = b'{"id":"109283741234567890","username":"alice","acct":"ali'
+# JSON-shaped, declared UTF-8, but \xff\xfe and \xc3\x28 are not UTF-8 (RFC 8259 8.1 demands it).
+NON_UTF8_JSON = b'{"id":"1092837412\xff\xfe","username":"\xc3\x28alice","acct":"alice"}'
+# Where the login-wall fault sends clients, as Instagram does for logged-out visitors (and a
+# captive portal does for any URL): a same-host 302, then an HTML login form.
+LOGIN_PATH = "/accounts/login/"
+LOGIN_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Login • FakeSite</title></head>
+<body><form id="loginForm" method="post" action="/accounts/login/ajax/">
+<input name="username"><input name="password" type="password"><button>Log in</button>
+</form></body></html>
+"""
+HUGE_HEADER = "X-Padding"
+# Marks the app the "elsewhere" server runs: it answers plainly, never with a fault.
+ELSEWHERE = web.AppKey("elsewhere", bool)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -56,9 +80,23 @@ class Faults:
     rate_limit_rate: float = 0.0  # the platform's 429 answer
     huge_body_rate: float = 0.0  # 200 with huge_body_bytes of body
     malformed_rate: float = 0.0  # 200 with truncated JSON
+    # Hostile answers: a probe must survive each in bounded time and memory.
+    deep_json_rate: float = 0.0  # 200, "[" * deep_json_depth + "]" * deep_json_depth
+    gzip_bomb_rate: float = 0.0  # 200, gzip: ~1/1000 of gzip_bomb_bytes on the wire
+    cross_host_rate: float = 0.0  # 302 to the same path and query on the elsewhere server
+    redirect_loop_rate: float = 0.0  # 302 to the very URL asked for
+    slowloris_rate: float = 0.0  # 200, then one body byte every slowloris_interval, forever
+    huge_headers_rate: float = 0.0  # the real answer plus a huge_header_bytes header line
+    truncated_rate: float = 0.0  # Content-Length promises more than is sent, then a close
+    non_utf8_rate: float = 0.0  # 200, "application/json; charset=utf-8", bytes not UTF-8
+    login_wall_rate: float = 0.0  # 302 to LOGIN_PATH, an HTML login form
     hang_seconds: float = 30.0
     huge_body_bytes: int = 8 * 1024 * 1024
     huge_body_chunked: bool = False  # stream it without Content-Length
+    deep_json_depth: int = 200_000
+    gzip_bomb_bytes: int = 1 << 30  # decompressed; on the wire it is ~1 MB for 1 GiB
+    slowloris_interval: float = 0.1  # seconds between dribbled bytes
+    huge_header_bytes: int = 64 * 1024  # aiohttp, nginx and most clients stop at 8 KiB
     seed: int | None = None  # reseed the fake's random source when set
 
     def __post_init__(self) -> None:
@@ -67,8 +105,10 @@ class Faults:
             raise ValueError("every *_rate must be between 0 and 1")
         if sum(rates.values()) > 1.0 + 1e-9:
             raise ValueError("the *_rate fields must add up to at most 1")
-        if self.latency < 0 or self.hang_seconds < 0 or self.huge_body_bytes < 0:
-            raise ValueError("latency, hang_seconds and huge_body_bytes must not be negative")
+        sizes = ("latency", "hang_seconds", "huge_body_bytes", "deep_json_depth",
+                 "gzip_bomb_bytes", "slowloris_interval", "huge_header_bytes")
+        if any(getattr(self, name) < 0 for name in sizes):
+            raise ValueError(f"{', '.join(sizes)} must not be negative")
 
     @classmethod
     def from_json(cls, data: Any) -> Faults:
@@ -147,7 +187,14 @@ class FakeServer:
         self._counts: Counter[str] = Counter()
         self._injected: Counter[str] = Counter()
         self.requests_total = 0
+        self.elsewhere_requests = 0  # answered by the elsewhere server: a client followed
         self._closing = asyncio.Event()
+        # Who answers on the other host of the cross-host redirect; None: see elsewhere_twin.
+        self.elsewhere: FakeServer | None = None
+        self._elsewhere_url: str | None = None
+        self._elsewhere_lock = asyncio.Lock()
+        self._servers: contextlib.AsyncExitStack | None = None
+        self._host = "127.0.0.1"
         if faults is not None:
             self.set_faults(faults)
 
@@ -168,10 +215,12 @@ class FakeServer:
         self._counts.clear()
         self._injected.clear()
         self.requests_total = 0
+        self.elsewhere_requests = 0
 
     def stats(self) -> dict[str, Any]:
         return {
             "requests_total": self.requests_total,
+            "elsewhere_requests": self.elsewhere_requests,
             "requests": dict(self._counts),
             "faults_injected": dict(self._injected),
             "faults": self.faults.to_json(),
@@ -198,10 +247,20 @@ class FakeServer:
         """Headers on every platform answer (rate-limit headers, say)."""
         return {}
 
+    def elsewhere_twin(self) -> FakeServer:
+        """The fake the elsewhere server runs: :attr:`elsewhere` if set, else this one.
+
+        This one means the same accounts, same ids, with no faults: believing it hides an
+        outage. Set :attr:`elsewhere` to a fake with other ids to show the worse outcome, a
+        changed identity (and a false page).
+        """
+        return self.elsewhere if self.elsewhere is not None else self
+
     # ------------------------------------------------------------------ serving
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._misbehave])
+        app.router.add_get(LOGIN_PATH, self._login)
         app.router.add_post(CONTROL_PREFIX + "accounts/{handle}", self._control_account)
         app.router.add_post(CONTROL_PREFIX + "faults", self._control_faults)
         app.router.add_post(CONTROL_PREFIX + "reset", self._control_reset)
@@ -211,14 +270,43 @@ class FakeServer:
 
     @contextlib.asynccontextmanager
     async def running(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-        """Serve on ``host:port`` (0: any free port); yields the base URL."""
+        """Serve on ``host:port`` (0: any free port); yields the base URL.
+
+        The elsewhere server, if a cross-host redirect asks for it, stops with this one.
+        """
         self._closing = asyncio.Event()
-        async with serve(self.app(), self._closing, host, port) as url:
-            yield url
+        self._host, self._elsewhere_url = host, None
+        async with contextlib.AsyncExitStack() as servers:
+            self._servers = servers
+            try:
+                yield await servers.enter_async_context(
+                    serve(self.app(), self._closing, host, port))
+            finally:
+                self._servers = None
+
+    async def elsewhere_url(self) -> str:
+        """The base URL of the elsewhere server, started on first use (needs ``running()``)."""
+        async with self._elsewhere_lock:
+            if self._elsewhere_url is None:
+                if self._servers is None:
+                    raise RuntimeError("the cross-host fault needs the fake served by running()")
+                app = self.elsewhere_twin().app()
+                app[ELSEWHERE] = True
+                app.middlewares.insert(0, self._count_elsewhere)
+                self._elsewhere_url = await self._servers.enter_async_context(
+                    serve(app, asyncio.Event(), _other_loopback(self._host)))
+            return self._elsewhere_url
+
+    @web.middleware
+    async def _count_elsewhere(self, request: web.Request,
+                               handler: Handler) -> web.StreamResponse:
+        self.elsewhere_requests += 1
+        return await handler(request)
 
     @web.middleware
     async def _misbehave(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith(CONTROL_PREFIX):
+        if (request.path.startswith(CONTROL_PREFIX) or request.path == LOGIN_PATH
+                or request.app.get(ELSEWHERE, False)):
             return await handler(request)
         self.requests_total += 1
         handle = self.handle_of(request)
@@ -235,6 +323,9 @@ class FakeServer:
             await self._pause(faults.hang_seconds)  # then answer, late, for a patient client
         if fault is None or fault == "timeout":
             response = await handler(request)
+        elif fault == "huge_headers":  # the real answer, so only the header size is wrong
+            response = await handler(request)
+            headers[HUGE_HEADER] = "a" * faults.huge_header_bytes
         else:
             response = await self._faulty_answer(request, fault, faults, headers)
         if not response.prepared:
@@ -243,6 +334,9 @@ class FakeServer:
 
     async def _faulty_answer(self, request: web.Request, fault: str, faults: Faults,
                              headers: dict[str, str]) -> web.StreamResponse:
+        hostile = await self._hostile_answer(request, fault, faults, headers)
+        if hostile is not None:
+            return hostile
         if fault == "reset":
             _reset(request)
             return web.Response()  # never sent: the socket is gone
@@ -255,6 +349,51 @@ class FakeServer:
         if fault == "huge_body":
             return await _huge(request, faults, headers)
         raise AssertionError(f"unhandled fault {fault!r}")
+
+    async def _hostile_answer(self, request: web.Request, fault: str, faults: Faults,
+                              headers: dict[str, str]) -> web.StreamResponse | None:
+        """The answers built to break a client's parser, memory or trust, or None."""
+        if fault == "deep_json":
+            depth = faults.deep_json_depth
+            return web.Response(body=b"[" * depth + b"]" * depth,
+                                content_type="application/json")
+        if fault == "gzip_bomb":
+            # Compressing 1 GiB takes seconds: off the event loop, and only once per size.
+            body = await asyncio.to_thread(gzip_bomb, faults.gzip_bomb_bytes)
+            return web.Response(body=body, content_type="application/json",
+                                headers={"Content-Encoding": "gzip"})
+        if fault == "cross_host":
+            return web.Response(status=302, headers={
+                "Location": await self.elsewhere_url() + request.path_qs})
+        if fault == "redirect_loop":
+            return web.Response(status=302, headers={"Location": request.path_qs})
+        if fault == "login_wall":
+            location = f"{LOGIN_PATH}?next={quote(request.path_qs, safe='/')}"
+            return web.Response(status=302, headers={"Location": location})
+        if fault == "non_utf8":
+            return web.Response(body=NON_UTF8_JSON, content_type="application/json",
+                                charset="utf-8")
+        if fault == "slowloris":
+            return await self._slowloris(request, faults, headers)
+        if fault == "truncated":
+            return await _truncated(request, headers)
+        return None
+
+    async def _slowloris(self, request: web.Request, faults: Faults,
+                         headers: dict[str, str]) -> web.StreamResponse:
+        """Headers at once, then a byte now and then until the client or the server quits."""
+        response = web.StreamResponse(headers=headers)
+        response.content_type = "application/json"
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            while not self._closing.is_set():
+                await response.write(b" ")
+                await self._pause(faults.slowloris_interval)
+        return response
+
+    async def _login(self, request: web.Request) -> web.Response:
+        return web.Response(text=LOGIN_PAGE, content_type="text/html", charset="utf-8")
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but end early when the server shuts down."""
@@ -312,6 +451,43 @@ async def _huge(request: web.Request, faults: Faults,
             await response.write(chunk)
         await response.write_eof()
     return response
+
+
+@functools.lru_cache(maxsize=4)
+def gzip_bomb(size: int) -> bytes:
+    """A gzip member of ``size`` zero bytes: deflate shrinks zeros ~1000-fold (1 GiB -> 1 MB)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # 16+: gzip framing
+    block = bytes(min(size, 1 << 20))
+    parts = []
+    for start in range(0, size, len(block) or 1):
+        parts.append(packer.compress(block[:size - start]))
+    parts.append(packer.flush())
+    return b"".join(parts)
+
+
+async def _truncated(request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
+    """Promise four times the body, send a prefix, close: a crashed upstream mid-answer."""
+    response = web.StreamResponse(headers=headers)
+    response.content_type = "application/json"
+    response.content_length = 4 * len(MALFORMED_JSON)
+    await response.prepare(request)
+    await response.write(MALFORMED_JSON)
+    if request.transport is not None:
+        request.transport.close()
+    return response
+
+
+def _other_loopback(host: str) -> str:
+    """Another address for the elsewhere server: 127.0.0.2 beside 127.0.0.1 (Linux answers on
+    all of 127/8), else the same host, where only the port differs (still another origin)."""
+    if host != "127.0.0.1":
+        return host
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.2", 0))
+        except OSError:
+            return host
+    return "127.0.0.2"
 
 
 # ---------------------------------------------------------------------- command line
@@ -464,6 +640,24 @@ class FakePlatform(FakeServer):
         account.handle = new
         self._accounts_by_handle[new.lower()] = account
         return account.id
+
+    def elsewhere_twin(self) -> FakeServer:
+        """:attr:`elsewhere` if set, else a copy of this platform whose accounts have other ids.
+
+        The same handles in the same states, so a probe that followed the cross-host
+        redirect would see its account "present" with a stranger's id.
+        """
+        if self.elsewhere is not None:
+            return self.elsewhere
+        twin = copy.copy(self)  # the subclass's own settings (tokens, withheld_in, ...)
+        FakeServer.__init__(twin)  # its own faults (none), counters and shutdown event
+        twin.override = None
+        twin._accounts_by_handle, twin._accounts_by_id = {}, {}
+        twin._window_start, twin._window_used = 0.0, 0
+        for account in self._accounts_by_handle.values():
+            twin.set_state(account.handle, account.state,
+                           account_id=self.new_id(f"{account.handle.lower()}@elsewhere"))
+        return twin
 
     def account(self, handle: str) -> FakeAccount | None:
         return self._accounts_by_handle.get(handle.lower())

@@ -18,10 +18,16 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from monitor.fakes.faults import Canned, FakeServer, Faults, fake_arguments, serve_main
+from monitor.fakes.faults import (
+    LOGIN_PATH,
+    Canned,
+    FakeServer,
+    Faults,
+    fake_arguments,
+    serve_main,
+)
 
 STATES = ("present", "absent", "login_wall", "captcha")
-LOGIN_PATH = "/accounts/login/"
 
 PRESENT_TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{handle} (@{handle}) • FakeSite</title></head>
@@ -33,12 +39,6 @@ ABSENT_PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Page not found • FakeSite</title></head>
 <body><h2>Sorry, this page isn't available.</h2>
 <p>The link you followed may be broken, or the page may have been removed.</p></body></html>
-"""
-LOGIN_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Login • FakeSite</title></head>
-<body><form id="loginForm" method="post" action="/accounts/login/ajax/">
-<input name="username"><input name="password" type="password"><button>Log in</button>
-</form></body></html>
 """
 CAPTCHA_PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Just a moment...</title></head>
@@ -115,14 +115,11 @@ class FakeSite(FakeServer):
     # ------------------------------------------------------------------ serving
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_get(LOGIN_PATH, self._login)
+        # LOGIN_PATH, the login wall's target, is served by FakeServer for every fake.
         app.router.add_get("/{handle}", self._profile)
 
     def handle_of(self, request: web.Request) -> str | None:
         return request.match_info.get("handle")
-
-    async def _login(self, request: web.Request) -> web.Response:
-        return web.Response(text=LOGIN_PAGE, content_type="text/html", charset="utf-8")
 
     async def _profile(self, request: web.Request) -> web.Response:
         handle = request.match_info["handle"]
