@@ -135,6 +135,26 @@ def test_json_rule_on_non_json_body_does_not_match_or_crash() -> None:
     assert (obs.result, obs.error) == (Result.ERROR, ErrorKind.UNEXPECTED)
 
 
+@pytest.mark.parametrize(("body", "evidence"), [
+    (b'{"data":[' * 200 + b"]}" * 200, "HTTP 200, JSON nested deeper than 100 levels"),
+    (b"[" * 200_000 + b"]" * 200_000, "HTTP 200, JSON nested deeper than 100 levels"),
+    (b'{"data":[{"login":"\\ud800alice"}]}', "HTTP 200, JSON has a lone surrogate escape"),
+])
+def test_hostile_json_under_a_json_rule_is_a_parse_error(body: bytes, evidence: str) -> None:
+    obs = classify(TWITCH, 200, body)
+    assert (obs.result, obs.error, obs.evidence) == (Result.ERROR, ErrorKind.PARSE, evidence)
+
+
+def test_body_not_utf8_is_not_json_to_json_rules() -> None:
+    obs = classify(TWITCH, 200, b'{"data":[],"note":"\xff\xfe"}')  # else: absent
+    assert (obs.result, obs.error) == (Result.ERROR, ErrorKind.UNEXPECTED)
+
+
+def test_deep_json_is_never_parsed_by_marker_rules() -> None:
+    obs = classify(SITE_RULES, 200, b"[" * 200_000 + b"]" * 200_000)
+    assert (obs.result, obs.error) == (Result.ERROR, ErrorKind.UNEXPECTED)
+
+
 def test_json_path_through_a_scalar_is_missing() -> None:
     obs = classify(TWITCH, 200, '{"data":"oops"}')
     assert obs.result is Result.ABSENT
@@ -197,7 +217,8 @@ async def test_probe_refuses_a_platform_without_rules_or_with_a_bad_placeholder(
     bare = PlatformConfig.model_validate({"base_url": "https://site.test"})
     with pytest.raises(ValueError, match="needs rules"):
         RulesProbe(bare, session, timeout=1.0, max_body_bytes=1024)
-    with pytest.raises(ValueError, match="bad placeholder"):
+    # The config refuses it first where it validates rules.url; the probe checks too.
+    with pytest.raises(ValueError, match="placeholder"):
         make_probe("https://site.test", session, {**SITE_RULES, "url": "{base_url}/{handle}/{x}"})
 
 
@@ -240,6 +261,25 @@ async def test_site_login_wall_redirect_is_blocked(
     obs = await probe_site(site_url, session, "walled")
     assert (obs.result, obs.error, obs.evidence) == (
         Result.ERROR, ErrorKind.BLOCKED, "error rule #1: final URL has '/accounts/login'")
+
+
+async def test_site_login_wall_on_another_host_is_a_redirect_error(
+        site: FakeSite, site_url: str, session: aiohttp.ClientSession) -> None:
+    site.set_answer("walled", 302,
+                    headers={"Location": "https://login.example.test/accounts/login/?next=x"})
+    obs = await probe_site(site_url, session, "walled")
+    assert (obs.result, obs.error, obs.evidence) == (
+        Result.ERROR, ErrorKind.REDIRECT,
+        "HTTP 302 redirect to another host (login.example.test:443)")
+
+
+async def test_site_redirect_to_another_host_is_not_believed(
+        site: FakeSite, site_url: str, session: aiohttp.ClientSession) -> None:
+    """The elsewhere server has alice's profile page too; following it would say present."""
+    site.set_faults(cross_host_rate=1.0)
+    obs = await probe_site(site_url, session, "nobody")
+    assert (obs.result, obs.error) == (Result.ERROR, ErrorKind.REDIRECT)
+    assert site.elsewhere_requests == 0
 
 
 async def test_site_captcha_is_blocked(site_url: str, session: aiohttp.ClientSession) -> None:

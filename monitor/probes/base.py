@@ -3,14 +3,20 @@
 A probe turns one HTTP exchange into exactly one :class:`~monitor.model.Observation`:
 ``present``, ``absent(reason)`` or ``error(kind)``. The classification of an answer is a
 pure function of (status, headers, body) so it can be tested with plain data; the I/O is
-:func:`fetch`, which enforces the timeout and the body-size cap and maps transport
-failures to error kinds.
+:func:`fetch`, which enforces the timeout, the body-size cap (on decompressed bytes) and
+the redirect policy, and maps transport failures to error kinds.
+
+Every answer is treated as hostile until read: a gzip bomb, a redirect to another host, a
+100 000-deep JSON array, a header line of 64 KiB or a server that dribbles one byte a second
+must each end as ``error(kind)`` in bounded time and memory, never as present or absent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -18,6 +24,7 @@ from typing import Any, ClassVar, Protocol
 
 import aiohttp
 from multidict import CIMultiDictProxy
+from yarl import URL
 
 from monitor.config import PlatformConfig
 from monitor.model import ErrorKind, Observation
@@ -44,11 +51,12 @@ class Answer:
         return self.body.decode("utf-8", errors="replace")
 
     def json(self) -> Any:
-        """Parsed JSON body; raises :class:`ProbeError` (parse) when it is not JSON."""
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            raise ProbeError(ErrorKind.PARSE, f"HTTP {self.status}, body is not JSON") from None
+        """Parsed JSON body; raises :class:`ProbeError` (parse) when it is not JSON.
+
+        Not UTF-8, truncated, or nested deeper than :data:`MAX_JSON_DEPTH` all count as
+        "not JSON": see :func:`parse_json`.
+        """
+        return parse_json(self.body, self.status)
 
 
 class ProbeError(Exception):
@@ -58,6 +66,72 @@ class ProbeError(Exception):
         super().__init__(f"{kind}: {evidence}")
         self.kind = kind
         self.evidence = evidence
+
+
+class NotJSON(ProbeError):
+    """The body is not JSON at all, as opposed to JSON built to hurt whoever parses it."""
+
+    def __init__(self, status: int):
+        super().__init__(ErrorKind.PARSE, f"HTTP {status}, body is not JSON")
+
+
+# No platform documents an answer nested more than a dozen levels; 100 leaves room and stays
+# far below the interpreter's recursion limit (1000), which json.loads would otherwise hit:
+# json.loads("[" * 200_000 + "]" * 200_000) raises RecursionError (not ValueError) on
+# CPython 3.11 and would escape every probe's error handling.
+MAX_JSON_DEPTH = 100
+# A JSON string: the quotes and what lies between, escapes included (brackets inside a
+# string are not nesting).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_OPENERS = b"[{"
+_CLOSERS = b"]}"
+# bytes.translate table: an opener becomes +1, a closer -1 (as a signed byte), all else 0.
+_NESTING = bytes(1 if b in _OPENERS else 255 if b in _CLOSERS else 0 for b in range(256))
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in _OPENERS + _CLOSERS)
+# A \uD800-\uDFFF escape without its pair. json.loads turns it into a lone surrogate, a str
+# that cannot be encoded: SQLite, logs and UTF-8 output then raise UnicodeEncodeError far
+# from the probe. (An escaped backslash before "ud800" is read the same way: a parse error,
+# on the safe side.)
+_LONE_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+
+
+def parse_json(body: bytes, status: int) -> Any:
+    """``json.loads`` for untrusted bodies: every failure is :class:`ProbeError` (parse),
+    :class:`NotJSON` when the body is simply something else.
+
+    The body must be UTF-8 (RFC 8259 8.1), strictly: ``json.loads(bytes)`` lets encoded
+    surrogates through ("surrogatepass"), and so, as escapes, does the JSON grammar; a string
+    we cannot encode again must not leave the probe.
+    """
+    if json_depth_exceeds(body, MAX_JSON_DEPTH):
+        raise ProbeError(ErrorKind.PARSE,
+                         f"HTTP {status}, JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    if b"\\u" in body and _LONE_SURROGATE.search(body):
+        raise ProbeError(ErrorKind.PARSE, f"HTTP {status}, JSON has a lone surrogate escape")
+    try:
+        return json.loads(body.decode("utf-8-sig"))  # -sig: a leading BOM may be ignored (8.1)
+    except ValueError:  # UnicodeDecodeError (not UTF-8) and JSONDecodeError both
+        raise NotJSON(status) from None
+    except RecursionError:  # the depth guard should make this unreachable; belt and braces
+        raise ProbeError(ErrorKind.PARSE,
+                         f"HTTP {status}, JSON nested too deeply to parse") from None
+
+
+def json_depth_exceeds(body: bytes, limit: int) -> bool:
+    """Whether brackets outside strings nest deeper than ``limit``, in C-speed passes.
+
+    The common case (fewer brackets than ``limit`` in the whole body) costs two
+    ``bytes.count`` calls. Otherwise strings are cut out, brackets kept as +1/-1 and the
+    running sum's maximum is the depth. Malformed input only has to be judged as deep or
+    not: json.loads reports everything else.
+    """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    brackets = _JSON_STRING.sub(b"", body).translate(None, delete=_NOT_BRACKETS)
+    steps = memoryview(brackets.translate(_NESTING)).cast("b")
+    return max(itertools.accumulate(steps), default=0) > limit
 
 
 class Probe(Protocol):
@@ -130,22 +204,32 @@ class HttpProbe:
         return obs
 
 
+MAX_REDIRECTS = 3  # same-host hops followed; a login wall takes one, http->www another
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_READ_CHUNK = 64 * 1024
+
+
 async def fetch(session: aiohttp.ClientSession, method: str, url: str, headers: dict[str, str],
                 *, timeout: float, max_body_bytes: int) -> Answer:
-    """One request with a hard overall timeout and a body-size cap.
+    """One request with a hard overall timeout, a body-size cap and a redirect policy.
+
+    - The timeout covers everything (connect, every redirect hop, every body byte), so a
+      server that dribbles bytes forever ends as ``error(timeout)``.
+    - The cap counts the bytes we would hold, after decompression: a declared
+      Content-Length over it is rejected before reading, and the body is read in chunks
+      that stop at the cap (a 1 MB gzip body may expand to 1 GiB).
+    - Redirects within the same origin (scheme, host, port) are followed, at most
+      :data:`MAX_REDIRECTS` hops; a redirect to another origin is ``error(redirect)`` and is
+      not followed: that server's answer says nothing about the platform's account (and
+      would get our credentials).
 
     Transport failures become :class:`ProbeError` with a kind; the URL is not put in the
     evidence because some platforms carry keys in the query string.
     """
     try:
         async with asyncio.timeout(timeout):
-            async with session.request(method, url, headers=headers, allow_redirects=True) as resp:
-                declared = resp.content_length
-                if declared is not None and declared > max_body_bytes:
-                    raise ProbeError(ErrorKind.TOO_LARGE,
-                                     f"HTTP {resp.status}, body of {declared} bytes over the cap")
-                body = await _read_capped(resp, max_body_bytes)
-                return Answer(resp.status, resp.headers, body, str(resp.url))
+            return await _follow(session, method, URL(url), headers,
+                                 max_body_bytes)
     except ProbeError:
         raise
     except TimeoutError:
@@ -153,24 +237,90 @@ async def fetch(session: aiohttp.ClientSession, method: str, url: str, headers: 
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
             aiohttp.ClientOSError, aiohttp.ClientConnectionError) as exc:
         raise ProbeError(ErrorKind.CONNECTION, type(exc).__name__) from None
-    except aiohttp.ClientResponseError as exc:  # malformed status line / headers
-        raise ProbeError(ErrorKind.PARSE, f"malformed HTTP answer ({exc.status})") from None
+    except aiohttp.ClientResponseError as exc:  # malformed or oversized status line / headers
+        raise _header_error(exc) from None
     except aiohttp.ClientError as exc:
         raise ProbeError(ErrorKind.CONNECTION, type(exc).__name__) from None
 
 
+async def _follow(session: aiohttp.ClientSession, method: str, url: URL,
+                  headers: dict[str, str], max_body_bytes: int) -> Answer:
+    """Ask ``url``, following same-origin redirects ourselves (aiohttp would follow any)."""
+    seen = {url}
+    for _ in range(MAX_REDIRECTS + 1):
+        async with session.request(method, url, headers=headers,
+                                   allow_redirects=False) as resp:
+            location = resp.headers.get("Location") if resp.status in REDIRECT_STATUSES else None
+            if location is None:
+                return await _answer(resp, max_body_bytes)
+            status = resp.status
+        url = _redirect_target(url, location, status)
+        if url in seen:
+            raise ProbeError(ErrorKind.REDIRECT, f"HTTP {status} redirect loop")
+        seen.add(url)
+        # RFC 9110 15.4.4: 303 means "GET the other resource"; user agents do the same for a
+        # POST answered with 301/302 (15.4.2, 15.4.3).
+        if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+            method = "GET"
+    raise ProbeError(ErrorKind.REDIRECT, f"more than {MAX_REDIRECTS} redirects")
+
+
+def _redirect_target(current: URL, location: str, status: int) -> URL:
+    """The absolute URL a same-origin redirect points to; any other one is an error.
+
+    The evidence names the other host only: a Location can carry keys in its query.
+    """
+    try:
+        target = current.join(URL(location))
+        other = target.origin() != current.origin() if target.absolute else True
+    except ValueError:
+        raise ProbeError(ErrorKind.REDIRECT,
+                         f"HTTP {status} redirect to an unreadable Location") from None
+    if other:
+        where = f"{target.host}:{target.port}" if target.host else "a non-HTTP address"
+        raise ProbeError(ErrorKind.REDIRECT, f"HTTP {status} redirect to another host ({where})")
+    return target
+
+
+async def _answer(resp: aiohttp.ClientResponse, max_body_bytes: int) -> Answer:
+    declared = resp.content_length  # on the wire: compressed bytes when Content-Encoding is set
+    if declared is not None and declared > max_body_bytes:
+        raise ProbeError(ErrorKind.TOO_LARGE,
+                         f"HTTP {resp.status}, body of {declared} bytes over the cap")
+    body = await _read_capped(resp, max_body_bytes)
+    return Answer(resp.status, resp.headers, body, str(resp.url))
+
+
 async def _read_capped(resp: aiohttp.ClientResponse, max_body_bytes: int) -> bytes:
-    if resp.content_length is not None:  # declared and already checked against the cap
-        return await resp.read()
+    """The body as we will hold it (aiohttp decompresses while streaming), at most the cap.
+
+    Reads chunk by chunk whatever Content-Length said, so a compressed body that expands
+    past the cap stops there instead of being inflated whole.
+    """
     chunks: list[bytes] = []
     size = 0
-    async for chunk in resp.content.iter_chunked(65536):
+    async for chunk in resp.content.iter_chunked(_READ_CHUNK):
         size += len(chunk)
         if size > max_body_bytes:
+            what = ("decompressed body" if resp.headers.get("Content-Encoding", "identity")
+                    .lower() != "identity" else "body")
             raise ProbeError(ErrorKind.TOO_LARGE,
-                             f"HTTP {resp.status}, body over the {max_body_bytes}-byte cap")
+                             f"HTTP {resp.status}, {what} over the {max_body_bytes}-byte cap")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _header_error(exc: aiohttp.ClientResponseError) -> ProbeError:
+    """aiohttp refuses a status line or header over 8190 bytes, or over 128 headers.
+
+    Its message is the only thing that tells "too big" from "broken" (aiohttp 3.14:
+    "Got more than 8190 bytes when reading", "Too many headers received"); the message
+    quotes the server's bytes, so it is never copied into the evidence.
+    """
+    message = str(exc.message).lower()
+    if "more than" in message or "too many headers" in message or "too long" in message:
+        return ProbeError(ErrorKind.TOO_LARGE, "HTTP headers over the client's size limits")
+    return ProbeError(ErrorKind.PARSE, "malformed HTTP status line or headers")
 
 
 def status_error(answer: Answer) -> ProbeError | None:

@@ -1,9 +1,10 @@
 """Declarative HTTP rules for sites without a usable API (the ``http`` probe).
 
-Status code, body markers, the final URL after redirects and JSON fields decide, as in
-Maigret's ``data.json``. Login walls and captchas must be ``error`` rules (Instagram and
-Threads put a login wall in front of absence), so error rules are checked first; an answer
-no rule recognises is ``error(unexpected)``, never ``absent``.
+Status code, body markers, the final URL after same-host redirects and JSON fields decide,
+as in Maigret's ``data.json`` (a redirect to another host is ``error(redirect)``, never
+followed: see :func:`~monitor.probes.base.fetch`). Login walls and captchas must be
+``error`` rules (Instagram and Threads put a login wall in front of absence), so error rules
+are checked first; an answer no rule recognises is ``error(unexpected)``, never ``absent``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import aiohttp
 
 from monitor.config import HttpRules, Match, PlatformConfig
 from monitor.model import ErrorKind, Observation
-from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, status_error
+from monitor.probes.base import (
+    Answer,
+    HttpProbe,
+    NotJSON,
+    ProbeError,
+    Target,
+    status_error,
+)
 
 _MARKER_CHARS = 40  # markers are quoted in evidence, kept short
 _HTML_ACCEPT = "text/html,application/xhtml+xml,application/json;q=0.9,*/*;q=0.8"
@@ -67,8 +75,17 @@ def classify_answer(rules: HttpRules, answer: Answer, at: float,
     """Pure: error rules, then 429/5xx, then absent rules, then present rules, else unexpected.
 
     ``conditions`` optionally maps ``id(match)`` to its precomputed :func:`_conditions` text.
+    A body a JSON rule cannot read safely (nested past :data:`MAX_JSON_DEPTH`) is
+    ``error(parse)``: it is hostile, not merely "not JSON".
     """
-    reading = _Reading(answer, conditions or {})
+    try:
+        return _first_rule(rules, _Reading(answer, conditions or {}), at)
+    except ProbeError as exc:
+        return Observation.failed(at, exc.kind, exc.evidence)
+
+
+def _first_rule(rules: HttpRules, reading: _Reading, at: float) -> Observation:
+    answer = reading.answer
     for i, error_rule in enumerate(rules.error, 1):
         if reading.matches(error_rule):
             return Observation.failed(at, error_rule.kind,
@@ -104,11 +121,15 @@ class _Reading:
         return self._text
 
     def json(self) -> Any:
-        """The parsed body, or ``_NOT_JSON``."""
+        """The parsed body, or ``_NOT_JSON``; raises :class:`ProbeError` for hostile JSON.
+
+        A site may serve HTML for one answer and JSON for another, so "not JSON" only means
+        a JSON rule does not apply; a 100 000-deep array is an attack on the parser.
+        """
         if self._json is _UNREAD:
             try:
-                self._json = json.loads(self.answer.body)
-            except ValueError:
+                self._json = self.answer.json()
+            except NotJSON:  # a page, not UTF-8, cut short: other errors propagate
                 self._json = _NOT_JSON
         return self._json
 
