@@ -118,6 +118,9 @@ class Lane:
     # (priority, seq, key): protected accounts (priority 0) go first when budget is short.
     queue: TwoLevelQueue = field(default_factory=TwoLevelQueue)
     in_flight: int = 0
+    # Accounts a worker took from the queue but holds until the budget allows: still
+    # overdue (key -> when it fell due), for the lag figures.
+    held: dict[Hashable, float] = field(default_factory=dict)
 
 
 def _log_crash(key: Hashable, exc: BaseException) -> float:
@@ -210,7 +213,9 @@ class Scheduler:
         out = {name: (0.0, 0) for name in self.lanes}
         for name, lane in self.lanes.items():
             worst, count = 0.0, 0
-            for _, _seq, key, due in lane.queue.items():
+            waiting = itertools.chain(((key, due) for _, _, key, due in lane.queue.items()),
+                                      lane.held.items())
+            for key, due in waiting:
                 if key not in self._lane_of:
                     continue
                 late = now - due
@@ -240,7 +245,9 @@ class Scheduler:
         """Accounts waiting in their lane's queue (due, but no worker or no budget took
         them yet) for more than ``slack`` seconds: the ones our own backlog starves."""
         now = self.clock()
-        return {key for lane in self.lanes.values() for _, _, key, due in lane.queue.items()
+        return {key for lane in self.lanes.values()
+                for key, due in itertools.chain(
+                    ((key, due) for _, _, key, due in lane.queue.items()), lane.held.items())
                 if now - due > slack and key in self._lane_of}
 
     # ----------------------------------------------------------------- running
@@ -289,10 +296,14 @@ class Scheduler:
             if lane.batch > 1 and self.probe_batch is not None:
                 await self._work_batch(lane, me)
                 continue
-            _, _, key, _ = await lane.queue.get()
+            _, _, key, due = await lane.queue.get()
             if key not in self._lane_of:
                 continue
-            await lane.budget.acquire()
+            lane.held[key] = due
+            try:
+                await lane.budget.acquire()
+            finally:
+                del lane.held[key]
             if self._stopping:
                 return
             lane.in_flight += 1
@@ -340,8 +351,12 @@ class Scheduler:
     async def _collect(self, lane: Lane) -> list[Hashable]:
         """The first due account, then the budget, then whatever came due meanwhile: when
         the budget is short, every request leaves with a full batch."""
-        _, _, first, _ = await lane.queue.get()
-        await lane.budget.acquire()
+        _, _, first, due = await lane.queue.get()
+        lane.held[first] = due
+        try:
+            await lane.budget.acquire()
+        finally:
+            del lane.held[first]
         keys = [first] if first in self._lane_of else []
         deadline = self.clock() + lane.linger
         while len(keys) < lane.batch:

@@ -1,0 +1,168 @@
+"""Holds that keep on-call from being flooded or paged for nothing, end to end on loopback.
+
+- Our own blindness (every platform unreachable, the pager reachable) is one page, not one
+  per protected account; it resolves when we see again, and a restart does not page again.
+- A vanish shorter than the page's grace period is never paged after the fact: it is a
+  brief outage in chat.
+- Accounts our own backlog keeps from being probed go blind and say so; the lag is exported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from monitor.fakes.mastodon import FakeMastodon
+from monitor.fakes.pagers import FakePagerDuty, FakeSlack
+from monitor.model import AccountKey, State
+from tests.conftest import FAST_DEFAULTS, free_port, running_monitor, state_of, wait_for
+
+PD_KEY = "0123456789abcdef0123456789abcdef"
+
+
+def config(base: str, pd: str, handles: list[str], state: str, *, defaults: str = "",
+           extra: str = "", platform: str = "") -> str:
+    accounts = "".join(f"  - {{platform: masto, handle: {h}, protected: true}}\n"
+                       for h in handles)
+    return f"""
+monitor:
+  listen_port: 0
+  state_path: "{state}"
+  own_blindness: {{min_accounts: 3, fraction: 0.5, hold_for: 1s}}
+{defaults or FAST_DEFAULTS}
+platforms:
+  masto:
+    probe: mastodon
+    base_url: {base}
+    rate_per_second: 1000
+    burst: 100
+{platform}
+accounts:
+{accounts}
+notifiers:
+  pd: {{type: pagerduty, routing_key: "{PD_KEY}", url: "{pd}/v2/enqueue"}}
+{extra}
+routing: {{reminder_interval: null, retry_initial: 50ms, retry_max: 200ms, monitor_team: sre}}
+"""
+
+
+BLIND_FAST = FAST_DEFAULTS.replace("staleness: 1h", "staleness: 1s").replace(
+    "timeout: 500ms", "timeout: 200ms")
+
+
+def actions(pd: FakePagerDuty) -> list[tuple[str, str]]:
+    return [(e["event_action"], e["dedup_key"]) for e in pd.accepted]
+
+
+async def test_own_blindness_is_one_page_and_resolves_when_we_see_again(tmp_path: Path) -> None:
+    handles = [f"u{i}" for i in range(5)]
+    port = free_port()  # nothing listens here yet: every probe is error(connection)
+    pd = FakePagerDuty()
+    state = str(tmp_path / "s.db")
+    async with pd.running() as pd_url:
+        text = config(f"http://127.0.0.1:{port}", pd_url, handles, state, defaults=BLIND_FAST)
+        async with running_monitor(text) as mon:
+            await wait_for(lambda: mon.own_blind is not None, what="own blindness")
+            await pd.wait_for(1, timeout=10)
+            await asyncio.sleep(1.5)  # past the blind pages' grace: they must stay held
+            (action, key), = actions(pd)
+            assert (action, key.startswith("accmon/monitor/blind-")) == ("trigger", True)
+            summary = pd.accepted[0]["payload"]["summary"]
+            assert "5 of 5 accounts blind" in summary and "masto 5" in summary
+            assert "connection" in summary
+            assert mon.metrics.registry.get_sample_value("accmon_monitor_blind") == 1.0
+            view = mon.accounts[AccountKey("masto", "u0")].view
+            assert view.blind_reason == "connection"
+            assert mon.store is not None
+            held = [r for r in mon.store.outbox_rows() if r.status == "held"]
+            assert len(held) == 5 and {r.payload["kind"] for r in held} == {"blind"}
+
+        # A restart while still blind: the same hold, no second page.
+        async with running_monitor(text) as mon:
+            await wait_for(lambda: mon.own_blind is not None, what="blind again")
+            await asyncio.sleep(0.5)
+            assert len(pd.accepted) == 1
+            # The platform comes back: one resolve, and the held blind pages are moot.
+            masto = FakeMastodon(dict.fromkeys(handles, "present"), rate_limit=10**6)
+            async with masto.running(port=port):
+                await wait_for(lambda: all(state_of(mon, "masto", h) is State.UP
+                                           for h in handles), what="sighted")
+                await wait_for(lambda: len(pd.accepted) == 2, what="the resolve")
+                await asyncio.sleep(0.5)
+                assert actions(pd) == [("trigger", key), ("resolve", key)]
+                assert mon.store is not None
+                assert {r.status for r in mon.store.outbox_rows()
+                        if r.payload["kind"] in ("blind", "sighted")} == {"dropped"}
+                assert mon.metrics.registry.get_sample_value("accmon_monitor_blind") == 0.0
+
+
+async def test_one_blind_account_still_pages_on_its_own(tmp_path: Path) -> None:
+    handles = [f"u{i}" for i in range(5)]
+    masto = FakeMastodon(dict.fromkeys(handles, "present"), rate_limit=10**6)
+    pd = FakePagerDuty()
+    closed = free_port()
+    async with masto.running() as base, pd.running() as pd_url:
+        text = config(base, pd_url, handles, str(tmp_path / "s.db"), defaults=BLIND_FAST,
+                      platform=f"  other:\n    probe: mastodon\n"
+                               f"    base_url: http://127.0.0.1:{closed}\n")
+        text = text.replace("accounts:\n", "accounts:\n"
+                            "  - {platform: other, handle: lonely, protected: true}\n", 1)
+        async with running_monitor(text) as mon:
+            await wait_for(lambda: pd.accepted, timeout=10, what="lonely's blind page")
+            assert pd.accepted[0]["dedup_key"].startswith("accmon/other/lonely/blind-")
+            assert mon.own_blind is None
+            assert all(state_of(mon, "masto", h) is State.UP for h in handles)
+
+
+async def test_a_vanish_shorter_than_its_grace_is_a_brief_outage_not_a_page(
+        tmp_path: Path) -> None:
+    handles = ["alice", "bob", "carol"]  # three: an anomaly could trip, so pages wait 1 s
+    masto = FakeMastodon(dict.fromkeys(handles, "present"), rate_limit=10**6)
+    pd, slack = FakePagerDuty(), FakeSlack()
+    async with masto.running() as base, pd.running() as pd_url, slack.running() as s_url:
+        text = config(base, pd_url, handles, str(tmp_path / "s.db"),
+                      platform="    anomaly: {min_accounts: 3, hold_for: 1s}\n",
+                      extra=f'  chat: {{type: slack, webhook_url: "{s_url}/hook"}}\n')
+        async with running_monitor(text) as mon:
+            await wait_for(lambda: all(state_of(mon, "masto", h) is State.UP for h in handles),
+                           what="up")
+            masto.set_state("alice", "suspended")
+            await wait_for(lambda: state_of(mon, "masto", "alice") is State.DOWN, what="down")
+            masto.set_state("alice", "present")
+            await wait_for(lambda: state_of(mon, "masto", "alice") is State.UP, what="back")
+            await wait_for(lambda: slack.accepted, timeout=5, what="the brief outage")
+            await asyncio.sleep(1.5)  # past the grace: the page must not go out
+            assert pd.accepted == []
+            text_out = slack.accepted[0]["text"]
+            assert "alice" in text_out and "came back before its page went out" in text_out
+            assert len(slack.accepted) == 1
+            assert mon.store is not None
+            (outage,) = mon.store.outages(handle="alice")
+            assert outage.recovered_at is not None  # recorded all the same
+
+
+async def test_accounts_starved_by_our_backlog_go_blind_and_say_why(tmp_path: Path) -> None:
+    handles = [f"u{i:02d}" for i in range(40)]
+    masto = FakeMastodon(dict.fromkeys(handles, "present"), rate_limit=10**6)
+    pd = FakePagerDuty()
+    slow = FAST_DEFAULTS.replace("interval: 100ms", "interval: 1s").replace(
+        "staleness: 1h", "staleness: 2s")
+    async with masto.running() as base, pd.running() as pd_url:
+        text = config(base, pd_url, handles, str(tmp_path / "s.db"), defaults=slow).replace(
+            "rate_per_second: 1000\n    burst: 100", "rate_per_second: 4\n    burst: 1")
+        async with running_monitor(text) as mon:
+            starved = lambda: [w for w in mon.accounts.values()  # noqa: E731
+                               if w.view.blind_reason == "not probed: scheduler behind"]
+            await wait_for(starved, timeout=10, what="a starved account blind")
+            registry = mon.metrics.registry
+            lag = registry.get_sample_value("accmon_scheduler_lag_seconds",
+                                            {"platform": "masto"})
+            overdue = registry.get_sample_value("accmon_accounts_overdue",
+                                                {"platform": "masto"})
+            assert lag is not None and lag > 1.0
+            assert overdue is not None and overdue >= 10
+            assert registry.get_sample_value("accmon_scheduler_interval_seconds",
+                                             {"platform": "masto"}) == 1.0
+            account = starved()[0]
+            assert account.view.state.state is State.UNKNOWN  # blind, never toward down
+            assert account.view.state.blind
