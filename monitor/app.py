@@ -22,6 +22,7 @@ from monitor import anomaly, blindness, routing, sharding
 from monitor import state as machine
 from monitor.config import AccountConfig, Config, ConfigError, LogNotifierConfig, load_config
 from monitor.health import ALL_ERRORS_FOR, PlatformHealth
+from monitor.heartbeat import Heartbeat
 from monitor.metrics import AccountView, Metrics
 from monitor.model import (
     AbsentReason,
@@ -112,6 +113,8 @@ class Monitor:
         self._internal_logged: dict[str, float] = {}  # platform -> last traceback logged
         self.health: dict[str, PlatformHealth] = {}  # platform -> are its answers all errors
         self._holds_checked = False  # held pages of a hold that ended before a restart
+        self._heartbeat: asyncio.Task[None] | None = None
+        self.intervals: dict[str, float] = {}  # platform -> its shortest probe interval
         # Called after each committed decision: (event, transition row id or None, new state).
         self.listeners: list[Callable[[Event, int | None, AccountState], None]] = []
 
@@ -133,6 +136,7 @@ class Monitor:
         await self._sync_streams()
         await self.scheduler.start()
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))
+        self._sync_heartbeat()
         from monitor.web import build_app  # the HTTP surface depends on the monitor, not back
 
         self.runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
@@ -200,6 +204,7 @@ class Monitor:
         for key, watched in self.accounts.items():
             interval = watched.policy.interval
             shortest[key.platform] = min(shortest.get(key.platform, interval), interval)
+        self.intervals = shortest
         self.metrics.scheduler_interval.clear()
         for name, interval in shortest.items():
             self.metrics.scheduler_interval.labels(name).set(interval)
@@ -225,6 +230,8 @@ class Monitor:
         if (config.notifiers, config.routing) != (old.notifiers, old.routing):
             await self._restart_outbox()
         await self._sync_streams(restart=config.streams != old.streams)
+        if config.monitor.heartbeat != old.monitor.heartbeat:
+            self._sync_heartbeat()
         for field in ("listen_host", "listen_port", "state_path"):
             if getattr(config.monitor, field) != getattr(old.monitor, field):
                 log.warning("setting changes need a restart", setting=f"monitor.{field}")
@@ -313,6 +320,28 @@ class Monitor:
         if key is not None:
             self.scheduler.schedule(key, 0.0)
 
+    def _sync_heartbeat(self) -> None:
+        """Start, restart or stop the dead-man's-switch pings to match the config."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
+        spec = self.config.monitor.heartbeat
+        if spec is not None and self.session is not None:
+            beat = Heartbeat(spec, self.session, self.health_problem, self.metrics)
+            self._heartbeat = asyncio.create_task(beat.run(), name="heartbeat")
+
+    def health_problem(self) -> str | None:
+        """Why the monitor is not healthy enough to say so to a dead-man's switch: not
+        ready, or a platform's scheduler further behind than its shortest interval."""
+        problems = self.not_ready()
+        if problems:
+            return "; ".join(problems.values())
+        for platform, (lag, _) in self.scheduler.lag().items():
+            interval = self.intervals.get(platform)
+            if interval is not None and lag > interval:
+                return f"{platform}: scheduler {lag:.0f}s behind (interval {interval:g}s)"
+        return None
+
     def _build_notifiers(self, config: Config) -> dict[str, Notifier]:
         assert self.session is not None
         specs = dict(config.notifiers)
@@ -330,6 +359,8 @@ class Monitor:
             await self.writer.stop()
         if self.outbox is not None:
             await self.outbox.stop()
+        if self._heartbeat is not None:
+            self._tasks.append(self._heartbeat)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
