@@ -67,7 +67,7 @@ async def test_pings_while_healthy_and_stops_when_the_watcher_stops(tmp_path: Pa
 
 async def test_a_refused_ping_is_counted_and_logged_without_its_url(tmp_path: Path) -> None:
     masto = FakeMastodon({"alice": "present"})
-    async with masto.running() as base, ping_receiver(status=404) as (url, pings):
+    async with masto.running() as base, ping_receiver(status=404) as (url, _pings):
         extra = f"  heartbeat: {{url: '{url}', interval: 100ms}}\n"
         text = mastodon_config(base, ["alice"], state_path=str(tmp_path / "s.db")).replace(
             "  shutdown_grace: 2s\n", "  shutdown_grace: 2s\n" + extra)
