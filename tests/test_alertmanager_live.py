@@ -2,6 +2,10 @@
 
 The monitor posts to Alertmanager's API v2; Alertmanager's webhook receiver calls a capture
 server on loopback: the vanished account's alert must come out firing, then resolved.
+
+And the heartbeat: a real Prometheus with the shipped rules sends the always-firing Watchdog
+to an Alertmanager running the compose config (deploy/compose/alertmanager.yml), whose
+Watchdog route must deliver it to the dead man's switch receiver, and nothing else there.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import asyncio
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,11 @@ from monitor.fakes.mastodon import FakeMastodon
 from monitor.fakes.pagers import CaptureServer
 from monitor.model import State
 from tests.conftest import free_port, mastodon_config, running_monitor, state_of, wait_for
-from tests.test_prometheus_rules import require_tool
+from tests.test_prometheus_live import Prometheus, start_prometheus  # noqa: F401 (fixture)
+from tests.test_prometheus_rules import RULE_FILES, require_tool
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_ALERTMANAGER = ROOT / "deploy" / "compose" / "alertmanager.yml"
 
 
 def am_config(receiver_url: str) -> dict[str, Any]:
@@ -39,9 +47,9 @@ def alertmanager(tmp_path: Path) -> Iterator[Any]:
     binary = require_tool("prometheus-alertmanager")
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(receiver_url: str) -> tuple[str, Path]:
+    def start(receiver_url: str, config: dict[str, Any] | None = None) -> tuple[str, Path]:
         cfg = tmp_path / "am.yml"
-        cfg.write_text(yaml.safe_dump(am_config(receiver_url)))
+        cfg.write_text(yaml.safe_dump(config or am_config(receiver_url)))
         port, log = free_port(), tmp_path / "am.log"
         procs.append(subprocess.Popen(
             [binary, f"--config.file={cfg}", f"--storage.path={tmp_path / 'am-data'}",
@@ -115,3 +123,37 @@ routing:
             assert resolved[0]["labels"] == labels
         firing_accounts = {a["labels"]["account"] for a in _alerts(capture, "firing")}
         assert firing_accounts == {"alice"}  # bob never vanished, never alerted
+
+
+def compose_config_with_a_capturing_switch(receiver_url: str) -> dict[str, Any]:
+    """The compose Alertmanager config as shipped, its dead man's switch pointed at us."""
+    config = yaml.safe_load(COMPOSE_ALERTMANAGER.read_text())
+    (switch,) = [r for r in config["receivers"] if r["name"] == "deadmansswitch"]
+    assert set(switch) == {"name"}, "shipped without a target: the operator fills it in"
+    switch["webhook_configs"] = [{"url": f"{receiver_url}/switch", "send_resolved": False}]
+    return config
+
+
+@pytest.mark.slow
+async def test_the_watchdog_reaches_the_dead_mans_switch_through_the_compose_config(
+        alertmanager: Any,
+        start_prometheus: Callable[..., Prometheus]) -> None:  # noqa: F811 (fixture)
+    capture = CaptureServer()
+    async with capture.running() as receiver:
+        am_url, log = alertmanager(receiver, compose_config_with_a_capturing_switch(receiver))
+        await _ready(am_url, log)
+        # No monitor at all: the heartbeat does not depend on the monitor being up.
+        prom = start_prometheus(free_port(), list(RULE_FILES), alertmanager=am_url)
+        try:
+            posts = await wait_for(lambda: capture.posts, timeout=30,
+                                   what="the Watchdog at the dead man's switch")
+        except BaseException:
+            print("prometheus log:\n" + prom.output() + "\nalertmanager log:\n"
+                  + log.read_text()[-2000:])
+            raise
+    path, doc = posts[0]
+    assert (path, doc["receiver"], doc["status"]) == ("/switch", "deadmansswitch", "firing")
+    assert [a["labels"] for a in doc["alerts"]] == [{"alertname": "Watchdog",
+                                                     "severity": "none"}]
+    assert {a["labels"]["alertname"] for _, d in capture.posts for a in d["alerts"]} == {
+        "Watchdog"}

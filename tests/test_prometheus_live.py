@@ -96,14 +96,19 @@ class Prometheus:
         return self.log.read_text(errors="replace")[-4000:]
 
 
-def _config(monitor_port: int, rule_files: list[Path] | None = None) -> dict[str, Any]:
-    """The example prometheus.yml, fast and pointed at the monitor on loopback."""
+def _config(monitor_port: int, rule_files: list[Path] | None = None,
+            alertmanager: str | None = None) -> dict[str, Any]:
+    """The example prometheus.yml, fast and pointed at the monitor (and an Alertmanager, if
+    given) on loopback."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     config["global"] = {"scrape_interval": SCRAPE, "scrape_timeout": SCRAPE,
                         "evaluation_interval": SCRAPE}
     config["rule_files"] = [str(p.resolve()) for p in rule_files] if rule_files else [
         str((PROMETHEUS_CONFIG.parent / f).resolve()) for f in config["rule_files"]]
     config.pop("alerting", None)
+    if alertmanager:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [
+            {"targets": [alertmanager.removeprefix("http://")]}]}]}
     (job,) = [j for j in config["scrape_configs"] if j["job_name"] == JOB]
     job["static_configs"] = [{"targets": [f"127.0.0.1:{monitor_port}"]}]
     return config
@@ -115,14 +120,18 @@ def start_prometheus(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
     binary = require_tool("prometheus")
     started: list[Prometheus] = []
 
-    def start(monitor_port: int, rule_files: list[Path] | None = None) -> Prometheus:
+    def start(monitor_port: int, rule_files: list[Path] | None = None,
+              alertmanager: str | None = None) -> Prometheus:
         config = tmp_path / "prometheus.yml"
-        config.write_text(yaml.safe_dump(_config(monitor_port, rule_files)))
+        config.write_text(yaml.safe_dump(_config(monitor_port, rule_files, alertmanager)))
         port = free_port()
         log = tmp_path / "prometheus.log"
         process = subprocess.Popen(
             [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
+             # An alert sent before the Alertmanager is discovered is dropped; resend it
+             # within a second (default: a minute).
+             "--rules.alert.resend-delay=1s"],
             stdout=log.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         started.append(Prometheus(f"http://127.0.0.1:{port}", process, log))
         return started[-1]
