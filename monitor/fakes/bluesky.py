@@ -123,7 +123,7 @@ class FakeBluesky(RecordedAnswers, FakePlatform):
                 "RateLimit-Reset": str(int(budget.reset_at)),
                 "RateLimit-Policy": f"{budget.limit};w={int(self.budget_window)}"}
 
-    async def _get_profile(self, request: web.Request) -> web.Response:
+    async def _get_profile(self, request: web.Request) -> web.StreamResponse:
         actor = request.query.get("actor")
         if not actor:
             return _error("InvalidRequest", 'Error: Params must have the property "actor"')

@@ -8,6 +8,8 @@ outsiders see them. Overrides give the two rate-limit answers: ``primary`` (403 
 limit" message with ``retry-after``), and ``abuse`` (the secondary limit's older 403 "abuse
 detection mechanism" body, sent without ``retry-after``). Run it alone with
 ``python -m monitor.fakes.github --port 8085 --account octocat=583231:present``.
+``serve_recorded(handle, recording)`` answers one account with a real recorded answer
+(:mod:`monitor.fakes.recorded`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from monitor.fakes.faults import (
     serve_main,
     stable_number,
 )
+from monitor.fakes.recorded import RecordedAnswers
 
 STATES = ("present", "suspended", "deleted")
 API_VERSION = "2022-11-28"
@@ -66,7 +69,7 @@ def _secondary(status: int) -> Canned:
                              "#about-secondary-rate-limits"}), headers={"retry-after": "60"})
 
 
-class FakeGitHub(FakePlatform):
+class FakeGitHub(RecordedAnswers, FakePlatform):
     """GitHub's user API. ``accounts`` maps login -> state or -> ``(numeric id, state)``.
 
     ``token``: when set, a request with any other Bearer token gets 401 "Bad credentials";
@@ -123,11 +126,19 @@ class FakeGitHub(FakePlatform):
                                                        "status": "401"}),
                             content_type="application/json", charset="utf-8")
 
-    async def _by_login(self, request: web.Request) -> web.Response:
-        return self._answer(self.account(request.match_info["login"]))
+    async def _by_login(self, request: web.Request) -> web.StreamResponse:
+        login = request.match_info["login"]
+        recorded = self.recorded_for(login)
+        if recorded is not None:
+            return await self.send_recorded(request, recorded)
+        return self._answer(self.account(login))
 
-    async def _by_id(self, request: web.Request) -> web.Response:
-        return self._answer(self.account_by_id(request.match_info["id"]))
+    async def _by_id(self, request: web.Request) -> web.StreamResponse:
+        account = self.account_by_id(request.match_info["id"])
+        recorded = self.recorded_for(request.match_info["id"], account.handle if account else None)
+        if recorded is not None:
+            return await self.send_recorded(request, recorded)
+        return self._answer(account)
 
     def _answer(self, account: FakeAccount | None) -> web.Response:
         if account is None or account.state != "present":

@@ -4,6 +4,8 @@ Serves ``GET /api/v1/accounts/lookup?acct=`` and ``GET /api/v1/accounts/{id}`` f
 in one of :data:`STATES`, with Mastodon's rate-limit headers on every answer, plus the
 fault and control endpoints of :class:`~monitor.fakes.faults.FakeServer`. Run it alone with
 ``python -m monitor.fakes.mastodon --port 8081 --account alice=present``.
+``serve_recorded(handle, recording)`` answers one account with a real recorded answer
+(:mod:`monitor.fakes.recorded`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from monitor.fakes.faults import Canned, FakeServer, Faults, fake_arguments, serve_main
+from monitor.fakes.recorded import RecordedAnswers
 
 STATES = ("present", "suspended", "gone", "moved", "limited")
 RATE_LIMIT = 300  # unauthenticated: 300 requests per 5 minutes per IP
@@ -50,7 +53,7 @@ class _Account:
     moved_to: str | None = None
 
 
-class FakeMastodon(FakeServer):
+class FakeMastodon(RecordedAnswers, FakeServer):
     """One Mastodon instance. ``accounts`` maps username -> state (see :data:`STATES`)."""
 
     server_error_answer = Canned(503, _dumps({"error": "Remote data could not be fetched"}))
@@ -136,12 +139,19 @@ class FakeMastodon(FakeServer):
             "X-RateLimit-Reset": reset.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         }
 
-    async def _lookup(self, request: web.Request) -> web.Response:
+    async def _lookup(self, request: web.Request) -> web.StreamResponse:
         username = self._local_username(request.query.get("acct", ""))
+        recorded = self.recorded_for(username)
+        if recorded is not None:
+            return await self.send_recorded(request, recorded)
         return self._answer(request, self._accounts.get(username.lower()), legacy=False)
 
-    async def _show(self, request: web.Request) -> web.Response:
+    async def _show(self, request: web.Request) -> web.StreamResponse:
         account = self._by_id.get(request.match_info["id"])
+        recorded = self.recorded_for(request.match_info["id"],
+                                     account.username if account else None)
+        if recorded is not None:
+            return await self.send_recorded(request, recorded)
         return self._answer(request, account, legacy=self.legacy_suspended)
 
     def _answer(self, request: web.Request, account: _Account | None, *,

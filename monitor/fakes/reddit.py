@@ -6,6 +6,8 @@ answers: ``throttled_200`` (the 429 body with status 200), ``blocked`` (403 HTML
 and ``login_wall`` (200 HTML login page). A generic User-Agent is refused with the block page
 unless ``strict_user_agent=False``. Run it alone with
 ``python -m monitor.fakes.reddit --port 8086 --account spez=1w72:present``.
+``serve_recorded(handle, recording)`` answers one account with a real recorded answer
+(:mod:`monitor.fakes.recorded`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from monitor.fakes.faults import (
     serve_main,
     stable_number,
 )
+from monitor.fakes.recorded import RecordedAnswers
 
 STATES = ("present", "suspended", "deleted", "shadowbanned")
 # Reddit's API rules: <platform>:<app ID>:<version> (by /u/<username>).
@@ -60,7 +63,7 @@ LOGIN_PAGE = """<!DOCTYPE html><html lang="en-US"><head><title>reddit.com: Log i
 """
 
 
-class FakeReddit(FakePlatform):
+class FakeReddit(RecordedAnswers, FakePlatform):
     """Reddit's user about page. ``accounts`` maps name -> state or -> ``(id, state)``.
 
     States: ``present``; ``suspended`` (200 t2 ``is_suspended``); ``deleted`` and
@@ -115,7 +118,10 @@ class FakeReddit(FakePlatform):
         return web.Response(status=403, text=BLOCKED_PAGE, content_type="text/html",
                             charset="utf-8")
 
-    async def _about(self, request: web.Request) -> web.Response:
+    async def _about(self, request: web.Request) -> web.StreamResponse:
+        recorded = self.recorded_for(request.match_info["name"])
+        if recorded is not None:
+            return await self.send_recorded(request, recorded)
         account = self.account(request.match_info["name"])
         if account is None or account.state in ("deleted", "shadowbanned"):
             return _json({"message": "Not Found", "error": 404}, 404)

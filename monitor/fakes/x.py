@@ -6,6 +6,8 @@ headers on every answer, plus faults, overrides and control endpoints
 (:class:`~monitor.fakes.faults.FakePlatform`). Lookup failures are HTTP 200 with an
 ``errors`` array, as on the real API. Run it alone with
 ``python -m monitor.fakes.x --port 8083 --account XDevelopers=2244994945:present``.
+``serve_recorded(handle, recording)`` answers one account with a real recorded answer
+(:mod:`monitor.fakes.recorded`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from monitor.fakes.faults import (
     serve_main,
     stable_number,
 )
+from monitor.fakes.recorded import RecordedAnswers
 
 STATES = ("present", "protected", "withheld", "restricted", "suspended", "deactivated",
           "deleted")
@@ -50,7 +53,7 @@ def _json(doc: Any, status: int = 200) -> web.Response:
                         charset="utf-8")
 
 
-class FakeX(FakePlatform):
+class FakeX(RecordedAnswers, FakePlatform):
     """X's user lookup. ``accounts`` maps username -> state or -> ``(id, state)``.
 
     ``token`` is the Bearer token the fake accepts (``None``: any Bearer token). Overrides:
@@ -112,20 +115,29 @@ class FakeX(FakePlatform):
         return _json({"title": "Unauthorized", "type": "about:blank", "status": 401,
                       "detail": "Unauthorized"}, 401)
 
-    async def _by_username(self, request: web.Request) -> web.Response:
+    async def _by_username(self, request: web.Request) -> web.StreamResponse:
         username = request.match_info["username"]
+        recorded = self.recorded_for(username)
+        if recorded is not None:
+            return await self.send_recorded(request, recorded)
         if not _USERNAME.match(username):
             return _invalid("username", username, _USERNAME.pattern)
         return self._single(request, self.account(username), "username", username)
 
-    async def _by_id(self, request: web.Request) -> web.Response:
+    async def _by_id(self, request: web.Request) -> web.StreamResponse:
         user_id = request.match_info["id"]
+        recorded = self.recorded_for(user_id)
+        if recorded is not None:
+            return await self.send_recorded(request, recorded)
         if not _ID.match(user_id):
             return _invalid("id", user_id, _ID.pattern)
         return self._single(request, self.account_by_id(user_id), "id", user_id)
 
-    async def _batch(self, request: web.Request) -> web.Response:
+    async def _batch(self, request: web.Request) -> web.StreamResponse:
         ids = [i for i in request.query.get("ids", "").split(",") if i]
+        recorded = self.recorded_for(*ids)
+        if recorded is not None:
+            return await self.send_recorded(request, recorded)
         if not 1 <= len(ids) <= BATCH_MAX:
             return _invalid("ids", ",".join(ids), f"a list of 1 to {BATCH_MAX} ids")
         bad = next((i for i in ids if not _ID.match(i)), None)
