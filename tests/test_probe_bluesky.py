@@ -15,8 +15,16 @@ from monitor.fakes.bluesky import FakeBluesky
 from monitor.fakes.faults import serve
 from monitor.model import AbsentReason, ErrorKind, Observation, RateLimit, Result
 from monitor.probes import PROBES
-from monitor.probes.base import Answer, Target
-from monitor.probes.bluesky import BlueskyProbe, classify_profile, classify_profiles
+from monitor.probes.base import Answer, ProbeError, Target
+from monitor.probes.bluesky import (
+    BlueskyProbe,
+    classify_profile,
+    classify_profiles,
+    classify_repo_status,
+    did_document_url,
+    read_did_document,
+)
+from monitor.probes.corroboration import Unconfirmed
 from tests.conftest import HOSTILE
 
 AT = 1_700_000_000.0
@@ -397,3 +405,84 @@ async def test_fake_answers_in_the_reference_shapes(
         profile = await r.json()
     assert (profile["did"], profile["handle"], profile["followersCount"]) == (
         ALICE_DID, "alice.bsky.social", 42)
+
+
+# --------------------------------------------------------------------------- pure corroboration
+
+DID = "did:plc:ufbl4k27gp6kzas5glhz7fim"
+
+
+def test_profile_not_found_alone_is_unconfirmed_never_absent() -> None:
+    obs = classify_profile(answer(400, {"error": "InvalidRequest", "message": "Profile not found"}),
+                           Target("a.b", DID), AT)
+    assert isinstance(obs, Unconfirmed)
+    assert (obs.result, obs.error, obs.account_id) == (Result.ERROR, ErrorKind.UNEXPECTED, DID)
+
+
+@pytest.mark.parametrize(("status", "body", "result", "detail"), [
+    (200, {"did": DID, "active": True, "rev": "3l4v"}, Result.ERROR, ErrorKind.UNEXPECTED),
+    (200, {"did": DID, "active": False, "status": "deactivated"}, Result.ABSENT,
+     AbsentReason.DEACTIVATED),
+    (200, {"did": DID, "active": False, "status": "takendown"}, Result.ABSENT,
+     AbsentReason.TAKEN_DOWN),
+    (200, {"did": DID, "active": False, "status": "suspended"}, Result.ABSENT,
+     AbsentReason.SUSPENDED),
+    (200, {"did": DID, "active": False, "status": "deleted"}, Result.ABSENT, AbsentReason.DELETED),
+    (200, {"did": DID, "active": False, "status": "throttled"}, Result.ERROR, ErrorKind.UNEXPECTED),
+    (200, {"did": DID, "active": False, "status": "someday"}, Result.ERROR, ErrorKind.UNEXPECTED),
+    (200, {"did": DID, "active": False}, Result.ERROR, ErrorKind.UNEXPECTED),  # no claim made
+    (200, {"did": "did:plc:other", "active": False, "status": "deleted"}, Result.ERROR,
+     ErrorKind.PARSE),
+    (200, {"did": DID, "active": "no"}, Result.ERROR, ErrorKind.PARSE),
+    (400, {"error": "RepoNotFound", "message": f"Could not find repo for DID: {DID}"},
+     Result.ABSENT, AbsentReason.DELETED),
+    (400, {"error": "RepoSuspended", "message": "Repo has been suspended"}, Result.ABSENT,
+     AbsentReason.SUSPENDED),
+    (400, {"error": "InvalidRequest", "message": "Error: did must be a valid did"},
+     Result.ERROR, ErrorKind.UNEXPECTED),
+    (429, {"error": "RateLimitExceeded"}, Result.ERROR, ErrorKind.RATE_LIMITED),
+    (502, b"<html>", Result.ERROR, ErrorKind.SERVER_ERROR),
+])
+def test_repo_status_means_what_the_lexicon_says(status: int, body: object, result: Result,
+                                                  detail: object) -> None:
+    obs = classify_repo_status(answer(status, body), DID, AT)
+    assert (obs.result, obs.reason or obs.error) == (result, detail)
+
+
+def _document(**service: object) -> dict[str, object]:
+    entry = {"id": "#atproto_pds", "type": "AtprotoPersonalDataServer",
+             "serviceEndpoint": "https://pds.example/"} | service
+    return {"id": DID, "service": [entry]}
+
+
+def test_did_document_names_the_pds_or_the_tombstone() -> None:
+    assert read_did_document(answer(200, _document()), DID, AT) == "https://pds.example"
+    tombstone = read_did_document(answer(404, {"message": f"DID not available: {DID}"}), DID, AT)
+    assert isinstance(tombstone, Observation) and tombstone.reason is AbsentReason.DELETED
+    gone = read_did_document(answer(410, b""), DID, AT)
+    assert isinstance(gone, Observation) and gone.reason is AbsentReason.DELETED
+
+
+@pytest.mark.parametrize(("status", "body", "kind"), [
+    (404, {"message": f"DID not registered: {DID}"}, ErrorKind.UNEXPECTED),
+    (200, _document(serviceEndpoint="ftp://pds.example"), ErrorKind.PARSE),
+    (200, _document(type="SomethingElse"), ErrorKind.UNEXPECTED),
+    (200, {"id": "did:plc:other", "service": []}, ErrorKind.PARSE),
+    (200, [], ErrorKind.PARSE),
+    (503, b"", ErrorKind.SERVER_ERROR),
+])
+def test_a_did_document_that_names_no_pds_is_an_error(status: int, body: object,
+                                                      kind: ErrorKind) -> None:
+    with pytest.raises(ProbeError) as caught:
+        read_did_document(answer(status, body), DID, AT)
+    assert caught.value.kind is kind
+
+
+def test_did_document_urls() -> None:
+    assert did_document_url(DID, "https://plc.directory/") == f"https://plc.directory/{DID}"
+    assert did_document_url("did:web:example.com", "x") == "https://example.com/.well-known/did.json"
+    assert did_document_url("did:web:localhost%3A8080", "x") == (
+        "http://localhost:8080/.well-known/did.json")
+    for unsupported in ("did:web:example.com:user:alice", "did:key:z6Mk", "did:web:"):
+        with pytest.raises(ProbeError):
+            did_document_url(unsupported, "x")

@@ -63,11 +63,12 @@ REPO_STATUS: dict[str, AbsentReason | None] = {
     "desynchronized": None,
     "throttled": None,
 }
-# XRPC errors a PDS (or a relay) answers getRepoStatus with, per the PDS's
-# assertRepoAvailability: the repo is not hosted, taken down, or deactivated.
+# XRPC errors a PDS (or a relay) may answer getRepoStatus with: the PDS's
+# assertRepoAvailability, and the terminal repo errors com.atproto.sync.getRepo lists.
 _REPO_ERRORS = {
     "RepoNotFound": AbsentReason.DELETED,
     "RepoTakendown": AbsentReason.TAKEN_DOWN,
+    "RepoSuspended": AbsentReason.SUSPENDED,
     "RepoDeactivated": AbsentReason.DEACTIVATED,
 }
 
