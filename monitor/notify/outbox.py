@@ -9,7 +9,9 @@ one task per notifier takes that notifier's *oldest* pending row and delivers it
   (``attempts``, ``next_attempt_at``), so a restart resumes the schedule instead of
   hammering a sick pager;
 - permanent failures (other 4xx) are marked ``failed`` at once, logged and counted;
-- a row older than ``routing.max_age`` is given up: marked ``failed``, logged, counted.
+- a row older than ``routing.max_age`` is given up: marked ``failed``, logged, counted;
+- ``accmon_outbox_pending`` / ``accmon_outbox_oldest_pending_seconds`` stay live meanwhile:
+  refreshed on every commit (``wake()``), every retry and every second while rows wait.
 
 Strict order per notifier means a resolve never overtakes its trigger. Redelivery after a
 crash reuses the row's dedup key, which pagers collapse. Alertmanager wants firing alerts
