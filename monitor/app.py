@@ -18,7 +18,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from monitor import anomaly, blindness, routing, sharding
+from monitor import anomaly, blindness, capacity, routing, sharding
 from monitor import state as machine
 from monitor.config import AccountConfig, Config, ConfigError, LogNotifierConfig, load_config
 from monitor.health import ALL_ERRORS_FOR, PlatformHealth
@@ -237,6 +237,7 @@ class Monitor:
                 log.warning("setting changes need a restart", setting=f"monitor.{field}")
         self.metrics.config_reloads.labels("applied").inc()
         log.info("config reloaded", file=self.config_path, accounts=len(self.accounts))
+        self._log_watchlist()
         return []
 
     async def _restart_outbox(self) -> None:
@@ -894,17 +895,23 @@ class Monitor:
                  outage_id=st.outage_id)
 
     def _log_watchlist(self) -> None:
-        """Say what is watched and when the first answers are due, so a first run does not
-        look dead until staleness."""
+        """Say what is watched, when the first answers are due and whether each platform's
+        budget keeps up, so a first run does not look dead until staleness."""
+        loads = {load.platform: load for load in capacity.estimate(self.config, self.shard)}
         for platform in self.config.platforms:
             watched = [w for k, w in self.accounts.items() if k.platform == platform]
             if not watched:
                 continue
-            interval = min(w.policy.interval for w in watched)
+            interval = self.intervals.get(platform, 0.0)
+            load = loads.get(platform)
             log.info("watching", platform=platform, accounts=len(watched),
                      protected=sum(w.config.protected for w in watched),
                      interval_seconds=interval,
-                     first_results_within_seconds=round(min(interval, 60.0), 1))
+                     first_results_within_seconds=round(min(interval, 60.0), 1),
+                     needed_requests_per_second=round(load.needed_rps, 3) if load else None)
+            if load is not None and not load.ok:
+                log.warning("this platform's budget cannot keep up with its watchlist",
+                            platform=platform, detail=load.render())
 
     # ----------------------------------------------------------------- views
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+from structlog.testing import capture_logs
+
 from monitor.fakes.mastodon import FakeMastodon
 from monitor.fakes.pagers import FakePagerDuty, FakeSlack
 from monitor.model import AccountKey, State
@@ -166,3 +169,24 @@ async def test_accounts_starved_by_our_backlog_go_blind_and_say_why(tmp_path: Pa
             account = starved()[0]
             assert account.view.state.state is State.UNKNOWN  # blind, never toward down
             assert account.view.state.blind
+
+
+async def test_start_up_says_what_is_watched_and_warns_when_the_budget_is_short(
+        tmp_path: Path) -> None:
+    handles = [f"u{i:03d}" for i in range(300)]
+    masto = FakeMastodon(dict.fromkeys(handles[:1], "present"), rate_limit=10**6)
+    async with masto.running() as base:
+        text = config(base, "http://127.0.0.1:9", handles, str(tmp_path / "s.db"),
+                      defaults=FAST_DEFAULTS.replace("interval: 100ms", "interval: 30s"))
+        text = text.replace("rate_per_second: 1000", "rate_per_second: 5")
+        with capture_logs() as logs:
+            async with running_monitor(text):
+                pass
+    (watching,) = [e for e in logs if e["event"] == "watching"]
+    assert watching["accounts"] == 300 and watching["protected"] == 300
+    assert watching["first_results_within_seconds"] == 30.0
+    # 300 accounts / 30 s, plus one confirm check every 50 ms (capacity.py)
+    assert watching["needed_requests_per_second"] == pytest.approx(10.0 + 1 / 0.05)
+    (short,) = [e for e in logs if "cannot keep up" in e["event"]]
+    assert short["platform"] == "masto"
+    assert "rate_per_second" in short["detail"] and "Fix:" in short["detail"]
