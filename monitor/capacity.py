@@ -101,7 +101,7 @@ class PlatformLoad:
         found = []
         raise_to = []
         if self.rate_per_second < target:
-            raise_to.append(f"{where}.rate_per_second to ≥ {_num(target)}")
+            raise_to.append(f"{where}.rate_per_second to ≥ {_at_least(target)}")
         workers = math.ceil(target * self.latency)
         if self.concurrency_rps < target and workers <= MAX_CONCURRENCY:
             raise_to.append(f"{where}.concurrency to ≥ {workers}")
@@ -194,6 +194,16 @@ def _num(value: float) -> str:
     if value >= 10:
         return f"{value:.1f}"
     return f"{value:.3g}"
+
+
+def _at_least(value: float) -> str:
+    """``value`` rounded *up* to 3 significant digits, as a YAML number: a suggested budget
+    must be enough, not almost enough."""
+    decimals = 2 - math.floor(math.log10(value))
+    scale = 10.0 ** decimals
+    rounded = math.ceil(value * scale - 1e-9) / scale
+    text = f"{rounded:.{max(decimals, 0)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _duration(seconds: float) -> str:

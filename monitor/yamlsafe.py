@@ -90,18 +90,17 @@ def decode_utf8(data: bytes) -> str:
     """Strict UTF-8 (a leading BOM is allowed); the first bad byte is named by line:column."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise YamlProblem("the file is UTF-16; save it as UTF-8", 1)
+    nul = data.find(b"\0")
+    if nul >= 0:
+        line, column = _position(data, nul)
+        raise YamlProblem(f"a NUL byte at line {line}, column {column}: this looks like a "
+                          "binary file, not YAML; give the YAML config file", line)
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line, column = _position(data, exc.start)
         raise YamlProblem(f"not UTF-8: byte 0x{data[exc.start]:02x} at line {line}, column "
                           f"{column}; save the file as UTF-8", line) from None
-    nul = text.find("\0")
-    if nul >= 0:
-        line, column = _position(text, nul)
-        raise YamlProblem(f"a NUL byte at line {line}, column {column}: this looks like a "
-                          "binary file, not YAML; give the YAML config file", line)
-    return text
 
 
 def _position(data: bytes | str, offset: int) -> tuple[int, int]:
@@ -220,27 +219,23 @@ def check_graph(root: yaml.Node) -> list[YamlProblem]:
     size: dict[int, int] = {}  # collection -> nodes once fully expanded
     height: dict[int, int] = {}  # collection -> nesting levels once expanded
     parent: dict[int, tuple[yaml.Node, Any]] = {}  # first reference: (parent, key or index)
-    entered: set[int] = set()
+    inner: dict[int, list[tuple[Any, yaml.Node]]] = {}  # collection -> its collection edges
     aliases = 0
     alias_nodes = 0
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
         node, leaving = stack.pop()
-        if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
-            continue
         nid = id(node)
         if leaving:
-            total, deepest = 1, 0
-            for key, child in _edges(node):
-                if not isinstance(child, yaml.MappingNode | yaml.SequenceNode):
-                    total += 1
-                    continue
-                first = parent.get(id(child))
-                if first is not None and (first[0] is not node or first[1] != key):
+            total, deepest = 1 + _scalar_children(node), 0
+            for key, child in inner.pop(nid):
+                cid = id(child)
+                first = parent[cid]
+                if first[0] is not node or first[1] != key:
                     aliases += 1
-                    alias_nodes += size[id(child)]
-                total += size[id(child)]
-                deepest = max(deepest, height[id(child)])
+                    alias_nodes += size[cid]
+                total += size[cid]
+                deepest = max(deepest, height[cid])
             size[nid], height[nid] = total, deepest + 1
             if height[nid] > MAX_DEPTH:
                 return [YamlProblem(f"nested more than {MAX_DEPTH} levels deep; a config "
@@ -254,20 +249,32 @@ def check_graph(root: yaml.Node) -> list[YamlProblem]:
             continue
         if nid in size:
             continue  # an alias to a collection already walked
-        if nid in entered:  # reached again from inside itself
+        if nid in inner:  # reached again from inside itself
             return [YamlProblem("a recursive alias (a node that contains itself); remove the "
                                 "alias", _line(node), _path(node, parent))]
-        entered.add(nid)
         if isinstance(node, yaml.MappingNode):
             problems.extend(_duplicate_keys(node, parent))
+        edges = [(key, child) for key, child in _edges(node) if isinstance(child, _COLLECTIONS)]
+        if not edges:  # a leaf: nothing below it can be an alias worth counting
+            size[nid], height[nid] = 1 + len(node.value) * _SLOTS[type(node)], 1
+            continue
+        inner[nid] = edges
         stack.append((node, True))
-        edges = list(_edges(node))
         for key, child in reversed(edges):
-            if isinstance(child, yaml.MappingNode | yaml.SequenceNode) \
-                    and id(child) not in parent:
+            if id(child) not in parent:
                 parent[id(child)] = (node, key)
             stack.append((child, False))
     return problems
+
+
+_COLLECTIONS = (yaml.MappingNode, yaml.SequenceNode)
+_SLOTS = {yaml.MappingNode: 2, yaml.SequenceNode: 1}  # child nodes per item
+
+
+def _scalar_children(node: yaml.Node) -> int:
+    if isinstance(node, yaml.MappingNode):
+        return sum(not isinstance(n, _COLLECTIONS) for pair in node.value for n in pair)
+    return sum(not isinstance(n, _COLLECTIONS) for n in node.value)
 
 
 def _edges(node: yaml.Node) -> Any:
@@ -286,6 +293,9 @@ def _key_text(key: yaml.Node) -> Any:
 
 def _duplicate_keys(node: yaml.MappingNode,
                     parent: dict[int, tuple[yaml.Node, Any]]) -> list[YamlProblem]:
+    texts = [key.value for key, _ in node.value if isinstance(key, yaml.ScalarNode)]
+    if len(set(texts)) == len(texts):
+        return []  # the common case, decided without building problems
     seen: dict[tuple[str, str], int] = {}
     found = []
     for key, _ in node.value:

@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from monitor.fakes import x
 from monitor.fakes.mastodon import FakeMastodon
 from tests.conftest import free_port, mastodon_config
 
@@ -64,3 +65,41 @@ async def test_run_exits_zero_on_sigterm_and_two_on_a_bad_config(tmp_path: Path)
     bad.write_text("platforms: {}\naccounts: [{platform: nowhere, handle: x}]\n")
     code, _, err = await _cli("run", "--config", str(bad))
     assert code == 2 and "accounts[0].platform" in err
+
+
+BUNDLED = ROOT / "config" / "monitor.yaml"
+
+
+def _bundled_against(x_base: str, tmp_path: Path) -> Path:
+    """The bundled config, its X platform pointed at a fake X with the fake's token."""
+    text = BUNDLED.read_text().replace("base_url: https://api.x.com", f"base_url: {x_base}")
+    text = text.replace("token: ${X_BEARER_TOKEN:-}", f"token: {x.TOKEN}", 1)
+    cfg = tmp_path / "bundled.yaml"
+    cfg.write_text(text)
+    return cfg
+
+
+async def test_probe_uses_the_configured_id_of_the_account(tmp_path: Path) -> None:
+    # The bundled X rules ask /2/users/{id}; the id comes from the account's entry.
+    fake = x.FakeX({"realDonaldTrump": ("25073877", "present")})
+    async with fake.running() as base:
+        cfg = _bundled_against(base, tmp_path)
+        code, out, err = await _cli("probe", "--config", str(cfg), "x", "realDonaldTrump")
+        assert (code, out.splitlines()[0]) == (0, "x/realDonaldTrump: present"), err
+        assert "present rule #1" in out
+        # --id still wins over the configured one: an unknown id is not found.
+        code, out, _ = await _cli("probe", "--config", str(cfg), "x", "realDonaldTrump",
+                                  "--id", "1")
+        assert (code, out.splitlines()[0]) == (1, "x/realDonaldTrump: absent (not_found)")
+
+
+async def test_probe_without_an_id_where_the_url_needs_one_says_how_to_give_it(
+        tmp_path: Path) -> None:
+    fake = x.FakeX({"someone": ("42", "present")})
+    async with fake.running() as base:
+        cfg = _bundled_against(base, tmp_path)
+        code, out, err = await _cli("probe", "--config", str(cfg), "x", "someone")
+        assert code == 2 and out == ""
+        assert "platforms.x.rules.url needs the account's id" in err and "--id" in err
+        code, out, _ = await _cli("probe", "--config", str(cfg), "x", "someone", "--id", "42")
+        assert (code, out.splitlines()[0]) == (0, "x/someone: present")
