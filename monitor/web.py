@@ -152,16 +152,18 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready: config loaded, store open, scheduler running."""
+    """Ready: config loaded, store open and writable, scheduler running. While the state
+    file refuses writes (decisions kept in memory and retried) this is 503 with the reason,
+    so a load balancer or Kubernetes stops trusting this replica's view."""
     monitor = _monitor(request)
-    checks = {
-        "config": monitor.config is not None,
-        "store": monitor.store is not None,
-        "scheduler": monitor.scheduler.running,
-    }
+    problems = monitor.not_ready()
+    checks = {"config": monitor.config is not None, "store": "store" not in problems,
+              "scheduler": "scheduler" not in problems}
     ok = all(checks.values())
-    return web.json_response({"status": "ok" if ok else "not ready", "checks": checks},
-                             status=200 if ok else 503)
+    body: dict[str, object] = {"status": "ok" if ok else "not ready", "checks": checks}
+    if problems:
+        body["problems"] = problems
+    return web.json_response(body, status=200 if ok else 503)
 
 
 async def reload(request: web.Request) -> web.Response:

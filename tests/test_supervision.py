@@ -14,6 +14,7 @@ import textwrap
 import time
 from typing import Any
 
+import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
@@ -118,6 +119,12 @@ async def test_a_locked_state_file_delays_the_page_and_loses_nothing(state_file:
                 assert mon.writer is not None and mon.writer.backlog
                 assert not mon.ready
                 assert "state file not writable" in mon.not_ready()["store"]
+                async with aiohttp.ClientSession() as http, \
+                        http.get(f"http://127.0.0.1:{mon.port}/readyz") as resp:
+                    assert resp.status == 503
+                    body = await resp.json()
+                assert body["checks"]["store"] is False
+                assert "database is locked" in body["problems"]["store"]
                 assert (metric(exposition(mon), "accmon_store_write_failures_total") or 0) >= 1
                 # Meanwhile every other account is still probed, on time.
                 for _ in range(3):
@@ -132,7 +139,9 @@ async def test_a_locked_state_file_delays_the_page_and_loses_nothing(state_file:
                 assert time.monotonic() - locked_at >= LOCK_SECONDS
                 outage = mon.accounts[AccountKey("masto", "alice")].view.state.outage_id
                 key = f"accmon/masto/alice/outage-{outage}"
-                await pd.wait_for(1, timeout=10)
+                # (four accounts: a vanish page also waits out the anomaly grace, 15 s from
+                # the decision, which a long enough lock has already used up)
+                await pd.wait_for(1, timeout=25)
                 assert len(triggers(pd, key)) == 1
                 assert mon.store is not None
                 stored = mon.store.outages(handle="alice")
