@@ -228,8 +228,7 @@ async def fetch(session: aiohttp.ClientSession, method: str, url: str, headers: 
     """
     try:
         async with asyncio.timeout(timeout):
-            return await _follow(session, method, URL(url), headers,
-                                 max_body_bytes)
+            return await _follow(session, method, URL(url), headers, max_body_bytes)
     except ProbeError:
         raise
     except TimeoutError:
