@@ -700,10 +700,7 @@ def _expand_env(node: Any, path: str, env: dict[str, str], problems: list[Proble
     return node
 
 
-def _join(path: str, key: Any) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else str(key)
+_join = yamlsafe.join_path
 
 
 def _line_index(root: yaml.Node | None) -> dict[str, int]:
@@ -749,7 +746,7 @@ def _line_for(path: str, lines: dict[str, int]) -> int | None:
     return lines.get("")
 
 
-_LAST_PART = re.compile(r"(\.[^.\[]+|\[\d+\])$")
+_LAST_PART = re.compile(r'(\.[^.\[]+|\[\d+\]|\["(?:[^"\\]|\\.)*"\])$')
 
 
 def _validation_problems(exc: ValidationError) -> list[Problem]:

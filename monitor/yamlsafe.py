@@ -19,7 +19,9 @@ fix.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import stat
 from typing import Any
 
@@ -215,6 +217,8 @@ def check_graph(root: yaml.Node) -> list[YamlProblem]:
     alias), and sums what each alias would add once a consumer expands it. Scalars cannot
     explode, so only collections are tracked: the walk stays linear in the file.
     """
+    if not isinstance(root, _COLLECTIONS):
+        return []  # a lone scalar: nothing to expand
     problems: list[YamlProblem] = []
     size: dict[int, int] = {}  # collection -> nodes once fully expanded
     height: dict[int, int] = {}  # collection -> nesting levels once expanded
@@ -304,7 +308,7 @@ def _duplicate_keys(node: yaml.MappingNode,
         ident = (key.tag, key.value)
         line = key.start_mark.line + 1
         if ident in seen:
-            path = _join(_path(node, parent), key.value)
+            path = join_path(_path(node, parent), key.value)
             found.append(YamlProblem(f"duplicate key {_short(key.value, 60)!r} (first on line "
                                      f"{seen[ident]}); YAML keeps only one: remove or merge "
                                      "them", line, path))
@@ -331,11 +335,22 @@ def _path(node: yaml.Node, parent: dict[int, tuple[yaml.Node, Any]]) -> str:
     for key in reversed(parts):
         if isinstance(key, tuple):  # a complex key: no readable path
             return path
-        path = _join(path, key)
+        path = join_path(path, key)
     return path
 
 
-def _join(path: str, key: Any) -> str:
-    if isinstance(key, int):
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.@/+~-]+$")
+
+
+def join_path(path: str, key: Any) -> str:
+    """``accounts`` + 3 -> ``accounts[3]``; ``platforms`` + ``x`` -> ``platforms.x``.
+
+    A key with spaces, quotes, colons or line breaks is written ``["like this"]`` (JSON
+    escaped, cut short), so a problem stays one line that parses as ``path: reason``.
+    """
+    if isinstance(key, int) and not isinstance(key, bool):
         return f"{path}[{key}]"
-    return f"{path}.{key}" if path else str(key)
+    text = str(key)
+    if not _PLAIN_KEY.match(text):
+        return f"{path}[{json.dumps(text[:60])}]"
+    return f"{path}.{text}" if path else text

@@ -140,7 +140,9 @@ def deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-_PROBLEM = re.compile(r"^  (?P<file>.+?)(?::\d+)?: (?:\(top level\)|\S+): .+$")
+# A field path is plain (platforms.x.rules.url) or quotes odd keys: accounts[0]["a b"].
+_PATH = r'(?:\(top level\)|(?:[^\s"]|"(?:[^"\\]|\\.)*")+)'
+_PROBLEM = re.compile(rf"^  (?P<file>.+?)(?::\d+)?: {_PATH}: .+$")
 
 
 @pytest.fixture(scope="module")

@@ -86,8 +86,10 @@ def check(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | byt
     return parse_problems(err, str(cfg))
 
 
-_PROBLEM = re.compile(r"^  (?P<file>.+?)(?::(?P<line>\d+))?: "
-                      r"(?P<path>\(top level\)|\S+): (?P<reason>.+)$")
+# A field path is plain (platforms.x.rules.url) or quotes odd keys: accounts[0]["a b"].
+_PATH = r'\(top level\)|(?:[^\s"]|"(?:[^"\\]|\\.)*")+'
+_PROBLEM = re.compile(rf"^  (?P<file>.+?)(?::(?P<line>\d+))?: (?P<path>{_PATH}): "
+                      r"(?P<reason>.+)$")
 
 
 def parse_problems(err: str, file: str) -> list[tuple[int | None, str, str]]:
@@ -505,3 +507,20 @@ def test_history_on_a_corrupt_state_file_is_one_line(
     state.write_bytes(b"garbage" * 1000)
     code, out, err = run_cli(capsys, "history", "--state", str(state))
     assert code == 2 and out == "" and err.count("\n") == 1 and "corrupt" in err
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "m", "just text\n", "[1, 2]\n",
+                                  "42\n", "~\n", "&a x\n"])
+def test_a_file_that_is_not_a_mapping_is_one_problem(
+        text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (line, path, reason), = check(tmp_path, capsys, text)
+    assert (line, path) == (1, "(top level)") and "expected a mapping" in reason
+
+
+def test_odd_keys_are_quoted_so_each_problem_stays_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = VALID.replace("    probe: mastodon\n",
+                         '    probe: mastodon\n    "s tatus": 1\n    "a\\nb: c": 2\n')
+    found = check(tmp_path, capsys, text)
+    assert [(line, path) for line, path, _ in found] == [
+        (4, 'platforms.m["s tatus"]'), (5, 'platforms.m["a\\nb: c"]')]
