@@ -353,12 +353,14 @@ async def test_malformed_frames_are_skipped(fake: tuple[FakeJetstream, str],
         for frame in ['{"did":"did:plc:x","time_us":1,"ki', "[]", "null", '{"kind":"account"}',
                       json.dumps({"did": ALICE, "time_us": 5, "kind": "account",
                                   "account": {"active": "no"}}),
-                      json.dumps({"did": ALICE, "time_us": "5", "kind": "account"})]:
+                      json.dumps({"did": ALICE, "time_us": "5", "kind": "account"}),
+                      "[" * 200000 + "]" * 200000,  # RecursionError in a plain json.loads
+                      '{"did":"did:plc:\\ud800","time_us":1,"kind":"account"}']:
             server.send_raw(frame)
         server.send_raw(json.dumps({"did": ALICE, "time_us": 7, "kind": "mystery", "x": 1}))
         server.emit_account(ALICE, active=False, status="takendown")
         await wait_for(lambda: sink.observations, 5, "the good event")
-    assert consumer.malformed == 6
+    assert consumer.malformed == 8
     assert consumer.events["mystery"] == 1
     assert sink.reasons() == [(ALICE, AbsentReason.TAKEN_DOWN)]
     assert consumer.reconnects == 0

@@ -120,12 +120,7 @@ def read_bluesky_identity(rec: Recording) -> dict[str, str]:
 
 # Recordings a classifier gets wrong for a reason outside this suite's files, each with the
 # fix that is due. strict: once fixed, the xfail fails and the entry must go.
-KNOWN_WRONG = {
-    # monitor/probes/base.py parse_json's lone-surrogate guard reads the escaped backslash
-    # in "\\ud83d\\udce3" (a literal backslash-u in the text, valid JSON, no surrogate)
-    # as a lone surrogate escape and answers error(parse) for a present user.
-    "x/pytwitter_me": "base.py flags an escaped backslash before 'ud83d' as a lone surrogate",
-}
+KNOWN_WRONG: dict[str, str] = {}  # fixture name -> why our classifier is wrong (xfail)
 
 
 def _marked(recs: list[Recording]) -> list[Any]:

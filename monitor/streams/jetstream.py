@@ -58,6 +58,7 @@ import aiohttp
 import structlog
 
 from monitor.model import AbsentReason, Observation
+from monitor.probes.base import ProbeError, parse_json
 
 __all__ = [
     "ABSENT_STATUSES",
@@ -354,9 +355,9 @@ class JetstreamConsumer:
 
     def _handle(self, text: str) -> None:
         """Classify one frame. Never raises: a bad frame is counted and skipped."""
-        try:
-            doc = json.loads(text)
-        except ValueError:
+        try:  # the probes' guarded parser: deep nesting or lone surrogates cannot escape
+            doc = parse_json(text.encode("utf-8", "surrogatepass"), 200)
+        except ProbeError:
             self._malformed("not JSON")
             return
         if not isinstance(doc, dict):
