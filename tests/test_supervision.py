@@ -12,6 +12,7 @@ import os
 import sys
 import textwrap
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,6 +22,7 @@ from structlog.testing import capture_logs
 from monitor import probes
 from monitor.fakes.mastodon import FakeMastodon
 from monitor.fakes.pagers import FakePagerDuty
+from monitor.fakes.recorded import Recording
 from monitor.model import AccountKey, State
 from monitor.probes.base import Answer, Target
 from monitor.probes.mastodon import MastodonProbe
@@ -151,3 +153,32 @@ async def test_a_locked_state_file_delays_the_page_and_loses_nothing(state_file:
                 if locker.returncode is None:
                     locker.kill()
                     await locker.wait()
+
+
+async def test_deep_json_for_one_account_leaves_every_other_account_probed(
+        state_file: str) -> None:
+    """The reproduction from the field: one account's answer is 200k nested arrays."""
+    handles = ["deep", "alice", "bob", "carol"]
+    masto = FakeMastodon(dict.fromkeys(handles, "present"))
+    masto.serve_recorded("deep", Recording(
+        path=Path("deep.json"), platform="mastodon", status=200,
+        headers={"Content-Type": "application/json; charset=utf-8"},
+        body="[" * 200_000 + "]" * 200_000, source={}, expected={}))
+    async with masto.running() as url:
+        text = paging_config(url, "http://127.0.0.1:9", handles, state_file).replace(
+            "    concurrency: 8\n", "    concurrency: 1\n")
+        async with running_monitor(text) as mon:
+            await wait_for(lambda: all(state_of(mon, "masto", h) is State.UP
+                                       for h in handles[1:]), what="others up")
+            await wait_for(lambda: (metric(exposition(mon), "accmon_probe_errors_total",
+                                           platform="masto", kind="parse") or 0) >= 3,
+                           what="deep answered three times")
+            for _ in range(3):
+                mark = time.time()
+                await wait_for(lambda m=mark: all(probed_at(mon, h) > m for h in handles[1:]),
+                               timeout=2.0, what="others probed on time")
+            deep = mon.accounts[AccountKey("masto", "deep")].view
+            assert deep.state.state is State.UNKNOWN
+            assert deep.last_error is not None and deep.last_error.error == "parse"
+            assert metric(exposition(mon), "accmon_probe_errors_total", platform="masto",
+                          kind="internal") is None
