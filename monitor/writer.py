@@ -29,15 +29,15 @@ from monitor.store import OutboxItem, Store
 log = structlog.get_logger("monitor.writer")
 
 # The file's own trouble (locked, busy, full, read-only, I/O error, corrupt page): wait.
-RETRYABLE: tuple[type[BaseException], ...] = (sqlite3.OperationalError, OSError)
+# A constraint violated or an API misused is a bug in the write itself: retrying cannot help.
+RETRYABLE: tuple[type[BaseException], ...] = (sqlite3.DatabaseError, OSError)
+NOT_RETRYABLE: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,
+                                                  sqlite3.ProgrammingError)
 
 
 def retryable(exc: BaseException) -> bool:
     """True for errors of the state file rather than of the write itself."""
-    if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError
-                  | sqlite3.InterfaceError):
-        return False
-    return isinstance(exc, RETRYABLE | sqlite3.DatabaseError)
+    return isinstance(exc, RETRYABLE) and not isinstance(exc, NOT_RETRYABLE)
 
 
 @dataclass(slots=True)
