@@ -539,15 +539,18 @@ class OwnBlindnessConfig(Strict):
     network, DNS, proxy or credentials): one "monitor blind" page instead of one per
     account, the per-account blind pages held until it clears."""
 
-    enabled: bool = True
-    # Trips when at least max(min_accounts, fraction x watched accounts) are blind at once.
-    fraction: float = Field(default=0.5, gt=0, le=1)
-    min_accounts: int = Field(default=3, ge=2)
-    # Blind pages wait this long before their first attempt, so the first accounts to go
-    # blind are held too (accounts go blind one interval apart): at least the longest
-    # probe interval. Only where it can trip (at least min_accounts accounts).
+    enabled: bool = Field(default=True, description="Turn the one-page rule on or off.")
+    fraction: float = Field(default=0.5, gt=0, le=1, description=(
+        "Trips when at least max(min_accounts, fraction x watched accounts) are blind at "
+        "once."))
+    min_accounts: int = Field(default=3, ge=2, description=(
+        "The fewest blind accounts that count as the monitor's own blindness."))
     hold_for: Annotated[float, BeforeValidator(lambda v: 0.0 if v in (0, "0", "0s")
-                                               else parse_duration(v))] = 120.0
+                                               else parse_duration(v))] = Field(
+        default=120.0, description=(
+            "Blind pages wait this long before their first attempt, so the first accounts "
+            "to go blind are held too (accounts go blind up to one interval apart): at least "
+            "the longest probe interval. Only where it can trip."))
 
 
 class HeartbeatConfig(Strict):
@@ -555,10 +558,14 @@ class HeartbeatConfig(Strict):
     (Healthchecks.io, Cronitor, Dead Man's Snitch, an Alertmanager-less on-call tool). When
     the pings stop, that service pages: the monitor died, hangs, or stopped watching."""
 
-    url: SecretStr  # the ping URL usually embeds its own secret
-    interval: Duration = 60.0
-    timeout: Duration = 10.0
-    method: Literal["GET", "POST", "HEAD"] = "GET"
+    url: SecretStr = Field(description=(
+        "The ping URL (secret: it usually embeds its own key; `url_file` reads it from a "
+        "file)."))
+    interval: Duration = Field(default=60.0, description=(
+        "How often to ping while healthy (ready, and no platform behind its interval)."))
+    timeout: Duration = Field(default=10.0, description="How long one ping may take.")
+    method: Literal["GET", "POST", "HEAD"] = Field(default="GET",
+                                                   description="The HTTP method of a ping.")
 
 
 class MonitorSettings(Strict):
@@ -570,8 +577,11 @@ class MonitorSettings(Strict):
     shutdown_grace: Duration = 5.0
     # This replica's part of the watchlist, "i/N" (0-based); --shard / ACCMON_SHARD override.
     shard: Annotated[Shard | None, BeforeValidator(_shard)] = None
-    own_blindness: OwnBlindnessConfig = Field(default_factory=OwnBlindnessConfig)
-    heartbeat: HeartbeatConfig | None = None
+    own_blindness: OwnBlindnessConfig = Field(
+        default_factory=OwnBlindnessConfig,
+        description="Most accounts blind at once: one page, per-account blind pages held.")
+    heartbeat: HeartbeatConfig | None = Field(
+        default=None, description="A dead-man's-switch URL pinged while the monitor is healthy.")
 
 
 class Config(Strict):
