@@ -86,36 +86,25 @@ def _state_problem(path: str) -> str | None:
     intact and writable, so a corrupt, truncated, newer or read-only file is refused
     before anything starts rather than as a traceback from inside start-up.
     """
-    from monitor.store import Store
+    from monitor.store import Store, StoreError
 
     try:
         store = Store(path)
-    except (sqlite3.Error, OSError, RuntimeError) as exc:
-        return _state_failure(path, exc)
+    except StoreError as exc:
+        return str(exc)
     try:
-        rows = store.db.execute("PRAGMA quick_check").fetchall()
-        if [tuple(r) for r in rows] != [("ok",)]:
-            raise sqlite3.DatabaseError("database disk image is malformed")
-    except sqlite3.Error as exc:
-        return _state_failure(path, exc)
+        store.verify()
+    except StoreError as exc:
+        return str(exc)
     finally:
         store.close()
-    if path != ":memory:" and not os.access(path, os.W_OK):
-        return _state_failure(path, PermissionError(errno.EACCES, "permission denied"))
     return None
 
 
 def _state_failure(path: str, exc: BaseException) -> str:
-    text = str(exc)
-    if isinstance(exc, RuntimeError):  # Store.migrate: a schema newer than this build
-        return f"state file {text}"
-    if isinstance(exc, sqlite3.DatabaseError) and (
-            "not a database" in text or "malformed" in text):
-        return (f"state file {path}: corrupt or truncated ({text}); restore it from a backup, "
-                "or move it aside to start afresh (states and open outages are then lost)")
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else text
-    return (f"state file {path}: cannot be written ({reason}); make it and its directory "
-            f"writable by uid {os.getuid()}, or point --state / monitor.state_path elsewhere")
+    from monitor.store import StoreError
+
+    return str(exc) if isinstance(exc, StoreError) else str(StoreError.of(path, exc))
 
 
 def _port_problem(host: str, port: int) -> str | None:
@@ -157,7 +146,9 @@ _LISTEN_ERRNOS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
 def _startup_failure(exc: BaseException, state_path: str, host: str, port: int) -> str | None:
     """The one line for a state-file or listener failure; None for anything else (a bug,
     which keeps its traceback)."""
-    if isinstance(exc, sqlite3.Error) or getattr(exc, "filename", None) == state_path:
+    from monitor.store import StoreError
+
+    if isinstance(exc, sqlite3.Error | StoreError) or getattr(exc, "filename", None) == state_path:
         return _state_failure(state_path, exc)
     if isinstance(exc, socket.gaierror) or (
             isinstance(exc, OSError) and exc.errno in _LISTEN_ERRNOS):
@@ -282,7 +273,7 @@ def _span(seconds: float | None) -> str:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from monitor.store import Store
+    from monitor.store import Store, StoreError
     from monitor.web import outage_json
 
     state_path = args.state
@@ -301,7 +292,7 @@ def cmd_history(args: argparse.Namespace) -> int:
                                     handle=args.account, open_only=args.open)
         finally:
             store.close()
-    except (sqlite3.Error, OSError, RuntimeError) as exc:
+    except (StoreError, sqlite3.Error, OSError) as exc:
         print(_state_failure(state_path, exc), file=sys.stderr)
         return 2
     if args.json:

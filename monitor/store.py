@@ -9,7 +9,9 @@ The schema is versioned with ``PRAGMA user_version``; :data:`MIGRATIONS` only ev
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -100,6 +102,23 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+class StoreError(Exception):
+    """The state file cannot be used. The message is one line naming the file and the fix."""
+
+    @classmethod
+    def of(cls, path: str, exc: BaseException) -> StoreError:
+        text = str(exc)
+        if isinstance(exc, sqlite3.DatabaseError) and (
+                "not a database" in text or "malformed" in text):
+            return cls(f"state file {path}: corrupt or truncated ({text}); restore it from a "
+                       "backup, or move it aside to start afresh (states and open outages are "
+                       "then lost)")
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else text
+        return cls(f"state file {path}: cannot be written ({reason}); make it and its directory "
+                   f"writable by uid {os.getuid()}, or point --state / monitor.state_path "
+                   "elsewhere")
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
     """A notification to deliver, written with the decision that caused it."""
@@ -157,9 +176,20 @@ class Store:
 
     def __init__(self, path: str | Path):
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError.of(self.path, exc) from None
+        try:
+            self._open()
+        except (sqlite3.Error, OSError, StoreError) as exc:
+            self.db.close()
+            raise exc if isinstance(exc, StoreError) else StoreError.of(self.path, exc) \
+                from None
+
+    def _open(self) -> None:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # a confirmed page must survive power loss
@@ -180,16 +210,28 @@ class Store:
     def migrate(self) -> None:
         version = self.schema_version
         if version > len(MIGRATIONS):
-            raise RuntimeError(
-                f"{self.path} has schema version {version}, newer than this build knows "
-                f"({len(MIGRATIONS)}); upgrade account-monitor or use another state file"
-            )
+            raise StoreError(
+                f"state file {self.path} has schema version {version}, newer than this build "
+                f"knows ({len(MIGRATIONS)}); upgrade account-monitor or use another state file")
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             with self.transaction():
                 for statement in script.split(";"):
                     if statement.strip():
                         self.db.execute(statement)
                 self.db.execute(f"PRAGMA user_version = {number}")
+
+    def verify(self) -> None:
+        """Raise :class:`StoreError` unless the file is intact and writable (start-up's
+        check, so a bad file is one line before anything starts, not a traceback later)."""
+        try:
+            rows = self.db.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError.of(self.path, exc) from None
+        if [tuple(r) for r in rows] != [("ok",)]:
+            raise StoreError.of(self.path, sqlite3.DatabaseError("database disk image is "
+                                                                 "malformed"))
+        if self.path != ":memory:" and not os.access(self.path, os.W_OK):
+            raise StoreError.of(self.path, PermissionError(errno.EACCES, "permission denied"))
 
     def transaction(self) -> _Transaction:
         return _Transaction(self.db)

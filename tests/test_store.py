@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from monitor.model import AbsentReason, AccountKey, AccountState, Event, EventKind, State
-from monitor.store import MIGRATIONS, OutboxItem, Store
+from monitor.store import MIGRATIONS, OutboxItem, Store, StoreError
 
 KEY = AccountKey("x", "realDonaldTrump")
 
@@ -46,7 +46,7 @@ def test_a_newer_schema_is_refused_rather_than_corrupted(tmp_path: Path) -> None
     db = sqlite3.connect(path)
     db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     db.close()
-    with pytest.raises(RuntimeError, match="newer than this build"):
+    with pytest.raises(StoreError, match="newer than this build"):
         Store(path)
 
 
