@@ -102,6 +102,18 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+# The file's own trouble (locked, busy, full, read-only, I/O error, corrupt page): wait and
+# write again. A constraint violated or an API misused is a bug in the write itself.
+RETRYABLE: tuple[type[BaseException], ...] = (sqlite3.DatabaseError, OSError)
+NOT_RETRYABLE: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,
+                                                  sqlite3.ProgrammingError)
+
+
+def retryable(exc: BaseException) -> bool:
+    """True for errors of the state file rather than of the write itself."""
+    return isinstance(exc, RETRYABLE) and not isinstance(exc, NOT_RETRYABLE)
+
+
 class StoreError(Exception):
     """The state file cannot be used. The message is one line naming the file and the fix."""
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,21 +23,9 @@ from typing import Any
 
 import structlog
 
-from monitor.store import OutboxItem, Store
+from monitor.store import OutboxItem, Store, retryable
 
 log = structlog.get_logger("monitor.writer")
-
-# The file's own trouble (locked, busy, full, read-only, I/O error, corrupt page): wait.
-# A constraint violated or an API misused is a bug in the write itself: retrying cannot help.
-RETRYABLE: tuple[type[BaseException], ...] = (sqlite3.DatabaseError, OSError)
-NOT_RETRYABLE: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,
-                                                  sqlite3.ProgrammingError)
-
-
-def retryable(exc: BaseException) -> bool:
-    """True for errors of the state file rather than of the write itself."""
-    return isinstance(exc, RETRYABLE) and not isinstance(exc, NOT_RETRYABLE)
-
 
 @dataclass(slots=True)
 class Write:

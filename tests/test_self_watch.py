@@ -13,7 +13,7 @@ from monitor.config import OwnBlindnessConfig
 from monitor.health import PlatformHealth
 from monitor.model import AbsentReason, AccountState, ErrorKind, Observation, State
 from monitor.scheduler import Scheduler
-from monitor.writer import retryable
+from monitor.store import retryable
 
 SPEC = OwnBlindnessConfig(min_accounts=3, fraction=0.5)
 
@@ -96,7 +96,8 @@ async def test_lag_counts_what_waits_for_budget_on_a_virtual_clock() -> None:
         assert sched.lag() == {"p": (0.0, 0)}  # just due: within the slack
         now[0] += 30.0
         worst, overdue = sched.lag()["p"]
-        assert worst == pytest.approx(30.0) and overdue == 4  # one probed; one held for budget, three queued
+        # one probed; one held by the worker for budget, three queued
+        assert worst == pytest.approx(30.0) and overdue == 4
         assert sched.waiting() == {f"a{i}" for i in range(5)} - set(probed)
     finally:
         await sched.stop(grace=0.1)

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from structlog.testing import capture_logs
 
 from monitor import probes
@@ -182,3 +183,51 @@ async def test_deep_json_for_one_account_leaves_every_other_account_probed(
             assert deep.last_error is not None and deep.last_error.error == "parse"
             assert metric(exposition(mon), "accmon_probe_errors_total", platform="masto",
                           kind="internal") is None
+
+
+class LockingPagerDuty(FakePagerDuty):
+    """PagerDuty that, before answering the first event, has another process lock the
+    monitor's state file for ``seconds``: the outbox cannot record that delivery at once."""
+
+    def __init__(self, state_file: str, seconds: float) -> None:
+        super().__init__()
+        self.state_file, self.seconds = state_file, seconds
+        self.locker: asyncio.subprocess.Process | None = None
+
+    async def _enqueue(self, request: web.Request) -> web.Response:
+        if self.locker is None:
+            self.locker = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", LOCKER, self.state_file, str(self.seconds),
+                stdout=asyncio.subprocess.PIPE)
+            assert self.locker.stdout is not None
+            assert (await self.locker.stdout.readline()).strip() == b"locked"
+        return await super()._enqueue(request)
+
+
+async def test_a_page_sent_while_the_file_is_locked_is_recorded_once_not_resent(
+        state_file: str) -> None:
+    handles = ["alice", "bob"]  # two: no anomaly grace, the page goes out at once
+    masto = FakeMastodon(dict.fromkeys(handles, "present"))
+    pd = LockingPagerDuty(state_file, 3.0)
+    async with masto.running() as m_url, pd.running() as pd_url, \
+            running_monitor(paging_config(m_url, pd_url, handles, state_file).replace(
+                "timeout: 300ms", "timeout: 10s")) as mon:
+        await wait_for(lambda: state_of(mon, "masto", "alice") is State.UP, what="up")
+        masto.set_state("alice", "suspended")
+        await wait_for(lambda: pd.locker is not None, what="the page, and the lock")
+        assert pd.locker is not None
+        try:
+            await asyncio.wait_for(pd.locker.wait(), timeout=15)
+        finally:
+            if pd.locker.returncode is None:
+                pd.locker.kill()
+                await pd.locker.wait()
+        assert mon.store is not None
+        store = mon.store
+        await wait_for(lambda: [r.status for r in store.outbox_rows()] == ["delivered"],
+                       what="the delivery recorded")
+        assert (metric(exposition(mon), "accmon_store_write_failures_total") or 0) >= 1
+        assert len(pd.accepted) == 1 and pd.accepted[0]["event_action"] == "trigger"
+        masto.set_state("alice", "present")
+        await wait_for(lambda: len(pd.accepted) == 2, what="the resolve")
+        assert [e["event_action"] for e in pd.accepted] == ["trigger", "resolve"]

@@ -36,11 +36,13 @@ from tenacity import (
 
 from monitor.metrics import Metrics
 from monitor.notify.base import DeliveryError, Notification, Notifier
-from monitor.store import OutboxRow, Store
+from monitor.store import OutboxRow, Store, retryable
 
 log = structlog.get_logger("outbox")
 
 
+STORE_RETRY_INITIAL = 0.1  # seconds: recording an outcome the state file refused
+STORE_RETRY_MAX = 5.0
 GAUGE_REFRESH = 1.0  # seconds between gauge refreshes while anything is pending
 GAUGE_IDLE = 5.0  # ... and while nothing is (a row committed without wake() shows by then)
 
@@ -90,25 +92,36 @@ class OutboxWorker:
     # ----------------------------------------------------------------- delivery
 
     async def _deliver_loop(self, name: str, notifier: Notifier) -> None:
+        """Deliver one notifier's rows in order, forever: nothing ends this loop (a store
+        that cannot be read is waited out, a notifier bug fails that one row)."""
         wake = self._wake[name]
         while True:
-            store = self.store()
-            row = store.outbox_head(name) if store is not None else None
-            if row is None:
-                await _wait(wake, 5.0)
-                continue
-            delay = row.next_attempt_at - self.clock()
-            if delay > 0:  # a retry scheduled before a restart: keep to it
-                await _wait(wake, delay)
-                continue
             try:
-                await self._deliver(name, notifier, row)
+                await self._deliver_next(name, notifier, wake)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a notifier bug must not stop the pipeline
-                log.exception("delivery crashed", notifier=name, outbox_id=row.id)
-                self._finish(row, "failed", row.attempts + 1, "internal error")
-            self.refresh_gauges()
+            except Exception:
+                log.exception("outbox loop error; retrying", notifier=name)
+                await asyncio.sleep(STORE_RETRY_MAX)
+
+    async def _deliver_next(self, name: str, notifier: Notifier, wake: asyncio.Event) -> None:
+        store = self.store()
+        row = store.outbox_head(name) if store is not None else None
+        if row is None:
+            await _wait(wake, 5.0)
+            return
+        delay = row.next_attempt_at - self.clock()
+        if delay > 0:  # a retry scheduled before a restart: keep to it
+            await _wait(wake, delay)
+            return
+        try:
+            await self._deliver(name, notifier, row)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a notifier bug must not stop the pipeline
+            log.exception("delivery crashed", notifier=name, outbox_id=row.id)
+            await self._finish(row, "failed", row.attempts + 1, "internal error")
+        self._gauges_due.set()
 
     async def _deliver(self, name: str, notifier: Notifier, row: OutboxRow) -> None:
         notification = Notification.from_json(row.payload)
@@ -137,9 +150,14 @@ class OutboxWorker:
                         dedup_key=row.dedup_key, attempt=attempts + state.attempt_number,
                         retry_in=round(pause, 3), error=str(exc))
             store = self.store()
-            if store is not None:
-                store.outbox_retry(row.id, attempts + state.attempt_number,
-                                   self.clock() + pause, str(exc))
+            try:  # the schedule on disk only spares a restart retrying at once
+                if store is not None:
+                    store.outbox_retry(row.id, attempts + state.attempt_number,
+                                       self.clock() + pause, str(exc))
+            except Exception as write_error:
+                if not retryable(write_error):
+                    raise
+                self.metrics.store_write_failures.inc()
             self._gauges_due.set()  # the gauge task counts it (an error there is not ours)
 
         tried = 0
@@ -161,18 +179,35 @@ class OutboxWorker:
                       dedup_key=row.dedup_key, kind=notification.kind, error=error,
                       attempts=attempts + tried)
             self.metrics.notifications.labels(name, row.action, "failed").inc()
-            self._finish(row, "failed", attempts + tried, error)
+            await self._finish(row, "failed", attempts + tried, error)
             return
         self.metrics.notifications.labels(name, row.action, "sent").inc()
         log.info("notification delivered", notifier=name, outbox_id=row.id,
                  dedup_key=row.dedup_key, kind=notification.kind, action=row.action,
                  attempts=attempts + tried)
-        self._finish(row, "delivered", attempts + tried, None)
+        await self._finish(row, "delivered", attempts + tried, None)
 
-    def _finish(self, row: OutboxRow, status: str, attempts: int, error: str | None) -> None:
-        store = self.store()
-        if store is not None:
-            store.outbox_finish(row.id, status, attempts, self.clock(), error)
+    async def _finish(self, row: OutboxRow, status: str, attempts: int,
+                      error: str | None) -> None:
+        """Record the outcome, waiting out a state file that refuses the write: a page sent
+        but not recorded as sent would be sent again. (Stopped meanwhile, the row stays
+        pending and is redelivered with its dedup key: at least once, never lost.)"""
+        delay = STORE_RETRY_INITIAL
+        while True:
+            store = self.store()
+            try:
+                if store is not None:
+                    store.outbox_finish(row.id, status, attempts, self.clock(), error)
+                return
+            except Exception as exc:
+                if not retryable(exc):
+                    raise
+                self.metrics.store_write_failures.inc()
+                if delay == STORE_RETRY_INITIAL:
+                    log.warning("outcome of a delivery not recorded yet; retrying",
+                                outbox_id=row.id, status=status, error=str(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, STORE_RETRY_MAX)
 
     # ----------------------------------------------------------------- gauges, re-sends
 
