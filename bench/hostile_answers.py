@@ -9,8 +9,8 @@ present account on loopback; for each hostile answer of monitor.fakes.HOSTILE_AN
 full size (a 1 GiB gzip bomb, 1 MB on the wire; a 200 000-deep JSON array; ...), a fresh
 ``account-monitor probe`` process checks that account with the default body cap (1 MiB)
 and prints its classification; its peak RSS comes from os.wait4 in a small launcher (see
-LAUNCHER). The first column, "none", is the same probe with no fault: the baseline RSS and
-proof that the set-up says present.
+monitor.fakes.processes). The first column, "none", is the same probe with no fault: the
+baseline RSS and proof that the set-up says present.
 
 A pass is every hostile cell an ``error`` (exit 3): the script exits 1 otherwise.
 """
@@ -20,11 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from monitor.fakes import HOSTILE_ANSWERS, PlatformFake, platform_fakes  # noqa: E402
+from monitor.fakes.processes import probe_process  # noqa: E402
 from monitor.probes import PROBES  # noqa: E402
 
 BASELINE = "none"
@@ -47,32 +45,6 @@ class Cell:
     peak_rss_bytes: int
 
 
-# Peak RSS must be measured in a child forked from a small process: Linux starts a child's
-# maxrss at its parent's RSS (the fork copies the page tables, exec keeps the high-water
-# mark), so a child of this process would report at least this process's size. The launcher
-# is a bare interpreter (~10 MB) that forks the probe, waits and reports its ru_maxrss.
-LAUNCHER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.dup2(1, 2)
-    os.execv(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-print(usage.ru_maxrss, file=sys.stderr)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
-def run_probe(cfg: Path, platform: str, handle: str, env: Mapping[str, str],
-              account_id: str | None = None) -> tuple[int, str, int]:
-    """Run ``account-monitor probe``: (exit code, output, peak RSS in bytes) of that process."""
-    argv = [sys.executable, "-m", "monitor", "probe", "--config", str(cfg), platform, handle]
-    if account_id:
-        argv += ["--id", account_id]
-    done = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, *argv], cwd=ROOT,
-                          env={**os.environ, **env}, capture_output=True, check=False)
-    peak_kib = int(done.stderr.decode().split()[-1])  # Linux reports KiB
-    return done.returncode, done.stdout.decode(errors="replace"), peak_kib * 1024
 
 
 def config_text(name: str, spec: PlatformFake, base_url: str, timeout: str) -> str:
@@ -94,7 +66,7 @@ async def measure_probe(name: str, answers: list[str], timeout: str,
         cfg.write_text(config_text(name, spec, base_url, timeout))
         for answer in [BASELINE, *answers]:
             fake.set_faults(**HOSTILE_ANSWERS.get(answer, {}))
-            code, out, rss = await asyncio.to_thread(run_probe, cfg, name, spec.handle,
+            code, out, rss = await asyncio.to_thread(probe_process, cfg, name, spec.handle,
                                                      spec.env, target_id)
             cells.append(_cell(name, answer, code, out, rss))
             print(f"  {name:9} {answer:14} {cells[-1].verdict:24} {rss / 2**20:6.1f} MB",

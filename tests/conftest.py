@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -101,3 +103,18 @@ def free_port() -> int:
 @pytest.fixture
 def state_file(tmp_path: Path) -> str:
     return str(tmp_path / "state.db")
+
+
+@contextlib.contextmanager
+def deadline(seconds: float = 10.0) -> Iterator[None]:
+    """Fail instead of hanging: SIGALRM raises in the main thread after ``seconds``."""
+    def expired(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

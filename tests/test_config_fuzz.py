@@ -13,7 +13,6 @@ import contextlib
 import copy
 import io
 import re
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.cli import main
+from tests.conftest import deadline
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_TEXT = (ROOT / "config" / "monitor.yaml").read_text()
@@ -126,18 +126,6 @@ def textual(draw: st.DrawFn) -> bytes:
     return b"\n".join(lines[:i] + spliced + lines[i:])
 
 
-@contextlib.contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-    def expired(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"check-config still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # A field path is plain (platforms.x.rules.url) or quotes odd keys: accounts[0]["a b"].
@@ -171,3 +159,4 @@ def test_check_config_survives_mutations_of_the_bundled_config(workdir: Path,
     for line in problems:
         match = _PROBLEM.match(line)
         assert match and match["file"] == str(cfg), line
+

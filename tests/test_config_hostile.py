@@ -7,18 +7,14 @@ the CLI's ``main()``; a SIGALRM deadline turns a hang into a failure.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import os
 import re
-import signal
 import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,7 +23,7 @@ from monitor.cli import main
 from monitor.config import ConfigError, load_config, parse_config
 from monitor.fakes.mastodon import FakeMastodon
 from monitor.store import Store
-from tests.conftest import free_port, mastodon_config
+from tests.conftest import deadline, free_port, mastodon_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,19 +50,6 @@ accounts:
 """
 
 
-@contextlib.contextmanager
-def deadline(seconds: float = 10.0) -> Iterator[None]:
-    """Fail instead of hanging: SIGALRM raises in the main thread after ``seconds``."""
-    def expired(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
