@@ -10,8 +10,9 @@ The watchlist needs, per platform::
 
 Assumptions, stated because the numbers are only as good as they are:
 
-* **Batching** comes from the probe class (``batch_size``: X looks up 100 ids per request,
-  Bluesky 25 DIDs; ``probe: http`` and the rest one account per request), and assumes every
+* **Batching** comes from the probe class (a :class:`~monitor.probes.BatchProbe`'s
+  ``batch_size``: X looks up 100 ids per request, Bluesky 25 DIDs; ``probe: http`` and the
+  rest one account per request), and assumes every
   account's id is known, as it is after its first probe. Batches fill exactly when the
   budget is short, the case this estimate is for.
 * **Confirm checks**: an account that looks absent is re-checked every ``confirm_interval``
@@ -154,9 +155,9 @@ def estimate(config: Config, shard: Shard | None = None, *,
     """One :class:`PlatformLoad` per configured platform, in config order.
 
     ``shard``: count only the accounts this replica owns (default: ``monitor.shard``).
-    Pure: reads the config and the probe registry's ``batch_size``, nothing else.
+    Pure: reads the config and the probe registry's batch sizes, nothing else.
     """
-    from monitor.probes import PROBES  # the registry imports config; imported late
+    from monitor.probes import PROBES, batch_size_of  # they import config; imported late
 
     shard = shard if shard is not None else config.monitor.shard
     inverse: dict[str, float] = dict.fromkeys(config.platforms, 0.0)
@@ -174,7 +175,8 @@ def estimate(config: Config, shard: Shard | None = None, *,
                                          policy.confirm_interval)
     loads = []
     for name, platform in config.platforms.items():
-        batch = max(1, int(getattr(PROBES.get(platform.probe or name), "batch_size", 1)))
+        probe = PROBES.get(platform.probe or name)
+        batch = batch_size_of(probe) if probe is not None else 1
         accounts = counts[name]
         suspects = max(1.0, SUSPECT_SHARE * accounts) if accounts else 0.0
         confirm = math.ceil(suspects / batch) / quickest[name] if accounts else 0.0

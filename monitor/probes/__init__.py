@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitor.probes.base import HttpProbe, Probe, ProbeError, Target
+from monitor.probes.base import BatchProbe, HttpProbe, Probe, ProbeError, Target, batch_size_of
 from monitor.probes.bluesky import BlueskyProbe
 from monitor.probes.github import GitHubProbe
 from monitor.probes.http import RulesProbe
@@ -23,4 +23,5 @@ PROBES: dict[str, type[Probe]] = {
     "youtube": YouTubeProbe,
 }
 
-__all__ = ["PROBES", "HttpProbe", "Probe", "ProbeError", "Target"]
+__all__ = ["PROBES", "BatchProbe", "HttpProbe", "Probe", "ProbeError", "Target",
+           "batch_size_of"]

@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -142,7 +142,11 @@ def json_depth_exceeds(body: bytes, limit: int) -> bool:
 
 
 class Probe(Protocol):
-    """One platform's checker. Implementations live one per module under ``probes/``."""
+    """One platform's checker. Implementations live one per module under ``probes/``.
+
+    ``check`` never raises: every failure is ``error(kind)`` (the monitor still supervises
+    it, and counts what escapes as ``error(internal)``).
+    """
 
     name: ClassVar[str]
 
@@ -150,6 +154,29 @@ class Probe(Protocol):
                  *, timeout: float, max_body_bytes: int) -> None: ...
 
     async def check(self, target: Target) -> Observation: ...
+
+
+@runtime_checkable
+class BatchProbe(Probe, Protocol):
+    """A probe whose platform looks many accounts up in one request (X: 100 ids, Bluesky:
+    25 DIDs). The scheduler hands it up to ``batch_size`` due accounts at a time."""
+
+    batch_size: ClassVar[int]
+
+    async def check_many(self, targets: Sequence[Target]) -> dict[str, Observation]:
+        """One observation per target, keyed by its ``account_id`` (every target needs one)."""
+        ...
+
+
+def batch_size_of(probe: Probe | type[Probe]) -> int:
+    """How many accounts one request of ``probe`` checks: its ``batch_size`` if it is a
+    :class:`BatchProbe`, else 1.
+
+    Takes the class too (the capacity estimate has no session to build one with): the
+    runtime check is structural, and a probe class carries both ``batch_size`` and
+    ``check_many`` itself.
+    """
+    return max(1, probe.batch_size) if isinstance(probe, BatchProbe) else 1
 
 
 class HttpProbe:

@@ -17,7 +17,8 @@ import aiohttp
 import yaml
 from pydantic import ValidationError
 
-from monitor.config import HttpRules, PlatformConfig, Strict
+from monitor.config import HttpRules, PlatformConfig
+from monitor.config_types import Strict
 from monitor.model import Observation, Result
 from monitor.probes.base import Target
 from monitor.probes.http import RulesProbe
