@@ -36,7 +36,18 @@ from monitor import yamlsafe
 from monitor.config_types import Duration, Size, Strict, parse_duration, shown
 from monitor.config_types import parse_size as parse_size  # re-exported: it was defined here
 from monitor.model import AbsentReason, AccountKey, ErrorKind, Policy
+from monitor.notify import NotifierConfig
+from monitor.notify.alertmanager import AlertmanagerConfig as AlertmanagerConfig
+from monitor.notify.log import LogNotifierConfig as LogNotifierConfig
+from monitor.notify.opsgenie import OpsgenieConfig as OpsgenieConfig
+from monitor.notify.pagerduty import PagerDutyConfig as PagerDutyConfig
+from monitor.notify.slack import SlackConfig as SlackConfig
+from monitor.notify.webhook import WebhookConfig as WebhookConfig
 from monitor.sharding import Shard, parse_shard
+
+# Each notifier's config model lives in its provider module and the ``notifiers:`` union is
+# built from the registry (monitor/notify/__init__.py); the models are re-exported above for
+# the code that imported them from here.
 
 # --------------------------------------------------------------------------- HTTP rules
 
@@ -264,58 +275,7 @@ class AccountConfig:
         return AccountKey(self.platform, self.handle)
 
 
-# --------------------------------------------------------------------------- notifiers
-
-
-class PagerDutyConfig(Strict):
-    type: Literal["pagerduty"]
-    routing_key: SecretStr  # 32-character Events API v2 integration key
-    url: str = "https://events.pagerduty.com/v2/enqueue"
-    timeout: Duration = 10.0
-
-
-class OpsgenieConfig(Strict):
-    type: Literal["opsgenie"]
-    api_key: SecretStr
-    region: Literal["us", "eu"] = "us"
-    base_url: str | None = None  # overrides region (tests, proxies)
-    priority: Literal["P1", "P2", "P3", "P4", "P5"] = "P1"
-    responders: list[dict[str, str]] = Field(default_factory=list)
-    timeout: Duration = 10.0
-
-
-class SlackConfig(Strict):
-    type: Literal["slack"]
-    webhook_url: SecretStr  # the URL itself is the secret
-    timeout: Duration = 10.0
-
-
-class WebhookConfig(Strict):
-    type: Literal["webhook"]
-    url: str
-    secret: SecretStr | None = None  # HMAC-SHA256 signing key
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeout: Duration = 10.0
-
-
-class AlertmanagerConfig(Strict):
-    type: Literal["alertmanager"]
-    urls: list[str] = Field(min_length=1)  # every replica of an HA cluster
-    resend_interval: Duration = 60.0  # firing alerts are re-sent this often
-    ends_at_after: Duration = 300.0  # endsAt = now + this, so a dead monitor's alerts expire
-    generator_url: str | None = None
-    timeout: Duration = 10.0
-
-
-class LogNotifierConfig(Strict):
-    type: Literal["log"]
-
-
-NotifierConfig = Annotated[
-    PagerDutyConfig | OpsgenieConfig | SlackConfig | WebhookConfig | AlertmanagerConfig
-    | LogNotifierConfig,
-    Field(discriminator="type"),
-]
+# --------------------------------------------------------------------------- streams
 
 
 class JetstreamConfig(Strict):

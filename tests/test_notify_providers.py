@@ -14,15 +14,7 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from monitor.config import (
-    AlertmanagerConfig,
-    LogNotifierConfig,
-    NotifierConfig,
-    OpsgenieConfig,
-    PagerDutyConfig,
-    SlackConfig,
-    WebhookConfig,
-)
+from monitor.config import NotifierConfig
 from monitor.fakes.pagers import (
     CaptureServer,
     FakeAlertmanager,
@@ -33,13 +25,13 @@ from monitor.fakes.pagers import (
     Scripted,
 )
 from monitor.notify import NOTIFIERS, build_notifier
-from monitor.notify.alertmanager import AlertmanagerNotifier
+from monitor.notify.alertmanager import AlertmanagerConfig, AlertmanagerNotifier
 from monitor.notify.base import DeliveryError, Notification, Notifier, redact
-from monitor.notify.log import LogNotifier
-from monitor.notify.opsgenie import OpsgenieNotifier
-from monitor.notify.pagerduty import PagerDutyNotifier
-from monitor.notify.slack import SlackNotifier, human_duration
-from monitor.notify.webhook import WebhookNotifier, sign, verify_signature
+from monitor.notify.log import LogNotifier, LogNotifierConfig
+from monitor.notify.opsgenie import OpsgenieConfig, OpsgenieNotifier
+from monitor.notify.pagerduty import PagerDutyConfig, PagerDutyNotifier
+from monitor.notify.slack import SlackConfig, SlackNotifier, human_duration
+from monitor.notify.webhook import WebhookConfig, WebhookNotifier, sign, verify_signature
 
 AT = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 ROUTING_KEY = "R0ut1ngKey0123456789abcdefABCDEF"  # 32 characters, as PagerDuty's are

@@ -1,27 +1,66 @@
-"""Notifier registry: provider type -> class. Adding a pager is one module + one line."""
+"""Notifier registry: provider type -> notifier class.
+
+Each provider module holds its notifier class, its config model (``config_model``, every
+field described) and whether it pages (``pages``). Everything else is built from this
+registry: the config's ``notifiers:`` union (:data:`NotifierConfig`), default routing
+(:func:`pages`) and the config reference. Adding a provider is one module plus one entry in
+:data:`PROVIDERS` (and its fake receiver in :mod:`monitor.fakes.pagers`, and its tests).
+"""
 
 from __future__ import annotations
 
-import aiohttp
+import functools
+import operator
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
-from monitor.config import NotifierConfig
+import aiohttp
+from pydantic import Field
+
 from monitor.notify.alertmanager import AlertmanagerNotifier
-from monitor.notify.base import Notifier
-from monitor.notify.log import LogNotifier
+from monitor.notify.base import Notifier, NotifierClass, NotifierSettings
+from monitor.notify.log import LogNotifier, LogNotifierConfig
 from monitor.notify.opsgenie import OpsgenieNotifier
 from monitor.notify.pagerduty import PagerDutyNotifier
 from monitor.notify.slack import SlackNotifier
 from monitor.notify.webhook import WebhookNotifier
 
-# Keyed by each config model's ``type``; tests check it against the NotifierConfig union.
-NOTIFIERS: dict[str, type] = {
-    cls.type: cls
-    for cls in (PagerDutyNotifier, OpsgenieNotifier, SlackNotifier, WebhookNotifier,
-                AlertmanagerNotifier, LogNotifier)
-}
+PROVIDERS: tuple[NotifierClass, ...] = (
+    PagerDutyNotifier,
+    OpsgenieNotifier,
+    SlackNotifier,
+    WebhookNotifier,
+    AlertmanagerNotifier,
+    LogNotifier,
+)
+NOTIFIERS: dict[str, NotifierClass] = {cls.type: cls for cls in PROVIDERS}
+
+# The notifier every running monitor has, configured or not: routing's last resort.
+FALLBACK_NAME = "log"
 
 
-def build_notifier(name: str, config: NotifierConfig,
+def fallback_config() -> NotifierSettings:
+    """The config of the implicit :data:`FALLBACK_NAME` notifier (unless one is configured)."""
+    return LogNotifierConfig(type="log")
+
+
+def _config_union() -> Any:
+    """``A | B | ...`` of every provider's config model, told apart by ``type``."""
+    models = [cls.config_model for cls in PROVIDERS]
+    return Annotated[functools.reduce(operator.or_, models), Field(discriminator="type")]
+
+
+if TYPE_CHECKING:
+    NotifierConfig: TypeAlias = NotifierSettings
+else:
+    NotifierConfig = _config_union()
+
+
+def pages(notifier_type: str) -> bool:
+    """Whether default routing sends pages (True) or chat (False) to this provider type."""
+    return NOTIFIERS[notifier_type].pages
+
+
+def build_notifier(name: str, config: NotifierSettings,
                    session: aiohttp.ClientSession) -> Notifier:
     """The notifier for one ``notifiers:`` entry; the config model's ``type`` picks the class."""
     try:
@@ -29,5 +68,4 @@ def build_notifier(name: str, config: NotifierConfig,
     except KeyError:
         raise ValueError(f"notifier {name!r}: unknown type {config.type!r}; "
                          f"choose one of {', '.join(sorted(NOTIFIERS))}") from None
-    notifier: Notifier = cls(name, config, session)
-    return notifier
+    return cls(name, config, session)

@@ -24,12 +24,20 @@ import re
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import aiohttp
+from pydantic import Field
 
-from monitor.config import AlertmanagerConfig
-from monitor.notify.base import DeliveryError, Notification, iso8601, post_json
+from monitor.config_types import Duration
+from monitor.notify.base import (
+    DeliveryError,
+    Notification,
+    NotifierSettings,
+    iso8601,
+    post_json,
+    type_field,
+)
 
 # The alert a notification is about: resolving and repeating kinds name their trigger's.
 ALERTNAMES = {
@@ -46,10 +54,28 @@ _LABEL_NAME = re.compile(r"[^a-zA-Z0-9_]")
 RESERVED = frozenset({"alertname", "dedup_key", "platform", "account", "severity", "team"})
 
 
+class AlertmanagerConfig(NotifierSettings):
+    """Prometheus Alertmanager API v2: the recommended path for HA pairs of monitors (see
+    Scale-out)."""
+
+    type: Literal["alertmanager"] = type_field()
+    urls: list[str] = Field(min_length=1, description=(
+        "Every replica of the Alertmanager cluster; a delivery succeeds when one accepts."))
+    resend_interval: Duration = Field(default=60.0,
+                                      description="How often firing alerts are re-posted.")
+    ends_at_after: Duration = Field(default=300.0, description=(
+        "Firing alerts carry `endsAt` = now + this, so a dead monitor's alerts expire."))
+    generator_url: str | None = Field(
+        default=None, description="The `generatorURL` of every alert (a link back).")
+    timeout: Duration = Field(default=10.0, description="Per-request timeout.")
+
+
 class AlertmanagerNotifier:
     """Posts to ``{url}/api/v2/alerts`` on every configured replica."""
 
+    config_model: ClassVar[type[AlertmanagerConfig]] = AlertmanagerConfig
     type: ClassVar[str] = "alertmanager"
+    pages: ClassVar[bool] = True
 
     def __init__(self, name: str, config: AlertmanagerConfig, session: aiohttp.ClientSession,
                  *, clock: Callable[[], float] = time.time):

@@ -12,9 +12,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import aiohttp
+from pydantic import Field
+
+from monitor.config_types import Strict
 
 Action = Literal["trigger", "resolve", "notify"]
 Severity = Literal["critical", "error", "warning", "info"]
@@ -70,6 +73,47 @@ class Notifier(Protocol):
     name: str
 
     async def send(self, notification: Notification) -> None: ...
+
+
+@runtime_checkable
+class Resending(Protocol):
+    """A notifier whose receiver forgets a firing alert unless it is re-sent (Alertmanager
+    expires alerts at ``endsAt``): the outbox re-sends delivered, unresolved triggers every
+    ``resend_interval`` seconds."""
+
+    resend_interval: float
+
+
+def type_field() -> Any:
+    """The ``type`` field of a provider's model: ``type: Literal["x"] = type_field()``."""
+    return Field(description="Selects this notifier.")
+
+
+class NotifierSettings(Strict):
+    """Base of every notifier's config model. Each provider's model narrows ``type`` to its
+    own ``Literal``, which is how the ``notifiers:`` union tells them apart."""
+
+    type: str = type_field()
+
+
+class NotifierClass(Protocol):
+    """A registry entry: a notifier class that describes itself.
+
+    ``type`` names it in the config; ``config_model`` is its entry in ``notifiers:``;
+    ``pages`` says whether default routing sends it pages (True: it wakes someone up) or
+    chat (False). Calling it builds the notifier for one configured entry.
+    """
+
+    @property
+    def config_model(self) -> type[NotifierSettings]: ...
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def pages(self) -> bool: ...
+
+    def __call__(self, name: str, config: Any, session: aiohttp.ClientSession) -> Notifier: ...
 
 
 def classify_status(status: int, body: str, headers: Any) -> DeliveryError | None:

@@ -7,21 +7,28 @@ on record. It needs no network; the session argument keeps the constructor unifo
 from __future__ import annotations
 
 import contextlib
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import aiohttp
 import structlog
 
-from monitor.config import LogNotifierConfig
-from monitor.notify.base import Notification
+from monitor.notify.base import Notification, NotifierSettings, type_field
 
 log = structlog.get_logger("notify")
+
+
+class LogNotifierConfig(NotifierSettings):
+    """Writes notifications to the log only (always available as `log` in routes)."""
+
+    type: Literal["log"] = type_field()
 
 
 class LogNotifier:
     """Writes ``notification`` lines to the ``notify`` logger."""
 
+    config_model: ClassVar[type[LogNotifierConfig]] = LogNotifierConfig
     type: ClassVar[str] = "log"
+    pages: ClassVar[bool] = False
 
     def __init__(self, name: str, config: LogNotifierConfig,
                  session: aiohttp.ClientSession | None = None):

@@ -10,19 +10,22 @@ stays small. The API key is blanked out of every error message.
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 import aiohttp
+from pydantic import Field, SecretStr
 
-from monitor.config import OpsgenieConfig
+from monitor.config_types import Duration
 from monitor.notify.base import (
     DeliveryError,
     Notification,
+    NotifierSettings,
     bounded_key,
     post_json,
     redact,
     truncate,
+    type_field,
 )
 
 BASE_URLS = {"us": "https://api.opsgenie.com", "eu": "https://api.eu.opsgenie.com"}
@@ -37,10 +40,28 @@ DETAIL_VALUE_MAX = 8000
 SOURCE = "account-monitor"
 
 
+class OpsgenieConfig(NotifierSettings):
+    """Opsgenie Alert API; alerts are deduplicated by `alias` (one per outage)."""
+
+    type: Literal["opsgenie"] = type_field()
+    api_key: SecretStr = Field(description="An Opsgenie API integration key.")
+    region: Literal["us", "eu"] = Field(default="us", description="The API region: `us` or `eu`.")
+    base_url: str | None = Field(default=None, description="The API root, overriding `region` "
+                                                           "(proxies, tests).")
+    priority: Literal["P1", "P2", "P3", "P4", "P5"] = Field(
+        default="P1", description="The priority of created alerts.")
+    responders: list[dict[str, str]] = Field(
+        default_factory=list, description="Responders as Opsgenie takes them: each with `type` "
+                                          "and `id`, `name` or `username`.")
+    timeout: Duration = Field(default=10.0, description="Per-request timeout.")
+
+
 class OpsgenieNotifier:
     """Creates and closes alerts through one API integration."""
 
+    config_model: ClassVar[type[OpsgenieConfig]] = OpsgenieConfig
     type: ClassVar[str] = "opsgenie"
+    pages: ClassVar[bool] = True
 
     def __init__(self, name: str, config: OpsgenieConfig, session: aiohttp.ClientSession):
         self.name = name

@@ -9,19 +9,22 @@ The routing key travels in the body, so it is blanked out of every error message
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import aiohttp
+from pydantic import Field, SecretStr
 
-from monitor.config import PagerDutyConfig
+from monitor.config_types import Duration
 from monitor.notify.base import (
     DeliveryError,
     Notification,
+    NotifierSettings,
     bounded_key,
     iso8601,
     post_json,
     redact,
     truncate,
+    type_field,
 )
 
 SUMMARY_MAX = 1024
@@ -29,10 +32,23 @@ DEDUP_KEY_MAX = 255
 CLIENT = "account-monitor"
 
 
+class PagerDutyConfig(NotifierSettings):
+    """PagerDuty Events API v2; incidents are deduplicated by `dedup_key` (one per outage)."""
+
+    type: Literal["pagerduty"] = type_field()
+    routing_key: SecretStr = Field(
+        description="The 32-character Events API v2 integration key.")
+    url: str = Field(default="https://events.pagerduty.com/v2/enqueue",
+                     description="The Events API endpoint (EU accounts, proxies, tests).")
+    timeout: Duration = Field(default=10.0, description="Per-request timeout.")
+
+
 class PagerDutyNotifier:
     """Sends Events API v2 events to one integration (one routing key)."""
 
+    config_model: ClassVar[type[PagerDutyConfig]] = PagerDutyConfig
     type: ClassVar[str] = "pagerduty"
+    pages: ClassVar[bool] = True
 
     def __init__(self, name: str, config: PagerDutyConfig, session: aiohttp.ClientSession):
         self.name = name

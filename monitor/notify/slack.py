@@ -8,19 +8,22 @@ the credential, so it never reaches an error message, a log line or ``repr``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
+from pydantic import Field, SecretStr
 
-from monitor.config import SlackConfig
+from monitor.config_types import Duration
 from monitor.notify.base import (
     DeliveryError,
     Notification,
+    NotifierSettings,
     iso8601,
     post_json,
     redact,
     truncate,
+    type_field,
 )
 
 HEADER_MAX = 150  # Block Kit limits: header text, section text, one field
@@ -41,10 +44,21 @@ TITLES = {
 }
 
 
+class SlackConfig(NotifierSettings):
+    """A Slack incoming webhook."""
+
+    type: Literal["slack"] = type_field()
+    webhook_url: SecretStr = Field(
+        description="The incoming webhook URL (the URL itself is the secret).")
+    timeout: Duration = Field(default=10.0, description="Per-request timeout.")
+
+
 class SlackNotifier:
     """Posts to one incoming-webhook URL (one channel)."""
 
+    config_model: ClassVar[type[SlackConfig]] = SlackConfig
     type: ClassVar[str] = "slack"
+    pages: ClassVar[bool] = False
 
     def __init__(self, name: str, config: SlackConfig, session: aiohttp.ClientSession):
         self.name = name

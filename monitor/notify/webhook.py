@@ -13,12 +13,20 @@ import hmac
 import json
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import aiohttp
+from pydantic import Field, SecretStr
 
-from monitor.config import WebhookConfig
-from monitor.notify.base import DeliveryError, Notification, post_json, redact
+from monitor.config_types import Duration
+from monitor.notify.base import (
+    DeliveryError,
+    Notification,
+    NotifierSettings,
+    post_json,
+    redact,
+    type_field,
+)
 
 VERSION = 1
 TIMESTAMP_HEADER = "X-Accmon-Timestamp"
@@ -27,10 +35,23 @@ SIGNATURE_PREFIX = "sha256="
 TOLERANCE = 300.0  # seconds a receiver accepts between signing and checking
 
 
+class WebhookConfig(NotifierSettings):
+    """Any HTTP endpoint: JSON POSTs, optionally HMAC-signed (`X-Accmon-Signature`)."""
+
+    type: Literal["webhook"] = type_field()
+    url: str = Field(description="The endpoint that receives each notification as a JSON POST.")
+    secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key for `X-Accmon-Signature`; unset: unsigned.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
+    timeout: Duration = Field(default=10.0, description="Per-request timeout.")
+
+
 class WebhookNotifier:
     """POSTs every notification to one URL."""
 
+    config_model: ClassVar[type[WebhookConfig]] = WebhookConfig
     type: ClassVar[str] = "webhook"
+    pages: ClassVar[bool] = False
 
     def __init__(self, name: str, config: WebhookConfig, session: aiohttp.ClientSession, *,
                  clock: Callable[[], float] = time.time):
