@@ -1,9 +1,10 @@
 """Which events go to which notifiers, and what they say. Pure: config + event -> outbox items.
 
 Default (no ``routing.routes``): a *protected* account's vanish, reminder, recovery and
-blindness page every paging notifier (PagerDuty, Opsgenie, Alertmanager); everything else —
-unprotected accounts, renames, moves — goes to chat (Slack, webhooks, the log). Renames never
-page.
+blindness page every paging notifier (one whose class says ``pages = True``); everything else
+— unprotected accounts, renames, moves — goes to chat (every other notifier, the log at
+least). Renames never page. Which provider pages is the provider's own statement, read from
+the registry: routing names no provider type.
 
 A resolving event follows the event it resolves: a route that takes ``vanished`` also takes
 ``recovered`` and ``reminder``, one that takes ``blind`` also takes ``sighted`` — so a page is
@@ -18,16 +19,15 @@ from typing import Any
 
 from monitor.config import AccountConfig, Config, Route, RouteMatch
 from monitor.model import AccountKey, Event, EventKind
+from monitor.notify import FALLBACK_NAME, pages
 from monitor.notify.base import Action, Notification, Severity
 from monitor.store import OutboxItem
 
-PAGING_TYPES = frozenset({"pagerduty", "opsgenie", "alertmanager"})
-CHAT_TYPES = frozenset({"slack", "webhook", "log"})
 # Events that resolve or repeat another one route like it (see module docstring).
 ROUTES_LIKE = {"recovered": "vanished", "reminder": "vanished", "sighted": "blind"}
 PAGE_WORTHY = frozenset({"vanished", "recovered", "reminder", "blind", "sighted",
                          "platform_anomaly", "monitor_blind"})
-IMPLICIT_LOG = "log"
+IMPLICIT_LOG = FALLBACK_NAME  # the notifier every monitor has (see monitor.notify)
 
 
 def outage_key(key: AccountKey, outage_id: int | None) -> str:
@@ -200,9 +200,8 @@ def notifiers_for(n: Notification, account: AccountConfig, config: Config) -> li
                 if not route.continue_:
                     break
         return chosen or [IMPLICIT_LOG]
-    by_type = {name: spec.type for name, spec in config.notifiers.items()}
-    paging = [name for name, t in by_type.items() if t in PAGING_TYPES]
-    chat = [name for name, t in by_type.items() if t in CHAT_TYPES]
+    paging = [name for name, spec in config.notifiers.items() if pages(spec.type)]
+    chat = [name for name, spec in config.notifiers.items() if not pages(spec.type)]
     if account.protected and n.kind in PAGE_WORTHY and paging:
         return paging
     return chat or [IMPLICIT_LOG]
