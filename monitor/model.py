@@ -190,3 +190,12 @@ class Outage:
         last_absent = self.last_seen_absent_at or self.first_seen_absent_at
         start_max = self.last_seen_present_at or self.first_seen_absent_at
         return (last_absent - self.first_seen_absent_at, self.recovered_at - start_max)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who the watched account is on its platform, beyond the handle we were given."""
+
+    account_id: str | None = None  # immutable, learned on first sight
+    current_handle: str | None = None  # the handle it answers to now (after renames)
+    moved_to: str | None = None  # Mastodon: the account it migrated to

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from monitor.budget import BudgetPlan
+
 log = structlog.get_logger("monitor.scheduler")
 
 Clock = Callable[[], float]
@@ -177,6 +179,22 @@ class Scheduler:
         self._priority[key] = priority
         self.schedule(key, self.rng.uniform(0, spread))
 
+    def apply_budget(self, lane: str, plan: BudgetPlan) -> float:
+        """Follow a platform's own budget (:func:`monitor.budget.plan`): pause the lane, or
+        change its sustained rate. Returns how many seconds of pause this added."""
+        found = self.lanes.get(lane)
+        if found is None:
+            return 0.0
+        if plan.pause is not None:
+            return found.budget.pause_until(self.clock() + plan.pause)
+        if plan.rate is not None and plan.rate != found.budget.rate:
+            found.budget.set_rate(plan.rate)
+        return 0.0
+
+    def rate(self, lane: str) -> float:
+        """The lane's sustained request rate in force."""
+        return self.lanes[lane].budget.rate
+
     def remove(self, key: Hashable) -> None:
         """Stop probing ``key`` (a queued or in-flight probe finishes, then it is dropped)."""
         self._lane_of.pop(key, None)
@@ -199,9 +217,6 @@ class Scheduler:
 
     def __len__(self) -> int:
         return len(self._lane_of)
-
-    def queued(self, lane: str) -> int:
-        return self.lanes[lane].queue.qsize()
 
     def lag(self, slack: float = 1.0) -> dict[str, tuple[float, int]]:
         """Per lane: (how far past due its most overdue account is, in seconds; how many

@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from monitor.model import (
     AccountState,
     Event,
     EventKind,
+    Identity,
     Outage,
     State,
 )
@@ -164,19 +165,10 @@ def _outbox_row(row: sqlite3.Row) -> OutboxRow:
 
 
 @dataclass(frozen=True, slots=True)
-class Identity:
-    """Who the watched account is on its platform, beyond the handle we were given."""
-
-    account_id: str | None = None  # immutable, learned on first sight
-    current_handle: str | None = None  # the handle it answers to now (after renames)
-    moved_to: str | None = None  # Mastodon: the account it migrated to
-
-
-@dataclass(frozen=True, slots=True)
 class StoredAccount:
     state: AccountState
     account_id: str | None
-    identity: Identity = Identity()
+    identity: Identity = field(default_factory=Identity)
 
 
 class Store:

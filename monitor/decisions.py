@@ -1,0 +1,309 @@
+"""The shell of a decision: runs the pure steps for one observation, writes the result once.
+
+For one observation the pure steps are, in order: identity (:mod:`monitor.identity`), the
+state step (:mod:`monitor.state`), the platform-anomaly and own-blindness verdicts
+(:mod:`monitor.anomaly`, :mod:`monitor.blindness`, :mod:`monitor.holds`) and the pages to
+write (:mod:`monitor.pages`). This module only gathers their inputs (the watchlist, one
+outbox look-up) and hands the result to the writer as one :meth:`Store.decide` call, then
+counts it, logs it and tells the event bus once it is committed. Time passing without
+answers (staleness, reminders, holds that expire) is :meth:`Decisions.tick`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import structlog
+
+from monitor import anomaly, blindness, holds, identity, pages, routing
+from monitor import state as machine
+from monitor.config import Config
+from monitor.events import EventBus
+from monitor.health import ALL_ERRORS_FOR, PlatformHealth
+from monitor.metrics import Metrics
+from monitor.model import AccountKey, AccountState, Event, EventKind, Observation, Result, State
+from monitor.store import OutboxItem, Store
+from monitor.watchlist import Watched, Watchlist
+from monitor.writer import StoreWriter, Write
+
+log = structlog.get_logger("monitor")
+
+NOT_PROBED_BEHIND = "not probed: scheduler behind"
+NOT_PROBED = "not probed"
+
+
+class Decisions:
+    """Decides for the watchlist; every write goes through ``writer``, in order."""
+
+    def __init__(self, config: Config, watchlist: Watchlist, store: Store,
+                 writer: StoreWriter, metrics: Metrics, bus: EventBus,
+                 wake_outbox: Callable[[], None]):
+        self.config, self.watchlist, self.store, self.writer = config, watchlist, store, writer
+        self.metrics, self.bus, self.wake_outbox = metrics, bus, wake_outbox
+        self.holds = holds.HoldState()
+        self.health: dict[str, PlatformHealth] = {}
+        self.learned_did: Callable[[], None] = lambda: None  # a DID to follow on a stream
+        self._reminded: dict[str, float] = {}  # outage dedup key -> last notified
+        self._holds_checked = False
+
+    def configure(self, config: Config) -> None:
+        self.config = config
+        self.health = {name: self.health.get(name, PlatformHealth())
+                       for name in config.platforms}
+
+    # ----------------------------------------------------------------- one observation
+
+    def observe(self, key: AccountKey, obs: Observation) -> list[Event]:
+        """Feed one observation (from a probe or a stream) through the pure steps."""
+        watched = self.watchlist.get(key)
+        if watched is None:
+            return []
+        self.metrics.observed(key.platform, obs)
+        view = watched.view
+        view.last_probe_at = obs.at
+        if obs.result is Result.ERROR:
+            view.last_error = obs
+        health = self.health.get(key.platform)
+        if health is not None:
+            health.saw(obs)
+        seen = identity.reconcile(key, watched.identity, view.state, obs)
+        new, events = machine.step(key, view.state, seen.observation, watched.policy)
+        if not (events or seen.changed):
+            view.state = new  # the steady state: memory only, no disk, no events
+            return events
+        watched.identity = seen.identity
+        if seen.learned and seen.identity.account_id and \
+                seen.identity.account_id.startswith("did:"):
+            self.learned_did()  # a push stream can follow it now
+        self.commit(watched, new, [*events, *seen.events], persist=seen.changed)
+        return events
+
+    def commit(self, watched: Watched, new: AccountState, events: list[Event],
+               *, persist: bool = False) -> None:
+        """One decision: holds it starts first, then its state, outage and pages, as one
+        write (queued behind earlier writes while the file refuses them)."""
+        key, now = watched.key, time.time()
+        if new.state is not watched.view.state.state:
+            self.watchlist.moved(watched, new)
+            # Before the decision's own pages: if it makes the platform anomalous, its page
+            # is written held.
+            self.check_anomaly(key.platform, {key: new})
+        if events:
+            if new.outage_id is None and any(e.kind is EventKind.VANISHED for e in events):
+                new = replace(new, outage_id=self.store.next_outage_id())
+            written = self._pages(watched, new, events, now)
+            self._write_decision(watched, new, events, written, now)
+        elif persist:
+            who = watched.identity
+            self.writer.submit(Write(f"identity {key}", lambda store: store.save_account(
+                key, new, who, now)))
+        watched.view.state = new
+        if new.blind and not watched.view.blind_reason:
+            blind = next((e for e in events if e.kind is EventKind.BLIND), None)
+            why = blind.details.get("error") if blind is not None else None
+            watched.view.blind_reason = why or "no answers"
+        elif not new.blind:
+            watched.view.blind_reason = None
+        for event in events:
+            self._account_for(watched, event, new)
+
+    def _pages(self, watched: Watched, new: AccountState, events: list[Event],
+               now: float) -> pages.Pages:
+        platform = watched.key.platform
+        keys = pages.resolving_keys(events, watched.config, self.config, new.outage_id)
+        unsent = {k: rows for k in keys if (rows := self.store.unsent_triggers(k, now))}
+        grace = holds.grace(self.config, platform, self.watchlist.counts.get(platform, 0),
+                            platform in self.watchlist.canaries, len(self.watchlist))
+        planned = pages.plan(events, watched.config, self.config, new.outage_id, self.holds,
+                             grace, unsent)
+        for dedup_key in planned.dropped:
+            log.info("page dropped: it ended before it went out", platform=platform,
+                     account=watched.key.handle, dedup_key=dedup_key)
+        return planned
+
+    def _write_decision(self, watched: Watched, new: AccountState, events: list[Event],
+                        planned: pages.Pages, now: float) -> None:
+        key, who = watched.key, watched.identity
+
+        def apply(store: Store) -> tuple[AccountState, list[int]]:
+            return store.decide(key, new, events, who, now, planned.items, planned.drop)
+
+        def done(result: tuple[AccountState, list[int]]) -> None:
+            self.wake_outbox()
+            for event, row_id in zip(events, result[1], strict=True):
+                self.bus.publish(event, row_id, new)
+
+        self.writer.submit(Write(f"decision {key}", apply, done,
+                                 tuple(item for _, item in planned.items)))
+
+    def enqueue(self, what: str, items: list[OutboxItem]) -> None:
+        """Outbox rows no account decision causes (reminders, hold pages)."""
+        now = time.time()
+        self.writer.submit(Write(what, lambda store: store.enqueue(items, now),
+                                 lambda _: self.wake_outbox(), tuple(items)))
+
+    # ----------------------------------------------------------------- holds
+
+    def check_anomaly(self, platform: str,
+                      pending: dict[AccountKey, AccountState] | None = None) -> None:
+        """Trip or clear the platform's anomaly (``pending``: states about to be written)."""
+        spec = self.config.platforms.get(platform)
+        if spec is None:
+            return
+        now, pending = time.time(), pending or {}
+        accounts = self.watchlist.accounts
+        members = [(pending.get(k, accounts[k].view.state), accounts[k].config.canary)
+                   for k in self.watchlist.absent.get(platform, set()) | pending.keys()
+                   if k in accounts]
+        verdict = anomaly.evaluate(members, self.watchlist.counts.get(platform, 0), now,
+                                   spec.anomaly)
+        onsets = [st.first_absent_at for st, _ in members
+                  if st.state in anomaly.ABSENT_STATES and st.first_absent_at is not None]
+        self.holds, actions = holds.anomaly_step(self.holds, platform, verdict, onsets, now,
+                                                 self.config)
+        if actions and verdict.active:
+            log.error("platform anomaly: holding vanish pages", platform=platform,
+                      reason=verdict.reason)
+        self.execute(actions)
+        self.metrics.platform_anomaly.labels(platform).set(1 if verdict.active else 0)
+
+    def check_own_blindness(self) -> None:
+        verdict = blindness.evaluate(
+            (blindness.BlindAccount(w.key.platform, w.view.state, w.view.blind_reason)
+             for w in self.watchlist), len(self.watchlist), self.config.monitor.own_blindness)
+        self.holds, actions = holds.blindness_step(self.holds, verdict, time.time(),
+                                                   self.config)
+        if actions and verdict.active:
+            log.error("monitor blind: most accounts blind at once; holding their blind pages",
+                      blind=verdict.blind, watched=verdict.total, platforms=verdict.platforms,
+                      errors=verdict.kinds)
+        self.execute(actions)
+        self.metrics.monitor_blind.set(1 if self.holds.own_blind is not None else 0)
+
+    def execute(self, actions: list[holds.Action]) -> None:
+        """Carry out what a hold's start or end asks for, through the writer, in order."""
+        for action in actions:
+            if isinstance(action, holds.Hold):
+                kinds, platform = action.kinds, action.platform
+                self.writer.submit(Write(f"hold {kinds}", lambda store, k=kinds, p=platform:
+                                         store.hold_pending(k, p)))
+            elif isinstance(action, holds.Release):
+                self._release(action)
+            else:
+                self._hold_page(action)
+
+    def _release(self, action: holds.Release) -> None:
+        now = time.time()
+
+        def done(counts: tuple[int, int]) -> None:
+            log.warning(action.why + "; held pages re-evaluated", platform=action.platform,
+                        released_pages=counts[0], dropped_pages=counts[1])
+            self.wake_outbox()
+
+        self.writer.submit(Write(f"release {action.kinds}", lambda store: store.release_held(
+            action.kinds, now, action.platform), done))
+
+    def _hold_page(self, page: holds.Page) -> None:
+        """A hold's own page, once: after a restart the same hold (same start, same dedup
+        key) is not paged again when its trigger already went out."""
+        n = page.notification
+        if n.action == "trigger" and self.store.last_action(n.dedup_key) == "trigger":
+            return
+        self.enqueue(f"{n.kind} {n.action}", routing.outbox_items(n, page.owner, self.config))
+
+    # ----------------------------------------------------------------- time passing
+
+    def tick(self, now: float, waiting: Callable[[], set[Any]]) -> None:
+        """Staleness, reminders, holds and error-only platforms: what time alone decides.
+        ``waiting()`` names the accounts our own backlog keeps from a probe."""
+        for platform in self.config.platforms:
+            self.check_anomaly(platform)  # windows expire, canaries come back
+        starved: set[Any] | None = None
+        for watched in list(self.watchlist):
+            try:
+                new, events = machine.tick(watched.key, watched.view.state, now,
+                                           watched.policy)
+                if events:
+                    starved = waiting() if starved is None else starved
+                    why = NOT_PROBED_BEHIND if watched.key in starved else NOT_PROBED
+                    new, events = machine.tick(watched.key, watched.view.state, now,
+                                               watched.policy, why)
+                if events or new is not watched.view.state:
+                    self.commit(watched, new, events)
+                if new.state is State.DOWN and new.outage_id is not None:
+                    self._remind(watched, new, now)
+            except Exception as exc:  # one account's trouble must not stop the others'
+                self.metrics.probe_errors.labels(watched.key.platform, "internal").inc()
+                log.error("tick failed for one account", platform=watched.key.platform,
+                          account=watched.key.handle, exc_info=exc)
+        self.check_own_blindness()
+        if not self._holds_checked:
+            self._holds_checked = True
+            counts: dict[str | None, int] = {
+                p: self.store.held_count(holds.ANOMALY_KINDS, p) for p in self.config.platforms}
+            counts[None] = self.store.held_count(holds.BLIND_KINDS)
+            self.execute(holds.stale_releases(self.holds, list(self.config.platforms), counts))
+        for platform, health in self.health.items():
+            warning = health.due_warning(now)
+            if warning is not None:
+                kind, count, hint = warning
+                log.warning("every answer from this platform is an error", platform=platform,
+                            error=kind, errors=count, seconds=ALL_ERRORS_FOR, hint=hint)
+
+    def _remind(self, watched: Watched, st: AccountState, now: float) -> None:
+        """While an outage stays open, notify again every ``routing.reminder_interval``."""
+        every = self.config.routing.reminder_interval
+        if not every or st.outage_id is None:
+            return
+        key = routing.outage_key(watched.key, st.outage_id)
+        if holds.held(self.holds, watched.key.platform, "reminder") or \
+                self.store.has_held(key) or self.writer.holds(key):
+            return  # its page is held: no reminders for a page nobody got
+        last = self._reminded.get(key)
+        if last is None:  # first look since start: ask the outbox, it survives restarts
+            last = self.store.last_notified(key) or st.since or now
+            self._reminded[key] = last
+        if now - last < every:
+            return
+        n = routing.reminder_for(watched.key, watched.config, self.config, st.outage_id,
+                                 st.first_absent_at, st.reason.value if st.reason else None, now)
+        self.enqueue(f"reminder {watched.key}",
+                     routing.outbox_items(n, watched.config, self.config))
+        self._reminded[key] = now
+        log.info("reminder queued", platform=watched.key.platform, account=watched.key.handle,
+                 outage_id=st.outage_id)
+
+    # ----------------------------------------------------------------- accounting
+
+    def _account_for(self, watched: Watched, event: Event, new: AccountState) -> None:
+        """Metrics and one log line per decision."""
+        key = watched.key
+        fields: dict[str, Any] = {"platform": key.platform, "account": key.handle,
+                                  "protected": watched.config.protected,
+                                  "from_state": event.old_state.value,
+                                  "to_state": event.new_state.value}
+        if event.reason is not None:
+            fields["reason"] = event.reason.value
+        if event.kind is EventKind.TRANSITION:
+            self.metrics.transitions.labels(key.platform, event.old_state.value,
+                                            event.new_state.value).inc()
+            log.info("transition", outage_id=new.outage_id or event.details.get("outage_id"),
+                     **fields)
+        elif event.kind is EventKind.VANISHED:
+            self.metrics.outages.labels(key.platform, str(event.reason)).inc()
+            log.warning("account vanished", outage_id=new.outage_id, **fields)
+        elif event.kind is EventKind.RECOVERED:
+            duration = event.details.get("duration")
+            if duration is not None:
+                self.metrics.outage_duration.labels(
+                    key.platform, "true" if watched.config.protected else "false"
+                ).observe(duration)
+            log.info("account recovered", outage_id=event.details.get("outage_id"),
+                     duration_seconds=duration, **fields)
+        elif event.kind is EventKind.BLIND:
+            log.warning("monitoring blind", **fields, details=event.details)
+        else:
+            log.info(event.kind.value, **fields, details=event.details)

@@ -1,0 +1,135 @@
+"""Probing, supervised: the scheduler's probe functions, from request to decision.
+
+One probe of one account (or one batch request for many): ask the platform, follow what its
+answer says about our budget (:mod:`monitor.budget`), decide (:mod:`monitor.decisions`), and
+say when to probe again. Nothing raised on the way ends the scheduler's worker: a probe that
+raises becomes ``error(internal)`` for its account, one that fails after the answer is
+counted the same way, the traceback is logged at most once per platform and minute, and the
+account is probed again at its interval.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import aiohttp
+import structlog
+
+from monitor import budget
+from monitor import state as machine
+from monitor.config import Config
+from monitor.decisions import Decisions
+from monitor.metrics import Metrics
+from monitor.model import ErrorKind, Observation
+from monitor.probes import PROBES, Probe, Target
+from monitor.scheduler import Scheduler
+from monitor.watchlist import Watched, Watchlist
+
+log = structlog.get_logger("monitor")
+
+INTERNAL_LOG_EVERY = 60.0  # seconds: one traceback per platform and minute, then counts
+
+
+class Prober:
+    def __init__(self, watchlist: Watchlist, decisions: Decisions, scheduler: Scheduler,
+                 metrics: Metrics, config: Config):
+        self.watchlist, self.decisions, self.scheduler = watchlist, decisions, scheduler
+        self.metrics, self.config = metrics, config
+        self.probes: dict[str, Probe] = {}
+        self._internal_logged: dict[str, float] = {}  # platform -> last traceback logged
+
+    def configure(self, config: Config, session: aiohttp.ClientSession) -> None:
+        """One probe per platform, and its scheduler lane (concurrency, budget, batch)."""
+        probes: dict[str, Probe] = {}
+        for name, platform in config.platforms.items():
+            probe = PROBES[platform.probe or name](
+                platform, session, timeout=config.platform_timeout(name),
+                max_body_bytes=config.platform_max_body(name))
+            probes[name] = probe
+            self.scheduler.add_lane(name, concurrency=platform.concurrency,
+                                    rate=platform.rate_per_second, burst=platform.burst,
+                                    batch=getattr(probe, "batch_size", 1))
+        self.config, self.probes = config, probes
+
+    async def probe(self, key: object) -> float | None:
+        watched = self.watchlist.get(key)
+        if watched is None:
+            return None
+        platform = watched.key.platform
+        try:
+            obs = await self.probes[platform].check(Target(watched.key.handle,
+                                                           watched.account_id))
+        except Exception as exc:  # a probe bug must not end the worker (supervision)
+            obs = self.internal(platform, "probe", exc)
+        return self._take(watched, obs, spend=True)
+
+    async def probe_batch(self, keys: list[object]) -> dict[object, float | None]:
+        """Many accounts of one platform in one request (X: 100 ids, Bluesky: 25 DIDs).
+
+        Only accounts whose id is known can be batched; the others are probed one by one
+        (that is how their id gets learned).
+        """
+        watched = [w for k in keys if (w := self.watchlist.get(k)) is not None]
+        delays: dict[object, float | None] = {k: None for k in keys}
+        by_id = {w.account_id: w for w in watched if w.account_id}
+        if by_id:
+            platform = next(iter(by_id.values())).key.platform
+            probe: Any = self.probes[platform]
+            try:
+                results = await probe.check_many([Target(w.key.handle, account_id)
+                                                  for account_id, w in by_id.items()])
+            except Exception as exc:  # supervision, as in probe()
+                results = dict.fromkeys(by_id, self.internal(platform, "batch probe", exc))
+            spend = True  # one request, one budget reading
+            for account_id, w in by_id.items():
+                obs = results.get(account_id) or Observation.failed(
+                    time.time(), ErrorKind.UNEXPECTED, "missing from the batch answer")
+                delays[w.key] = self._take(w, obs, spend=spend)
+                spend = False
+        for w in watched:
+            if not w.account_id:
+                delays[w.key] = await self.probe(w.key)
+        return delays
+
+    def _take(self, watched: Watched, obs: Observation, *, spend: bool) -> float:
+        """Spend the budget the answer reports, decide, and say when to probe again."""
+        try:
+            if spend:
+                self._spend(watched.key.platform, obs)
+            self.decisions.observe(watched.key, obs)
+            return machine.next_delay(watched.view.state, watched.policy)
+        except Exception as exc:
+            self.internal(watched.key.platform, "decision", exc)
+            return watched.policy.interval
+
+    def _spend(self, platform: str, obs: Observation) -> None:
+        spec = self.config.platforms[platform]
+        plan = budget.plan(obs, time.time(), spec.rate_per_second,
+                           self.scheduler.rate(platform), spec.max_rate_limit_pause)
+        if plan is None:
+            return
+        if plan.remaining is not None:
+            self.metrics.ratelimit_remaining.labels(platform).set(plan.remaining)
+        added = self.scheduler.apply_budget(platform, plan)
+        if added > 0:
+            self.metrics.ratelimit_throttled.labels(platform).inc(added)
+            log.warning("rate limited: pausing platform", platform=platform,
+                        seconds=round(added, 1))
+
+    def crashed(self, key: object, exc: BaseException) -> float | None:
+        """The scheduler's last line of supervision (our own code raised outside _take)."""
+        watched = self.watchlist.get(key)
+        self.internal(watched.key.platform if watched else "?", "scheduling", exc)
+        return watched.policy.interval if watched else None
+
+    def internal(self, platform: str, where: str, exc: BaseException) -> Observation:
+        """Count an internal error; log its traceback at most once per platform and minute."""
+        self.metrics.probe_errors.labels(platform, ErrorKind.INTERNAL.value).inc()
+        now = time.monotonic()
+        if now - self._internal_logged.get(platform, -INTERNAL_LOG_EVERY) >= INTERNAL_LOG_EVERY:
+            self._internal_logged[platform] = now
+            log.error("internal error; the account stays watched", platform=platform,
+                      where=where, error=type(exc).__name__, exc_info=exc)
+        return Observation.failed(time.time(), ErrorKind.INTERNAL,
+                                  f"internal error in {where}: {type(exc).__name__}")

@@ -1,0 +1,24 @@
+"""How a watched account looks from outside: the JSON of ``/api/v1/accounts``. Pure."""
+
+from __future__ import annotations
+
+from monitor.watchlist import Watched
+
+
+def account_json(watched: Watched) -> dict[str, object]:
+    st, key, view = watched.view.state, watched.key, watched.view
+    err = view.last_error
+    return {
+        "platform": key.platform, "account": key.handle, "account_id": watched.account_id,
+        "current_handle": watched.current_handle or key.handle,
+        "moved_to": watched.moved_to,
+        "state": st.state.value, "reason": st.reason.value if st.reason else None,
+        "protected": watched.config.protected, "team": watched.config.team,
+        "owner": watched.config.owner, "labels": watched.config.labels,
+        "since": st.since, "blind": st.blind, "outage_id": st.outage_id,
+        "last_present_at": st.last_present_at, "first_absent_at": st.first_absent_at,
+        "last_probe_at": view.last_probe_at,
+        "blind_reason": view.blind_reason if st.blind else None,
+        "last_error": None if err is None else {
+            "kind": str(err.error), "evidence": err.evidence, "at": err.at},
+    }

@@ -1,0 +1,140 @@
+"""The accounts this process watches, with their live state, and the per-platform picture.
+
+The table the rest of the shell reads: one :class:`Watched` per account (its config, policy,
+identity and live view), plus what the verdicts need per platform without scanning every
+account (how many are watched, which are absent, whether a canary is among them, the
+shortest interval). :meth:`Watchlist.apply` makes it match a config at start and on every
+reload: accounts no longer listed (or not this shard's) leave, new ones resume their stored
+state, kept ones keep their live state and open outages under their new settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+
+from monitor import anomaly, sharding
+from monitor import state as machine
+from monitor.config import AccountConfig, Config
+from monitor.metrics import AccountView
+from monitor.model import AccountKey, AccountState, Identity, Policy
+from monitor.store import StoredAccount
+
+
+@dataclass(slots=True)
+class Watched:
+    """One account on the watchlist: its config, policy, identity and live view."""
+
+    config: AccountConfig
+    policy: Policy
+    view: AccountView
+    identity: Identity
+
+    @property
+    def key(self) -> AccountKey:
+        return self.view.key
+
+    @property
+    def account_id(self) -> str | None:
+        return self.identity.account_id
+
+    @account_id.setter
+    def account_id(self, value: str | None) -> None:
+        self.identity = replace(self.identity, account_id=value)
+
+    @property
+    def current_handle(self) -> str | None:
+        return self.identity.current_handle
+
+    @property
+    def moved_to(self) -> str | None:
+        return self.identity.moved_to
+
+
+class Watchlist:
+    """Every watched account, by key, and the per-platform figures derived from them."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[AccountKey, Watched] = {}
+        self.counts: dict[str, int] = {}  # platform -> accounts watched
+        self.absent: dict[str, set[AccountKey]] = {}  # platform -> suspect or down
+        self.canaries: set[str] = set()  # platforms with a canary account
+        self.intervals: dict[str, float] = {}  # platform -> shortest probe interval
+
+    def __len__(self) -> int:
+        return len(self.accounts)
+
+    def __iter__(self) -> Iterator[Watched]:
+        return iter(self.accounts.values())
+
+    def get(self, key: object) -> Watched | None:
+        return self.accounts.get(key) if isinstance(key, AccountKey) else None
+
+    def views(self) -> Iterator[AccountView]:
+        return (w.view for w in self.accounts.values())
+
+    def of(self, platform: str) -> list[Watched]:
+        return [w for k, w in self.accounts.items() if k.platform == platform]
+
+    def wanted(self, config: Config, shard: sharding.Shard | None) -> dict[AccountKey,
+                                                                          AccountConfig]:
+        return {a.key: a for a in config.accounts
+                if shard is None or sharding.owns(shard, a.key)}
+
+    def apply(self, config: Config, wanted: Mapping[AccountKey, AccountConfig],
+              stored: Mapping[AccountKey, StoredAccount],
+              now: float) -> tuple[list[AccountKey], list[Watched]]:
+        """Match ``wanted``; returns (keys removed, accounts added)."""
+        removed = [k for k in self.accounts if k not in wanted]
+        for key in removed:
+            del self.accounts[key]
+        added: list[Watched] = []
+        for key, account in wanted.items():
+            policy = config.policy(account)
+            watched = self.accounts.get(key)
+            if watched is not None:
+                watched.config, watched.policy = account, policy
+                watched.view.protected = account.protected
+                if account.id:
+                    watched.account_id = account.id
+                continue
+            saved = stored.get(key)
+            st = machine.watching(saved.state if saved else AccountState(), now)
+            known = saved.identity if saved else Identity()
+            identity = Identity(account.id or known.account_id, known.current_handle,
+                                known.moved_to)
+            watched = Watched(account, policy, AccountView(key, account.protected, st),
+                              identity)
+            self.accounts[key] = watched
+            added.append(watched)
+        self._recount(config)
+        return removed, added
+
+    def _recount(self, config: Config) -> None:
+        self.counts = dict.fromkeys(config.platforms, 0)
+        self.absent = {name: set() for name in config.platforms}
+        self.canaries = set()
+        self.intervals = {}
+        for key, watched in self.accounts.items():
+            self.counts[key.platform] += 1
+            if watched.view.state.state in anomaly.ABSENT_STATES:
+                self.absent[key.platform].add(key)
+            if watched.config.canary:
+                self.canaries.add(key.platform)
+            interval = watched.policy.interval
+            self.intervals[key.platform] = min(self.intervals.get(key.platform, interval),
+                                               interval)
+
+    def moved(self, watched: Watched, new: AccountState) -> None:
+        """Keep the absent sets right when ``watched`` is about to enter ``new``."""
+        absent = self.absent.setdefault(watched.key.platform, set())
+        if new.state in anomaly.ABSENT_STATES:
+            absent.add(watched.key)
+        else:
+            absent.discard(watched.key)
+
+    def dids(self, platform: str) -> dict[str, AccountKey]:
+        """DID -> account, for the accounts of ``platform`` whose DID is known (streams)."""
+        return {w.account_id: key for key, w in self.accounts.items()
+                if key.platform == platform and w.account_id
+                and w.account_id.startswith("did:")}
