@@ -18,7 +18,7 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -28,6 +28,7 @@ from yarl import URL
 
 from monitor.config import PlatformConfig
 from monitor.model import ErrorKind, Observation
+from monitor.probes.ratelimit import RateLimitReader
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,14 @@ class ProbeError(Exception):
         super().__init__(f"{kind}: {evidence}")
         self.kind = kind
         self.evidence = evidence
+
+    def observation(self, at: float, **ids: str | None) -> Observation:
+        """This failure as the ``error(kind)`` observation it stands for."""
+        return Observation.failed(at, self.kind, self.evidence, **ids)
+
+    def for_each(self, keys: Iterable[str], at: float) -> dict[str, Observation]:
+        """This failure for every account of a batch lookup: one answer, one verdict."""
+        return dict.fromkeys(keys, self.observation(at))
 
 
 class NotJSON(ProbeError):
@@ -179,6 +188,39 @@ def batch_size_of(probe: Probe | type[Probe]) -> int:
     return max(1, probe.batch_size) if isinstance(probe, BatchProbe) else 1
 
 
+Read = Callable[[Answer, float], Observation]
+ReadBatch = Callable[[Answer, Sequence[str], float], dict[str, Observation]]
+
+
+def classified(answer: Answer, at: float, read: Read,
+               rate_limit: RateLimitReader | None = None) -> Observation:
+    """``read(answer, at)`` with a :class:`ProbeError` turned into ``error(kind)``, carrying
+    the budget the answer's headers announced: the one classification wrapper.
+
+    Each probe's pure classifier is ``classified(answer, at, _its_reader, its_rate_limit)``,
+    so the readers may simply raise; :meth:`HttpProbe.check` wraps ``classify`` the same way.
+    """
+    try:
+        obs = read(answer, at)
+    except ProbeError as exc:
+        obs = exc.observation(at)
+    budget = rate_limit(answer.headers, at) if rate_limit is not None else None
+    return obs if budget is None else replace(obs, rate_limit=budget)
+
+
+def classified_batch(answer: Answer, keys: Sequence[str], at: float, read: ReadBatch,
+                     rate_limit: RateLimitReader | None = None) -> dict[str, Observation]:
+    """:func:`classified` for a batch lookup: a ProbeError is that error for every key."""
+    try:
+        found = read(answer, keys, at)
+    except ProbeError as exc:
+        found = exc.for_each(keys, at)
+    budget = rate_limit(answer.headers, at) if rate_limit is not None else None
+    if budget is None:
+        return found
+    return {key: replace(obs, rate_limit=budget) for key, obs in found.items()}
+
+
 class HttpProbe:
     """Shared plumbing: one shared session, timeout, size cap, error mapping.
 
@@ -196,7 +238,8 @@ class HttpProbe:
         self.max_body_bytes = max_body_bytes
 
     def request(self, target: Target) -> tuple[str, str, dict[str, str]]:
-        """(method, url, headers) for this target."""
+        """(method, url, headers) for this target; may raise :class:`ProbeError` (a missing
+        credential, say) to fail without asking."""
         raise NotImplementedError
 
     def classify(self, answer: Answer, target: Target, at: float) -> Observation:
@@ -209,33 +252,37 @@ class HttpProbe:
             headers["Authorization"] = f"Bearer {self.platform.token.get_secret_value()}"
         return headers
 
-    async def check_batch(self, url: str, keys: Sequence[str],
-                          classify: Callable[[Answer, Sequence[str], float],
-                                             dict[str, Observation]]) -> dict[str, Observation]:
-        """One batch lookup: an observation per key; a failed request is that error for all."""
-        started = time.monotonic()
-        try:
-            answer = await fetch(self.session, "GET", url, self.base_headers(),
-                                 timeout=self.timeout, max_body_bytes=self.max_body_bytes)
-            found = classify(answer, keys, time.time())
-        except ProbeError as exc:
-            found = dict.fromkeys(keys, Observation.failed(time.time(), exc.kind, exc.evidence))
-        latency = time.monotonic() - started
-        return {key: replace(obs, latency=latency) for key, obs in found.items()}
+    async def fetch(self, method: str, url: str, headers: dict[str, str]) -> Answer:
+        """:func:`fetch` with this probe's session, timeout and body cap."""
+        return await fetch(self.session, method, url, headers, timeout=self.timeout,
+                           max_body_bytes=self.max_body_bytes)
 
     async def check(self, target: Target) -> Observation:
         started = time.monotonic()
         try:
-            method, url, headers = self.request(target)
-            answer = await fetch(self.session, method, url, headers,
-                                 timeout=self.timeout, max_body_bytes=self.max_body_bytes)
-            obs = self.classify(answer, target, time.time())
+            answer = await self.fetch(*self.request(target))
         except ProbeError as exc:
-            obs = Observation.failed(time.time(), exc.kind, exc.evidence)
+            obs = exc.observation(time.time())
+        else:
+            obs = classified(answer, time.time(),
+                             lambda answer, at: self.classify(answer, target, at))
         # The observation was built just above and is not shared yet: stamping it in place
         # saves a dataclasses.replace() copy on the hot path.
         object.__setattr__(obs, "latency", time.monotonic() - started)
         return obs
+
+    async def check_batch(self, url: str, keys: Sequence[str],
+                          classify: ReadBatch) -> dict[str, Observation]:
+        """One batch lookup: an observation per key; a failed request is that error for all."""
+        started = time.monotonic()
+        try:
+            answer = await self.fetch("GET", url, self.base_headers())
+        except ProbeError as exc:
+            found = exc.for_each(keys, time.time())
+        else:
+            found = classified_batch(answer, keys, time.time(), classify)
+        latency = time.monotonic() - started
+        return {key: replace(obs, latency=latency) for key, obs in found.items()}
 
 
 MAX_REDIRECTS = 3  # same-host hops followed; a login wall takes one, http->www another

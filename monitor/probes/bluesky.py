@@ -1,6 +1,6 @@
 """Bluesky (AT Protocol) AppView profiles: by DID once known, by handle to discover it.
 
-Shapes: shared/reference/platforms.md, "Bluesky". Errors are HTTP 400 with
+Shapes: docs/platforms.md, "Bluesky". Errors are HTTP 400 with
 ``{"error": "<Name>", "message": "<text>"}``. ``AccountTakedown`` and ``AccountDeactivated``
 mean the account is gone. ``InvalidRequest "Profile not found"`` does **not**, on its own:
 the AppView says it for a deleted account and for a live one it has not indexed or lost
@@ -36,19 +36,23 @@ from typing import Any, ClassVar
 from urllib.parse import quote, unquote, urlsplit
 
 from monitor.model import AbsentReason, ErrorKind, Observation
-from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, fetch, status_error
-from monitor.probes.corroboration import Unconfirmed, settle
-from monitor.probes.ratelimit import (
-    bluesky_rate_limit,
+from monitor.probes.base import (
+    Answer,
+    HttpProbe,
+    ProbeError,
+    Target,
     classified,
     classified_batch,
+    status_error,
 )
+from monitor.probes.corroboration import Unconfirmed, settle
+from monitor.probes.evidence import json_object, json_text, short, text_at
+from monitor.probes.ratelimit import bluesky_rate_limit
 
 BATCH_MAX = 25  # app.bsky.actor.getProfiles takes at most 25 actors
 INVALID_HANDLE = "handle.invalid"
 PDS_SERVICE_ID = "#atproto_pds"
 PDS_SERVICE_TYPE = "AtprotoPersonalDataServer"
-_TEXT_CHARS = 80
 _GONE = {
     "AccountTakedown": AbsentReason.TAKEN_DOWN,  # taken down or suspended by moderation
     "AccountDeactivated": AbsentReason.DEACTIVATED,
@@ -144,8 +148,7 @@ class BlueskyProbe(HttpProbe):
         headers = self.base_headers()
         if not authorized:
             headers.pop("Authorization", None)  # the platform's token stays with the platform
-        return await fetch(self.session, "GET", url, headers, timeout=self.timeout,
-                           max_body_bytes=self.max_body_bytes)
+        return await self.fetch("GET", url, headers)
 
 
 def classify_profile(answer: Answer, target: Target, at: float) -> Observation:
@@ -178,10 +181,10 @@ def did_document_url(did: str, plc_url: str) -> str:
         host = unquote(did.removeprefix("did:web:"))
         if not host or ":" in did.removeprefix("did:web:") or "/" in host:
             # did:web with a path is not an atproto identity (@atproto/identity refuses it).
-            raise ProbeError(ErrorKind.UNEXPECTED, f"unsupported did:web form {_short(did)}")
+            raise ProbeError(ErrorKind.UNEXPECTED, f"unsupported did:web form {short(did)}")
         scheme = "http" if urlsplit(f"//{host}").hostname == "localhost" else "https"
         return f"{scheme}://{host}/.well-known/did.json"
-    raise ProbeError(ErrorKind.UNEXPECTED, f"unsupported DID method {_short(did)}")
+    raise ProbeError(ErrorKind.UNEXPECTED, f"unsupported DID method {short(did)}")
 
 
 def read_resolved_handle(answer: Answer) -> str:
@@ -200,7 +203,7 @@ def read_resolved_handle(answer: Answer) -> str:
     if answer.status == 400:
         raise ProbeError(ErrorKind.UNEXPECTED,
                          f"handle resolves to no DID ({name or 'HTTP 400'}: "
-                         f"{_short(message or '')}), nothing to confirm it with")
+                         f"{short(message or '')}), nothing to confirm it with")
     raise _status_problem(answer, name, "resolveHandle: ")
 
 
@@ -208,14 +211,14 @@ def read_did_document(answer: Answer, did: str, at: float) -> str | Observation:
     """Pure: the PDS URL in a DID document answer, an ``absent(deleted)`` observation for a
     tombstoned ``did:plc``, or ProbeError for anything else."""
     if answer.status in (404, 410) and did.startswith("did:plc:"):
-        message = _plc_message(answer)
+        message = json_text(answer, "message") or ""  # the PLC directory's {"message": ...}
         # did-method-plc: "DID not available" is a tombstone (404 since PR #2; some
         # directories and mirrors answer 410 Gone); "DID not registered" is an identity the
         # directory never had, which says nothing about this account.
         if answer.status == 410 or message.startswith("DID not available"):
             return Observation.absent(at, AbsentReason.DELETED,
                                       f"PLC {answer.status}: DID tombstoned", account_id=did)
-        raise ProbeError(ErrorKind.UNEXPECTED, f"PLC {answer.status}: {_short(message)}")
+        raise ProbeError(ErrorKind.UNEXPECTED, f"PLC {answer.status}: {short(message)}")
     if answer.status != 200:
         error = status_error(answer)
         kind = error.kind if error is not None else ErrorKind.UNEXPECTED
@@ -237,7 +240,7 @@ def classify_repo_status(answer: Answer, did: str, at: float) -> Observation:
     try:
         return _classify_repo_status(answer, did, at)
     except ProbeError as exc:
-        return Observation.failed(at, exc.kind, exc.evidence, account_id=did)
+        return exc.observation(at, account_id=did)
 
 
 # --------------------------------------------------------------------------- reading
@@ -251,7 +254,7 @@ def _classify_profile(answer: Answer, at: float) -> Observation:
         return _present(profile, at)
     name, message = _xrpc_error(answer)
     if answer.status == 400:
-        evidence = f"HTTP 400 {name}: {_short(message or '')}" if name else "HTTP 400"
+        evidence = f"HTTP 400 {name}: {short(message or '')}" if name else "HTTP 400"
         reason = _GONE.get(name or "")
         if reason is not None:
             return Observation.absent(at, reason, evidence)
@@ -308,7 +311,7 @@ def _classify_repo_status(answer: Answer, did: str, at: float) -> Observation:
             raise ProbeError(ErrorKind.UNEXPECTED, "repo inactive, no status given")
         reason = REPO_STATUS.get(status)
         if reason is None:
-            raise ProbeError(ErrorKind.UNEXPECTED, f"repo inactive: {_short(status)}")
+            raise ProbeError(ErrorKind.UNEXPECTED, f"repo inactive: {short(status)}")
         return Observation.absent(at, reason, f"repo {status}", account_id=did)
     name = _xrpc_error(answer)[0]
     if answer.status == 400 and name in _REPO_ERRORS:
@@ -344,32 +347,11 @@ def _status_problem(answer: Answer, name: str | None, what: str = "") -> ProbeEr
 
 def _xrpc_error(answer: Answer) -> tuple[str | None, str | None]:
     """XRPC's ``(error, message)``, Nones when the body is not that shape."""
-    try:
-        body = answer.json()
-    except ProbeError:
-        return None, None
-    if not isinstance(body, dict):
-        return None, None
-    name, message = body.get("error"), body.get("message")
-    return (name if isinstance(name, str) else None,
-            message if isinstance(message, str) else None)
-
-
-def _plc_message(answer: Answer) -> str:
-    """The PLC directory's ``{"message": ...}``, or ''."""
-    try:
-        body = answer.json()
-    except ProbeError:
-        return ""
-    message = body.get("message") if isinstance(body, dict) else None
-    return message if isinstance(message, str) else ""
+    body = json_object(answer)
+    return text_at(body, "error"), text_at(body, "message")
 
 
 def _require_did(target: Target) -> str:
     if target.account_id is None:
         raise ValueError(f"check_many needs DIDs; {target.handle!r} has none (use check)")
     return target.account_id
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= _TEXT_CHARS else text[:_TEXT_CHARS] + "…"

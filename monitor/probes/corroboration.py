@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from monitor.model import AbsentReason, ErrorKind, Observation
 from monitor.probes.base import ProbeError
+from monitor.probes.evidence import short
 
 _EVIDENCE_CHARS = 240  # the two lookups' evidence together, kept readable
 
@@ -67,10 +68,8 @@ async def settle(obs: Observation, confirm: Confirm) -> Observation:
         second = Observation.failed(obs.at, exc.kind, f"not confirmed: {exc.evidence}")
     if isinstance(second, Unconfirmed):  # a confirmation must decide; this one did not
         second = Observation.failed(obs.at, ErrorKind.UNEXPECTED, "not confirmed")
-    evidence = f"{first}; {second.evidence}"
-    if len(evidence) > _EVIDENCE_CHARS:
-        evidence = evidence[:_EVIDENCE_CHARS] + "…"
     return dataclasses.replace(
-        second, evidence=evidence, rate_limit=obs.rate_limit or second.rate_limit,
+        second, evidence=short(f"{first}; {second.evidence}", _EVIDENCE_CHARS),
+        rate_limit=obs.rate_limit or second.rate_limit,
         account_id=second.account_id or obs.account_id, handle=second.handle or obs.handle,
         latency=obs.latency + (time.monotonic() - started))

@@ -1,6 +1,6 @@
 """GitHub users: by durable numeric id once known (``/user/{id}``), by login to discover it.
 
-Shapes: shared/reference/platforms.md, "GitHub". Deleted, suspended and never-registered
+Shapes: docs/platforms.md, "GitHub". Deleted, suspended and never-registered
 users are all 404. Rate limits come as 403 **or** 429, so a 403 is never absence: it is a
 rate limit when the headers or message say so (``x-ratelimit-remaining: 0``, "rate limit",
 or the secondary limit's older "abuse detection mechanism" wording, ``Retry-After`` or not),
@@ -16,11 +16,11 @@ import aiohttp
 
 from monitor.config import PlatformConfig
 from monitor.model import AbsentReason, ErrorKind, Observation
-from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, status_error
-from monitor.probes.ratelimit import classified, github_rate_limit, header
+from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, classified, status_error
+from monitor.probes.evidence import json_text, short, with_detail
+from monitor.probes.ratelimit import github_rate_limit, header
 
 API_VERSION = "2022-11-28"
-_TEXT_CHARS = 80
 
 
 class GitHubProbe(HttpProbe):
@@ -57,7 +57,7 @@ def _classify_user(answer: Answer, at: float) -> Observation:
     status = answer.status
     if status == 200:
         return _present(answer.json(), at)
-    message = _message(answer)
+    message = json_text(answer, "message")  # GitHub's {"message": ...}
     if status == 404:
         if message == "Not Found":
             return Observation.absent(at, AbsentReason.NOT_FOUND,
@@ -70,11 +70,11 @@ def _classify_user(answer: Answer, at: float) -> Observation:
             raise ProbeError(ErrorKind.RATE_LIMITED, f"HTTP {status} {throttle}")
         if status == 403:
             # Not a rate limit: our token lacks access (SSO, IP allow list, blocked app).
-            raise ProbeError(ErrorKind.AUTH, _with(f"HTTP {status}", message))
+            raise ProbeError(ErrorKind.AUTH, with_detail(f"HTTP {status}", message))
     error = status_error(answer)  # 429, 401 "Bad credentials", 5xx
     if error is None:
         error = ProbeError(ErrorKind.UNEXPECTED, f"HTTP {status}")
-    raise ProbeError(error.kind, _with(error.evidence, message))
+    raise ProbeError(error.kind, with_detail(error.evidence, message))
 
 
 def _present(user: Any, at: float) -> Observation:
@@ -84,7 +84,7 @@ def _present(user: Any, at: float) -> Observation:
     login = user.get("login")
     evidence = f"HTTP 200 id={user_id}"
     if user.get("type") not in (None, "User"):
-        evidence += f", type {_short(str(user['type']))}"
+        evidence += f", type {short(user['type'])}"
     return Observation.present(at, evidence, account_id=str(user_id),
                                handle=login if isinstance(login, str) else None)
 
@@ -96,29 +96,11 @@ def _throttle(answer: Answer, message: str | None) -> str | None:
     lowered = (message or "").lower()
     if "rate limit" in lowered:
         kind = "secondary rate limit" if "secondary" in lowered else "rate limit"
-        return f"{kind}: {_short(message or '')}"
+        return f"{kind}: {short(message or '')}"
     if "abuse detection" in lowered:
         # The secondary limit's older wording, still sent: "You have triggered an abuse
         # detection mechanism..." (PyGithub ReplayData), with or without retry-after.
-        return f"secondary rate limit: {_short(message or '')}"
+        return f"secondary rate limit: {short(message or '')}"
     if header(answer.headers, "retry-after") is not None:
         return "rate limit: retry-after"
     return None
-
-
-def _message(answer: Answer) -> str | None:
-    """GitHub's ``{"message": ...}``, or None when the body is not that shape."""
-    try:
-        body = answer.json()
-    except ProbeError:
-        return None
-    message = body.get("message") if isinstance(body, dict) else None
-    return message if isinstance(message, str) else None
-
-
-def _with(evidence: str, message: str | None) -> str:
-    return f"{evidence}: {_short(message)}" if message else evidence
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= _TEXT_CHARS else text[:_TEXT_CHARS] + "…"

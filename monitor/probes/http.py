@@ -23,8 +23,10 @@ from monitor.probes.base import (
     NotJSON,
     ProbeError,
     Target,
+    classified,
     status_error,
 )
+from monitor.probes.evidence import short
 
 _MARKER_CHARS = 40  # markers are quoted in evidence, kept short
 _HTML_ACCEPT = "text/html,application/xhtml+xml,application/json;q=0.9,*/*;q=0.8"
@@ -78,10 +80,9 @@ def classify_answer(rules: HttpRules, answer: Answer, at: float,
     A body a JSON rule cannot read safely (nested past :data:`MAX_JSON_DEPTH`) is
     ``error(parse)``: it is hostile, not merely "not JSON".
     """
-    try:
-        return _first_rule(rules, _Reading(answer, conditions or {}), at)
-    except ProbeError as exc:
-        return Observation.failed(at, exc.kind, exc.evidence)
+    return classified(answer, at,
+                      lambda answer, at: _first_rule(rules, _Reading(answer, conditions or {}),
+                                                     at))
 
 
 def _first_rule(rules: HttpRules, reading: _Reading, at: float) -> Observation:
@@ -165,10 +166,10 @@ class _Reading:
 
 def _conditions(match: Match) -> str:
     """The non-status conditions of a rule, as evidence text."""
-    parts = [f"marker {_short(m)}" for m in match.body_contains]
-    parts += [f"no marker {_short(m)}" for m in match.body_not_contains]
+    parts = [f"marker {_quoted(m)}" for m in match.body_contains]
+    parts += [f"no marker {_quoted(m)}" for m in match.body_not_contains]
     if match.final_url_contains is not None:
-        parts.append(f"final URL has {_short(match.final_url_contains)}")
+        parts.append(f"final URL has {_quoted(match.final_url_contains)}")
     parts += [f"{path}={json.dumps(value)}" for path, value in match.json_fields.items()]
     parts += [f"has {path}" for path in match.json_has]
     return ", ".join(parts)
@@ -204,5 +205,5 @@ def _is_index(part: str, items: list[Any]) -> bool:
     return part.isascii() and part.isdigit() and int(part) < len(items)
 
 
-def _short(text: str) -> str:
-    return repr(text if len(text) <= _MARKER_CHARS else text[:_MARKER_CHARS] + "…")
+def _quoted(text: str) -> str:
+    return repr(short(text, _MARKER_CHARS))

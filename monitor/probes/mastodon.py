@@ -1,6 +1,6 @@
 """Mastodon: one instance's account API (``/api/v1/accounts``), no auth by default.
 
-Shapes are in ``shared/reference/platforms.md`` (Mastodon section). The account id is stable
+Shapes are in ``docs/platforms.md`` (Mastodon section). The account id is stable
 per instance, so once learned we poll by id; the handle is only used to discover it.
 """
 
@@ -10,10 +10,9 @@ from typing import Any
 from urllib.parse import quote
 
 from monitor.model import AbsentReason, ErrorKind, Observation
-from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, status_error
-from monitor.probes.ratelimit import mastodon_rate_limit, with_rate_limit
-
-_MESSAGE_CHARS = 80  # server error messages are echoed in evidence, kept short
+from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, classified, status_error
+from monitor.probes.evidence import json_text, with_detail
+from monitor.probes.ratelimit import mastodon_rate_limit
 
 
 class MastodonProbe(HttpProbe):
@@ -33,40 +32,41 @@ class MastodonProbe(HttpProbe):
         return "GET", url, self.base_headers()
 
     def classify(self, answer: Answer, target: Target, at: float) -> Observation:
-        # X-RateLimit-Reset is ISO-8601 on Mastodon (platforms.md).
-        return with_rate_limit(classify_account(answer, at),
-                               mastodon_rate_limit(answer.headers, at))
+        return classify_account(answer, at)
 
 
 def classify_account(answer: Answer, at: float) -> Observation:
-    """Pure: what one ``/api/v1/accounts/...`` answer means."""
+    """Pure: what one ``/api/v1/accounts/...`` answer means, with the budget its
+    ``X-RateLimit-*`` headers announce (the reset is ISO-8601 on Mastodon)."""
+    return classified(answer, at, _classify_account, mastodon_rate_limit)
+
+
+def _classify_account(answer: Answer, at: float) -> Observation:
     status = answer.status
-    try:
-        if status == 200:
-            return _classify_entity(answer, at)
-        if status == 410:
-            # Servers 2.4-3.3 answered a suspended account with 410 Gone (3.3+ send 200 +
-            # "suspended": true).
-            return Observation.absent(at, AbsentReason.SUSPENDED, "HTTP 410 Gone")
-        if status == 404:
-            # Unknown, remotely deleted or purged: {"error":"Record not found"}. A 404 without
-            # that body is a proxy or a wrong base_url, not evidence about the account.
-            if _error_message(answer) == "Record not found":
-                return Observation.absent(at, AbsentReason.NOT_FOUND, "HTTP 404 Record not found")
-            return Observation.failed(at, ErrorKind.UNEXPECTED,
-                                      "HTTP 404 without Mastodon's 'Record not found' body")
-        if status == 403:
-            # Our token lacks a scope or its user is disabled ("This action is not allowed").
-            raise ProbeError(ErrorKind.AUTH, _with_message("HTTP 403", answer))
-        # 429: {"error":"Too many requests"}, X-RateLimit-Reset is ISO-8601.
-        # 503: {"error":"Remote data could not be fetched"} (federation trouble, not absence).
-        # 401: limited-federation instances require auth: "This API requires an authenticated user".
-        error = status_error(answer)
-        if error is not None:
-            raise ProbeError(error.kind, _with_message(error.evidence, answer))
-        return Observation.failed(at, ErrorKind.UNEXPECTED, f"HTTP {status}")
-    except ProbeError as exc:
-        return Observation.failed(at, exc.kind, exc.evidence)
+    if status == 200:
+        return _classify_entity(answer, at)
+    if status == 410:
+        # Servers 2.4-3.3 answered a suspended account with 410 Gone (3.3+ send 200 +
+        # "suspended": true).
+        return Observation.absent(at, AbsentReason.SUSPENDED, "HTTP 410 Gone")
+    message = json_text(answer, "error")  # Mastodon's {"error": "..."}
+    if status == 404:
+        # Unknown, remotely deleted or purged: {"error":"Record not found"}. A 404 without
+        # that body is a proxy or a wrong base_url, not evidence about the account.
+        if message == "Record not found":
+            return Observation.absent(at, AbsentReason.NOT_FOUND, "HTTP 404 Record not found")
+        raise ProbeError(ErrorKind.UNEXPECTED,
+                         "HTTP 404 without Mastodon's 'Record not found' body")
+    if status == 403:
+        # Our token lacks a scope or its user is disabled ("This action is not allowed").
+        raise ProbeError(ErrorKind.AUTH, with_detail("HTTP 403", message))
+    # 429: {"error":"Too many requests"}, X-RateLimit-Reset is ISO-8601.
+    # 503: {"error":"Remote data could not be fetched"} (federation trouble, not absence).
+    # 401: limited-federation instances require auth: "This API requires an authenticated user".
+    error = status_error(answer)
+    if error is not None:
+        raise ProbeError(error.kind, with_detail(error.evidence, message))
+    raise ProbeError(ErrorKind.UNEXPECTED, f"HTTP {status}")
 
 
 def _classify_entity(answer: Answer, at: float) -> Observation:
@@ -91,20 +91,3 @@ def _classify_entity(answer: Answer, at: float) -> Observation:
         evidence += f", moved to {target}"
         ids["moved_to"] = target
     return Observation.present(at, evidence, **ids)
-
-
-def _error_message(answer: Answer) -> str | None:
-    """Mastodon's ``{"error": "..."}`` message, if the body has that shape."""
-    try:
-        body = answer.json()
-    except ProbeError:
-        return None
-    message = body.get("error") if isinstance(body, dict) else None
-    return message if isinstance(message, str) else None
-
-
-def _with_message(evidence: str, answer: Answer) -> str:
-    message = _error_message(answer)
-    if message is None:
-        return evidence
-    return f"{evidence}: {message[:_MESSAGE_CHARS]}"

@@ -1,6 +1,6 @@
 """Platform rate-limit headers, normalised into one :class:`~monitor.model.RateLimit`.
 
-Every platform names and scales its budget headers its own way (shared/reference/platforms.md):
+Every platform names and scales its budget headers its own way (docs/platforms.md):
 the reset is epoch seconds on X, GitHub, Bluesky and Twitch, ISO-8601 on Mastodon and
 *seconds until* the reset on Reddit. The parsers are pure (``now`` is passed in, for the
 relative forms) and never raise: a garbage value becomes a ``None`` field, and an answer
@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from monitor.model import Observation, RateLimit
+from monitor.model import RateLimit
 
 Headers = Mapping[str, str]
+# One platform's parser: (an answer's headers, now) -> its budget, None without any header.
+RateLimitReader = Callable[[Headers, float], RateLimit | None]
 _ResetParser = Callable[[str | None, float], float | None]  # (header value, now) -> epoch s
 
 # Epoch seconds past this are not a reset time but a unit mix-up (milliseconds, say).
@@ -82,41 +83,6 @@ def retry_after(value: str | None, now: float) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
-
-
-def classified(answer: Any, at: float, classify: Callable[[Any, float], Observation],
-               rate_limit: Callable[[Headers, float], RateLimit | None]) -> Observation:
-    """``classify(answer, at)`` with a ProbeError turned into ``error(kind)``, carrying the
-    budget the answer's headers announced: the same wrapper for every API probe."""
-    from monitor.probes.base import ProbeError  # base imports nothing from here; no cycle
-
-    try:
-        obs = classify(answer, at)
-    except ProbeError as exc:
-        obs = Observation.failed(at, exc.kind, exc.evidence)
-    return with_rate_limit(obs, rate_limit(answer.headers, at))
-
-
-def classified_batch(answer: Any, keys: Sequence[str], at: float,
-                     classify: Callable[[Any, Sequence[str], float], dict[str, Observation]],
-                     rate_limit: Callable[[Headers, float], RateLimit | None]
-                     ) -> dict[str, Observation]:
-    """:func:`classified` for a batch lookup: a ProbeError is that error for every key."""
-    from monitor.probes.base import ProbeError
-
-    budget = rate_limit(answer.headers, at)
-    try:
-        found = classify(answer, keys, at)
-    except ProbeError as exc:
-        found = dict.fromkeys(keys, Observation.failed(at, exc.kind, exc.evidence))
-    return {key: with_rate_limit(obs, budget) for key, obs in found.items()}
-
-
-def with_rate_limit(obs: Observation, rate_limit: RateLimit | None) -> Observation:
-    """``obs`` carrying the budget its answer announced (unchanged when there was none)."""
-    if rate_limit is None:
-        return obs
-    return dataclasses.replace(obs, rate_limit=rate_limit)
 
 
 def header(headers: Headers, name: str) -> str | None:

@@ -1,6 +1,6 @@
 """Reddit users: ``/user/{name}/about.json`` (names never change, so always by name).
 
-Shapes: shared/reference/platforms.md, "Reddit". Reddit insists on a descriptive
+Shapes: docs/platforms.md, "Reddit". Reddit insists on a descriptive
 User-Agent (``<platform>:<app>:<version> (by /u/<user>)``) and throttles generic ones.
 A throttle may come as HTTP **200** with ``{"message": "Too Many Requests", "error": 429}``,
 so the body is checked even on 200; an HTML page instead of JSON is a block or a login wall.
@@ -15,13 +15,13 @@ import aiohttp
 
 from monitor.config import PlatformConfig
 from monitor.model import AbsentReason, ErrorKind, Observation
-from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, status_error
-from monitor.probes.ratelimit import classified, header, reddit_rate_limit
+from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, classified, status_error
+from monitor.probes.evidence import with_detail
+from monitor.probes.ratelimit import header, reddit_rate_limit
 
 # Sent instead of our generic default, which Reddit's rules do not accept.
 DEFAULT_USER_AGENT = "linux:account-monitor:0.1 (by /u/account-monitor)"
 _GENERIC_USER_AGENT = PlatformConfig.model_fields["user_agent"].default
-_TEXT_CHARS = 80
 
 
 class RedditProbe(HttpProbe):
@@ -71,8 +71,8 @@ def _classify_about(answer: Answer, at: float) -> Observation:
                                   "HTTP 404 Not Found (deleted, shadowbanned or never existed)")
     if status == 403:
         # Reddit refuses our client (IP or User-Agent), not the user's account.
-        raise ProbeError(ErrorKind.BLOCKED, _with(f"HTTP {status}", body.get("message")))
-    raise ProbeError(ErrorKind.UNEXPECTED, _with(f"HTTP {status}", body.get("message")))
+        raise ProbeError(ErrorKind.BLOCKED, with_detail(f"HTTP {status}", body.get("message")))
+    raise ProbeError(ErrorKind.UNEXPECTED, with_detail(f"HTTP {status}", body.get("message")))
 
 
 def _user(body: dict[str, Any], at: float) -> Observation:
@@ -93,9 +93,3 @@ def _user(body: dict[str, Any], at: float) -> Observation:
 def _is_html(answer: Answer) -> bool:
     content_type = (header(answer.headers, "content-type") or "").lower()
     return "html" in content_type or answer.body.lstrip()[:1] == b"<"
-
-
-def _with(evidence: str, message: Any) -> str:
-    if not isinstance(message, str) or not message:
-        return evidence
-    return f"{evidence}: {message if len(message) <= _TEXT_CHARS else message[:_TEXT_CHARS]}"

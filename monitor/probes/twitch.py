@@ -1,6 +1,6 @@
 """Twitch Helix ``users``: by id once known, by login to discover it.
 
-Shapes: shared/reference/platforms.md, "Sites without a usable API" (Twitch paragraph).
+Shapes: docs/platforms.md, "Twitch".
 Helix needs two credentials: the platform's ``token`` is the app access token (Bearer), and
 the client id it was issued to comes from the ``TWITCH_CLIENT_ID`` environment variable,
 read when the probe is built (the config has no field for it). A user that is gone answers
@@ -17,11 +17,11 @@ import aiohttp
 
 from monitor.config import PlatformConfig
 from monitor.model import AbsentReason, ErrorKind, Observation
-from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, status_error
-from monitor.probes.ratelimit import classified, twitch_rate_limit
+from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, classified, status_error
+from monitor.probes.evidence import json_text, with_detail
+from monitor.probes.ratelimit import twitch_rate_limit
 
 CLIENT_ID_ENV = "TWITCH_CLIENT_ID"
-_TEXT_CHARS = 80
 
 
 class TwitchProbe(HttpProbe):
@@ -71,14 +71,15 @@ def _classify_users(answer: Answer, at: float) -> Observation:
             return Observation.absent(at, AbsentReason.NOT_FOUND,
                                       "HTTP 200, empty data (not found, suspended or deleted)")
         return _present(data[0], at)
-    message = _message(answer)
+    # Helix's {"error": ..., "status": ..., "message": ...}
+    message = json_text(answer, "message")
     error = status_error(answer)  # 401 (token, client id), 429, 5xx
     if error is None and status == 403:
         error = ProbeError(ErrorKind.AUTH, "HTTP 403")
     if error is None:
         # 400: a malformed login or id (our input), not evidence about the account.
         error = ProbeError(ErrorKind.UNEXPECTED, f"HTTP {status}")
-    raise ProbeError(error.kind, f"{error.evidence}: {message}" if message else error.evidence)
+    raise ProbeError(error.kind, with_detail(error.evidence, message))
 
 
 def _present(user: Any, at: float) -> Observation:
@@ -88,15 +89,3 @@ def _present(user: Any, at: float) -> Observation:
     login = user.get("login")
     return Observation.present(at, f"HTTP 200 id={user_id}", account_id=user_id,
                                handle=login if isinstance(login, str) else None)
-
-
-def _message(answer: Answer) -> str | None:
-    """Helix's ``{"error": ..., "status": ..., "message": ...}`` message, shortened."""
-    try:
-        body = answer.json()
-    except ProbeError:
-        return None
-    message = body.get("message") if isinstance(body, dict) else None
-    if not isinstance(message, str) or not message:
-        return None
-    return message if len(message) <= _TEXT_CHARS else message[:_TEXT_CHARS] + "…"

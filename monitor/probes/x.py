@@ -12,13 +12,21 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from monitor.model import AbsentReason, ErrorKind, Observation
-from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, status_error
-from monitor.probes.ratelimit import classified, classified_batch, x_rate_limit
+from monitor.probes.base import (
+    Answer,
+    HttpProbe,
+    ProbeError,
+    Target,
+    classified,
+    classified_batch,
+    status_error,
+)
+from monitor.probes.evidence import json_object, short
+from monitor.probes.ratelimit import x_rate_limit
 
 BATCH_MAX = 100  # GET /2/users?ids= takes at most 100 ids
 # Without user.fields, X answers only id, name and username.
 _FIELDS = "user.fields=protected,withheld"
-_TEXT_CHARS = 80  # server messages are echoed in evidence, kept short
 _COUNTRIES_SHOWN = 8
 
 
@@ -91,7 +99,7 @@ def _classify_user(answer: Answer, at: float) -> Observation:
             return _from_error(user_errors[0], at)
         first = errors[0] if isinstance(errors[0], dict) else {}
         raise ProbeError(ErrorKind.UNEXPECTED, f"HTTP 200, error not about a user: "
-                                               f"{_short(first.get('title') or first)}")
+                                               f"{short(first.get('title') or first)}")
     raise ProbeError(ErrorKind.PARSE, "HTTP 200 with neither data nor errors")
 
 
@@ -118,7 +126,7 @@ def _classify_batch(answer: Answer, ids: Sequence[str], at: float) -> dict[str, 
             try:
                 found[key] = _from_error(error, at)
             except ProbeError as exc:
-                found[key] = Observation.failed(at, exc.kind, exc.evidence, account_id=key)
+                found[key] = exc.observation(at, account_id=key)
     for missing in wanted - found.keys():
         found[missing] = Observation.failed(at, ErrorKind.UNEXPECTED,
                                             "HTTP 200, id in neither data nor errors")
@@ -162,16 +170,17 @@ def _from_error(error: dict[str, Any], at: float) -> Observation:
         # Deactivated and deleted accounts answer exactly like never-registered ones [I].
         return Observation.absent(at, AbsentReason.NOT_FOUND,
                                   "HTTP 200 not found (deactivated or deleted)", **ids)
-    raise ProbeError(ErrorKind.UNEXPECTED, f"HTTP 200 error: {_short(title or detail)}")
+    raise ProbeError(ErrorKind.UNEXPECTED, f"HTTP 200 error: {short(title or detail)}")
 
 
 def _status_problem(answer: Answer) -> ProbeError:
     """The error for a non-200 answer: X reports every lookup outcome with 200."""
-    body = _problem(answer)
+    # X's problem document: title, detail, type.
+    body = json_object(answer)
     title, detail = body.get("title"), body.get("detail")
     if answer.status == 429 and title == "UsageCapExceeded":
         return ProbeError(ErrorKind.RATE_LIMITED,
-                          f"HTTP 429 UsageCapExceeded: {_short(detail or '')}")
+                          f"HTTP 429 UsageCapExceeded: {short(detail or '')}")
     error = status_error(answer)
     if error is None and answer.status == 403:
         # e.g. "client-not-enrolled": our app lacks access; a problem with our credentials.
@@ -179,24 +188,10 @@ def _status_problem(answer: Answer) -> ProbeError:
     if error is None:
         error = ProbeError(ErrorKind.UNEXPECTED, f"HTTP {answer.status}")
     label = title or detail
-    return ProbeError(error.kind, f"{error.evidence} {_short(label)}" if label else error.evidence)
-
-
-def _problem(answer: Answer) -> dict[str, Any]:
-    """X's problem document (``title``, ``detail``, ``type``), or {} when the body is not one."""
-    try:
-        body = answer.json()
-    except ProbeError:
-        return {}
-    return body if isinstance(body, dict) else {}
+    return ProbeError(error.kind, f"{error.evidence} {short(label)}" if label else error.evidence)
 
 
 def _require_id(target: Target) -> str:
     if target.account_id is None:
         raise ValueError(f"check_many needs account ids; {target.handle!r} has none (use check)")
     return target.account_id
-
-
-def _short(text: Any) -> str:
-    text = str(text)
-    return text if len(text) <= _TEXT_CHARS else text[:_TEXT_CHARS] + "…"

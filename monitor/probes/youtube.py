@@ -1,6 +1,6 @@
 """YouTube Data API v3 ``channels.list``: by channel id once known, by ``forHandle`` before.
 
-Shapes: shared/reference/platforms.md, "Sites without a usable API" (YouTube paragraph).
+Shapes: docs/platforms.md, "YouTube".
 The platform's ``token`` is the API **key**, sent as the ``key=`` query parameter: it is
 never sent as a header and never put in evidence (the URL never is). A channel that is gone
 answers 200 with no ``items`` [I]; quota exhaustion is 403 ``quotaExceeded`` (an error).
@@ -16,7 +16,8 @@ import aiohttp
 
 from monitor.config import PlatformConfig
 from monitor.model import AbsentReason, ErrorKind, Observation
-from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, status_error
+from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, classified, status_error
+from monitor.probes.evidence import json_object
 
 LIST_KIND = "youtube#channelListResponse"
 # Google's reasons for a spent budget (youtube.quota and usageLimits domains).
@@ -57,11 +58,8 @@ class YouTubeProbe(HttpProbe):
 
 
 def classify_channels(answer: Answer, target: Target, at: float) -> Observation:
-    """Pure: what one ``channels.list`` answer means."""
-    try:
-        return _classify_channels(answer, at)
-    except ProbeError as exc:
-        return Observation.failed(at, exc.kind, exc.evidence)
+    """Pure: what one ``channels.list`` answer means (the quota is not in its headers)."""
+    return classified(answer, at, _classify_channels)
 
 
 def _classify_channels(answer: Answer, at: float) -> Observation:
@@ -106,11 +104,7 @@ def _reasons(answer: Answer) -> set[str]:
 
     Only reasons go into evidence: Google's messages are HTML-laden and long.
     """
-    try:
-        body = answer.json()
-    except ProbeError:
-        return set()
-    error = body.get("error") if isinstance(body, dict) else None
+    error = json_object(answer).get("error")
     if not isinstance(error, dict):
         return set()
     found: set[str] = set()
