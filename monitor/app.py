@@ -17,17 +17,16 @@ import aiohttp
 import structlog
 from aiohttp import web as aioweb
 
-from monitor import capacity, sharding, views, web
+from monitor import capacity, heartbeat, readiness, sharding, views, web
 from monitor.config import Config, ConfigError, LogNotifierConfig, load_config
 from monitor.decisions import Decisions
-from monitor.events import EventBus, Listener
-from monitor.heartbeat import Heartbeat
+from monitor.events import EventBus
 from monitor.metrics import Metrics
-from monitor.model import AccountKey, Event, Observation
+from monitor.model import AccountKey
 from monitor.notify import build_notifier
 from monitor.notify.base import Notifier
 from monitor.notify.outbox import OutboxWorker
-from monitor.probing import Prober
+from monitor.probing import Prober, client_session
 from monitor.routing import IMPLICIT_LOG
 from monitor.scheduler import Scheduler
 from monitor.store import Store
@@ -52,8 +51,7 @@ class Monitor:
         self.listen_port = config.monitor.listen_port if listen_port is None else listen_port
         self.watchlist, self.bus = Watchlist(), EventBus()
         self.metrics = Metrics(self.watchlist.views, lambda: self.streams)
-        self.scheduler = Scheduler(self._probe, jitter=config.defaults.jitter,
-                                   probe_batch=self._probe_batch, crashed=self._crashed)
+        self.scheduler = Scheduler(_not_started, jitter=config.defaults.jitter)
         self.store: Store | None = None
         self.writer: StoreWriter | None = None
         self.decisions: Decisions | None = None
@@ -74,34 +72,26 @@ class Monitor:
                                   .inc())
         self.decisions = Decisions(self.config, self.watchlist, store, self.writer,
                                    self.metrics, self.bus, self._wake_outbox)
-        self.prober = Prober(self.watchlist, self.decisions, self.scheduler, self.metrics,
-                             self.config)
+        self.prober = prober = Prober(self.watchlist, self.decisions, self.scheduler,
+                                      self.metrics, self.config)
+        sched = self.scheduler
+        sched.probe, sched.probe_batch, sched.crashed = (prober.probe, prober.probe_batch,
+                                                         prober.crashed)
         self.streaming = Streams(self.watchlist, self.decisions, self.scheduler, store,
                                  self.metrics)
         self.decisions.learned_did = self._follow_dids
-        total = sum(p.concurrency for p in self.config.platforms.values())
-        # Each fetch carries its own asyncio.timeout; aiohttp's default 5-minute total
-        # timeout would only add a second timer per request. Cookies are never wanted.
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=total + 16, ttl_dns_cache=300,
-                                           keepalive_timeout=60),
-            cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=None))
+        self.session = client_session(self.config)
         self._configure(self.config)
         await self._restart_outbox()  # pending rows from before a restart go out first
         await self.streaming.sync(self.config, self.session)
         await self.scheduler.start()
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))
         self._sync_heartbeat()
-        self.runner = aioweb.AppRunner(web.build_app(self), access_log=None,
-                                       handle_signals=False)
-        await self.runner.setup()
-        site = aioweb.TCPSite(self.runner, self.listen_host, self.listen_port)
-        await site.start()
-        sockets = site._server.sockets if site._server else ()  # type: ignore[union-attr]
-        self.port = sockets[0].getsockname()[1] if sockets else self.listen_port
-        log.info("monitor started", accounts=len(self.watchlist), platforms=len(self.probes),
+        self.runner, self.port = await web.serve(web.build_app(self), self.listen_host,
+                                                 self.listen_port)
+        log.info("monitor started", accounts=len(self.watchlist), platforms=len(prober.probes),
                  listen=f"{self.listen_host}:{self.port}", state=self.state_path)
-        self._log_watchlist()
+        self.watchlist.report(capacity.estimate(self.config, self.shard))
 
     def _configure(self, config: Config) -> None:
         """Make the running monitor match ``config`` (at start and on every reload)."""
@@ -120,12 +110,7 @@ class Monitor:
             self.scheduler.add(watched.key, watched.key.platform,
                                spread=min(watched.policy.interval, 60.0),
                                priority=0 if watched.config.protected else 1)
-        self.metrics.accounts_watched.clear()
-        for name, count in self.watchlist.counts.items():
-            self.metrics.accounts_watched.labels(name).set(count)
-        self.metrics.scheduler_interval.clear()
-        for name, interval in self.watchlist.intervals.items():
-            self.metrics.scheduler_interval.labels(name).set(interval)
+        self.metrics.watchlist(self.watchlist.counts, self.watchlist.intervals)
 
     async def reload(self) -> list[str]:
         """Re-read the config file; apply it, or keep the running one and return the problems.
@@ -155,7 +140,7 @@ class Monitor:
                 log.warning("setting changes need a restart", setting=f"monitor.{field}")
         self.metrics.config_reloads.labels("applied").inc()
         log.info("config reloaded", file=self.config_path, accounts=len(self.watchlist))
-        self._log_watchlist()
+        self.watchlist.report(capacity.estimate(self.config, self.shard))
         return []
 
     async def _restart_outbox(self) -> None:
@@ -185,13 +170,9 @@ class Monitor:
 
     def _sync_heartbeat(self) -> None:
         """Start, restart or stop the dead-man's-switch pings to match the config."""
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            self._heartbeat = None
-        spec = self.config.monitor.heartbeat
-        if spec is not None and self.session is not None:
-            beat = Heartbeat(spec, self.session, self.health_problem, self.metrics)
-            self._heartbeat = asyncio.create_task(beat.run(), name="heartbeat")
+        assert self.session is not None
+        self._heartbeat = heartbeat.restart(self._heartbeat, self.config.monitor.heartbeat,
+                                            self.session, self.health_problem, self.metrics)
 
     async def stop(self) -> None:
         """Graceful: finish in-flight probes (bounded), stop serving, close the DB."""
@@ -237,81 +218,34 @@ class Monitor:
                 loop.remove_signal_handler(sig)
             await self.stop()
 
-    # ----------------------------------------------------------------- probing and time
-
-    async def _probe(self, key: object) -> float | None:
-        return await self.prober.probe(key) if self.prober is not None else None
-
-    async def _probe_batch(self, keys: list[object]) -> dict[object, float | None]:
-        return await self.prober.probe_batch(keys) if self.prober is not None else {}
-
-    def _crashed(self, key: object, exc: BaseException) -> float | None:
-        return self.prober.crashed(key, exc) if self.prober is not None else None
+    # ----------------------------------------------------------------- time passing
 
     async def _tick_loop(self) -> None:
         """Staleness is time passing without answers: check it even when probes hang."""
-        shortest = min((w.policy.staleness for w in self.watchlist), default=20.0)
-        shortest = min(shortest, self.config.routing.reminder_interval or shortest)
-        period = max(0.05, min(5.0, shortest / 4))
+        assert self.decisions is not None and self.prober is not None
+        decisions, prober, sched = self.decisions, self.prober, self.scheduler
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(decisions.tick_period())
             try:
-                for name, lane in self.scheduler.lanes.items():
-                    self.metrics.scheduler_queue.labels(name).set(lane.queue.qsize())
-                for name, (worst, overdue) in self.scheduler.lag().items():
-                    self.metrics.scheduler_lag.labels(name).set(worst)
-                    self.metrics.accounts_overdue.labels(name).set(overdue)
-                assert self.decisions is not None
-                self.decisions.tick(time.time(), self.scheduler.waiting)
+                self.metrics.scheduling({n: lane.queue.qsize() for n, lane in
+                                         sched.lanes.items()}, sched.lag())
+                decisions.tick(time.time(), sched.waiting)
             except Exception as exc:  # the watcher of the watcher must not die either
-                assert self.prober is not None
-                self.prober.internal("*", "tick", exc)
-
-    def _log_watchlist(self) -> None:
-        """Say what is watched, when the first answers are due and whether each platform's
-        budget keeps up, so a first run does not look dead until staleness."""
-        for load in capacity.estimate(self.config, self.shard):
-            if not load.accounts:
-                continue
-            interval = self.watchlist.intervals.get(load.platform, 0.0)
-            log.info("watching", platform=load.platform, accounts=load.accounts,
-                     protected=sum(w.config.protected for w in self.watchlist.of(load.platform)),
-                     interval_seconds=interval,
-                     first_results_within_seconds=round(min(interval, 60.0), 1),
-                     needed_requests_per_second=round(load.needed_rps, 3))
-            if not load.ok:
-                log.warning("this platform's budget cannot keep up with its watchlist",
-                            platform=load.platform, detail=load.render())
+                prober.internal("*", "tick", exc)
 
     # ----------------------------------------------------------------- what others read
 
     def not_ready(self) -> dict[str, str]:
         """Why the monitor is not ready, per check (empty when it is)."""
-        problems: dict[str, str] = {}
-        if self.store is None:
-            problems["store"] = "state file not open"
-        elif self.writer is not None and self.writer.failing is not None:
-            problems["store"] = (f"{self.writer.failing}; {len(self.writer.backlog)} writes "
-                                 "kept in memory and retried")
-        if not self.scheduler.running:
-            problems["scheduler"] = "scheduler not running"
-        return problems
+        return readiness.not_ready(self.store, self.writer, self.scheduler)
 
     @property
     def ready(self) -> bool:
         return not self.not_ready()
 
     def health_problem(self) -> str | None:
-        """Why the monitor is not healthy enough to tell a dead-man's switch so: not ready,
-        or a platform's scheduler further behind than its shortest interval."""
-        problems = self.not_ready()
-        if problems:
-            return "; ".join(problems.values())
-        for platform, (lag, _) in self.scheduler.lag().items():
-            interval = self.watchlist.intervals.get(platform)
-            if interval is not None and lag > interval:
-                return f"{platform}: scheduler {lag:.0f}s behind (interval {interval:g}s)"
-        return None
+        return readiness.health_problem(self.not_ready(), self.scheduler.lag(),
+                                        self.watchlist.intervals)
 
     @property
     def accounts(self) -> dict[AccountKey, Watched]:
@@ -322,18 +256,11 @@ class Monitor:
         return self.streaming.consumers if self.streaming is not None else {}
 
     @property
-    def listeners(self) -> list[Listener]:
-        return self.bus.listeners
-
-    @property
-    def probes(self) -> dict[str, Any]:
-        return self.prober.probes if self.prober is not None else {}
-
-    @property
     def own_blind(self) -> float | None:
         return self.decisions.holds.own_blind if self.decisions is not None else None
 
-    def observe(self, key: AccountKey, obs: Observation) -> list[Event]:
-        return self.decisions.observe(key, obs) if self.decisions is not None else []
-
     account_json = staticmethod(views.account_json)
+
+
+async def _not_started(key: object) -> float | None:
+    raise RuntimeError("the monitor has not started")  # start() sets the real probe

@@ -216,6 +216,13 @@ class Decisions:
 
     # ----------------------------------------------------------------- time passing
 
+    def tick_period(self) -> float:
+        """How often :meth:`tick` runs: a quarter of the shortest staleness (or reminder)
+        bound, between 50 ms and 5 s."""
+        shortest = min((w.policy.staleness for w in self.watchlist), default=20.0)
+        shortest = min(shortest, self.config.routing.reminder_interval or shortest)
+        return max(0.05, min(5.0, shortest / 4))
+
     def tick(self, now: float, waiting: Callable[[], set[Any]]) -> None:
         """Staleness, reminders, holds and error-only platforms: what time alone decides.
         ``waiting()`` names the accounts our own backlog keeps from a probe."""

@@ -134,7 +134,7 @@ async def run_demo(speed: float = 60.0, out: Callable[[str], None] = print) -> D
                     say(event.at, f"RECOVERED — outage #{event.details.get('outage_id')} "
                         "closed, resolve queued")
 
-            monitor.listeners.append(on_event)
+            monitor.bus.subscribe(on_event)
             await monitor.start()
             try:
                 await _wait(lambda: monitor.accounts[KEY].view.state.state is State.UP, 10)

@@ -65,3 +65,15 @@ class Heartbeat:
     def _count(self, outcome: str) -> str:
         self.metrics.heartbeats.labels(outcome).inc()
         return outcome
+
+
+def restart(task: asyncio.Task[None] | None, spec: HeartbeatConfig | None,
+            session: aiohttp.ClientSession, problem: Callable[[], str | None],
+            metrics: Metrics) -> asyncio.Task[None] | None:
+    """Stop the running pings (if any) and start them anew for ``spec`` (None: off)."""
+    if task is not None:
+        task.cancel()
+    if spec is None:
+        return None
+    return asyncio.create_task(Heartbeat(spec, session, problem, metrics).run(),
+                               name="heartbeat")

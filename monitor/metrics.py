@@ -195,6 +195,24 @@ class Metrics:
         self.heartbeats = Counter("accmon_heartbeats", "Dead-man's-switch pings by outcome",
                                   ["outcome"], registry=r)
 
+    def watchlist(self, counts: Mapping[str, int], intervals: Mapping[str, float]) -> None:
+        """Accounts watched and the shortest interval, per platform (after each config)."""
+        self.accounts_watched.clear()
+        for name, count in counts.items():
+            self.accounts_watched.labels(name).set(count)
+        self.scheduler_interval.clear()
+        for name, interval in intervals.items():
+            self.scheduler_interval.labels(name).set(interval)
+
+    def scheduling(self, queued: Mapping[str, int],
+                   lag: Mapping[str, tuple[float, int]]) -> None:
+        """The scheduler's self-watch gauges, per platform (every tick)."""
+        for name, depth in queued.items():
+            self.scheduler_queue.labels(name).set(depth)
+        for name, (worst, overdue) in lag.items():
+            self.scheduler_lag.labels(name).set(worst)
+            self.accounts_overdue.labels(name).set(overdue)
+
     def exposition(self, now: float | None = None) -> Iterator[bytes]:
         """The whole /metrics body: client-library metrics, then the per-account families."""
         yield generate_latest(self.registry)

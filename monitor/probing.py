@@ -31,6 +31,17 @@ log = structlog.get_logger("monitor")
 INTERNAL_LOG_EVERY = 60.0  # seconds: one traceback per platform and minute, then counts
 
 
+def client_session(config: Config) -> aiohttp.ClientSession:
+    """The one HTTP client every probe shares."""
+    total = sum(p.concurrency for p in config.platforms.values())
+    # Each fetch carries its own asyncio.timeout; aiohttp's default 5-minute total timeout
+    # would only add a second timer per request. Cookies are never wanted.
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=total + 16, ttl_dns_cache=300,
+                                       keepalive_timeout=60),
+        cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=None))
+
+
 class Prober:
     def __init__(self, watchlist: Watchlist, decisions: Decisions, scheduler: Scheduler,
                  metrics: Metrics, config: Config):

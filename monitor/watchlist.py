@@ -10,15 +10,20 @@ state, kept ones keep their live state and open outages under their new settings
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
+
+import structlog
 
 from monitor import anomaly, sharding
 from monitor import state as machine
+from monitor.capacity import PlatformLoad
 from monitor.config import AccountConfig, Config
 from monitor.metrics import AccountView
 from monitor.model import AccountKey, AccountState, Identity, Policy
 from monitor.store import StoredAccount
+
+log = structlog.get_logger("monitor")
 
 
 @dataclass(slots=True)
@@ -132,6 +137,22 @@ class Watchlist:
             absent.add(watched.key)
         else:
             absent.discard(watched.key)
+
+    def report(self, loads: Iterable[PlatformLoad]) -> None:
+        """Say what is watched, when the first answers are due and whether each platform's
+        budget keeps up (:mod:`monitor.capacity`), so a first run does not look dead."""
+        for load in loads:
+            if not load.accounts:
+                continue
+            interval = self.intervals.get(load.platform, 0.0)
+            log.info("watching", platform=load.platform, accounts=load.accounts,
+                     protected=sum(w.config.protected for w in self.of(load.platform)),
+                     interval_seconds=interval,
+                     first_results_within_seconds=round(min(interval, 60.0), 1),
+                     needed_requests_per_second=round(load.needed_rps, 3))
+            if not load.ok:
+                log.warning("this platform's budget cannot keep up with its watchlist",
+                            platform=load.platform, detail=load.render())
 
     def dids(self, platform: str) -> dict[str, AccountKey]:
         """DID -> account, for the accounts of ``platform`` whose DID is known (streams)."""

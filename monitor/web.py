@@ -27,6 +27,15 @@ async def _close_streams(app: web.Application) -> None:
         queue.put_nowait(None)
 
 
+async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on ``host:port`` (0: any free port); returns the runner and the port."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    addresses = runner.addresses  # the bound (host, port, ...) of each listening socket
+    return runner, int(addresses[0][1]) if addresses else port
+
+
 def build_app(monitor: Monitor) -> web.Application:
     app = web.Application()
     app[MONITOR] = monitor
@@ -246,7 +255,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             queue.get_nowait()
             queue.put_nowait(None)  # tells the writer to hang up: the client will resume
 
-    monitor.listeners.append(listener)  # before the replay, so nothing falls in between
+    unsubscribe = monitor.bus.subscribe(listener)  # before the replay: nothing falls between
     request.app[STREAMS].add(queue)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache",
@@ -277,7 +286,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     except ConnectionResetError:
         pass  # the client left; it resumes with Last-Event-ID
     finally:
-        monitor.listeners.remove(listener)
+        unsubscribe()
         request.app[STREAMS].discard(queue)
     return response
 
