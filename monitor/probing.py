@@ -11,6 +11,7 @@ account is probed again at its interval.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -29,6 +30,14 @@ from monitor.watchlist import Watched, Watchlist
 log = structlog.get_logger("monitor")
 
 INTERNAL_LOG_EVERY = 60.0  # seconds: one traceback per platform and minute, then counts
+PAUSE_LOG_EVERY = 10.0  # seconds: one rate-limit warning per platform, with the counts
+
+
+@dataclass(slots=True)
+class Pauses:
+    count: int = 0
+    seconds: float = 0.0
+    logged_at: float = -PAUSE_LOG_EVERY
 
 
 def client_session(config: Config) -> aiohttp.ClientSession:
@@ -49,6 +58,7 @@ class Prober:
         self.metrics, self.config = metrics, config
         self.probes: dict[str, Probe] = {}
         self._internal_logged: dict[str, float] = {}  # platform -> last traceback logged
+        self._paused: dict[str, Pauses] = {}  # platform -> pauses since its last warning
 
     def configure(self, config: Config, session: aiohttp.ClientSession) -> None:
         """One probe per platform, and its scheduler lane (concurrency, budget, batch)."""
@@ -125,8 +135,19 @@ class Prober:
         added = self.scheduler.apply_budget(platform, plan)
         if added > 0:
             self.metrics.ratelimit_throttled.labels(platform).inc(added)
+            self._log_pause(platform, added)
+
+    def _log_pause(self, platform: str, added: float) -> None:
+        """One warning per platform and PAUSE_LOG_EVERY, however many 429s: a budget spent
+        at 100 requests/s would otherwise log a hundred lines a second."""
+        now = time.monotonic()
+        paused = self._paused.setdefault(platform, Pauses())
+        paused.count, paused.seconds = paused.count + 1, paused.seconds + added
+        if now - paused.logged_at >= PAUSE_LOG_EVERY:
             log.warning("rate limited: pausing platform", platform=platform,
-                        seconds=round(added, 1))
+                        seconds=round(added, 1), pauses=paused.count,
+                        paused_seconds=round(paused.seconds, 1))
+            self._paused[platform] = Pauses(logged_at=now)
 
     def crashed(self, key: object, exc: BaseException) -> float | None:
         """The scheduler's last line of supervision (our own code raised outside _take)."""
