@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 import typing
@@ -24,11 +25,13 @@ from monitor.fakes.pagers import (
     FakeWebhook,
     Scripted,
 )
+from monitor.metrics import Metrics
 from monitor.notify import NOTIFIERS, build_notifier
 from monitor.notify.alertmanager import AlertmanagerConfig, AlertmanagerNotifier
-from monitor.notify.base import DeliveryError, Notification, Notifier, redact
+from monitor.notify.base import DeliveryError, Notification, Notifier, Resending, redact
 from monitor.notify.log import LogNotifier, LogNotifierConfig
 from monitor.notify.opsgenie import OpsgenieConfig, OpsgenieNotifier
+from monitor.notify.outbox import OutboxWorker
 from monitor.notify.pagerduty import PagerDutyConfig, PagerDutyNotifier
 from monitor.notify.slack import SlackConfig, SlackNotifier, human_duration
 from monitor.notify.webhook import WebhookConfig, WebhookNotifier, sign, verify_signature
@@ -741,6 +744,23 @@ async def test_alertmanager_resend_keeps_a_firing_alert_alive(
         await notifier.send(vanished())
     (alert,) = fake.alerts.values()
     assert alert.ends_at == pytest.approx(first_end + 60, abs=0.01)
+
+
+async def test_the_outbox_re_sends_firing_alerts_only_for_resending_notifiers(
+        session: aiohttp.ClientSession) -> None:
+    am = alertmanager(session, [closed_port_url()], resend_interval="1h")
+    pd = pagerduty(closed_port_url(), session)
+    assert isinstance(am, Resending) and am.resend_interval == 3600.0
+    assert not isinstance(pd, Resending)
+    worker = OutboxWorker(lambda: None, {"am": am, "pd": pd}, Metrics(lambda: []),
+                          max_age=60.0, retry_initial=1.0, retry_max=1.0)
+    await worker.start()
+    try:
+        names = {task.get_name() for task in asyncio.all_tasks()}
+        assert {"outbox-am", "outbox-pd", "resend-am"} <= names
+        assert "resend-pd" not in names
+    finally:
+        await worker.stop()
 
 
 # =========================================================================== log, capture

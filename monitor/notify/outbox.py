@@ -14,8 +14,9 @@ one task per notifier takes that notifier's *oldest* pending row and delivers it
   refreshed on every commit (``wake()``), every retry and every second while rows wait.
 
 Strict order per notifier means a resolve never overtakes its trigger. Redelivery after a
-crash reuses the row's dedup key, which pagers collapse. Alertmanager wants firing alerts
-re-sent; :meth:`OutboxWorker._resend_firing` does that for delivered, unresolved triggers.
+crash reuses the row's dedup key, which pagers collapse. A notifier that is
+:class:`~monitor.notify.base.Resending` (Alertmanager) wants firing alerts re-sent;
+:meth:`OutboxWorker._resend_firing` does that for delivered, unresolved triggers.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import structlog
 from tenacity import (
@@ -35,7 +35,7 @@ from tenacity import (
 )
 
 from monitor.metrics import Metrics
-from monitor.notify.base import DeliveryError, Notification, Notifier
+from monitor.notify.base import DeliveryError, Notification, Notifier, Resending
 from monitor.store import OutboxRow, Store, retryable
 
 log = structlog.get_logger("outbox")
@@ -69,10 +69,10 @@ class OutboxWorker:
             self._wake[name] = asyncio.Event()
             self._tasks.append(asyncio.create_task(self._deliver_loop(name, notifier),
                                                    name=f"outbox-{name}"))
-            resend = getattr(notifier, "resend_interval", None)
-            if resend:
+            if isinstance(notifier, Resending):
                 self._tasks.append(asyncio.create_task(
-                    self._resend_firing(name, notifier, resend), name=f"resend-{name}"))
+                    self._resend_firing(name, notifier, notifier.resend_interval),
+                    name=f"resend-{name}"))
         self.refresh_gauges()
         self._tasks.append(asyncio.create_task(self._gauge_loop(), name="outbox-gauges"))
 
@@ -246,7 +246,7 @@ class OutboxWorker:
                 busy = True
             await _wait(self._gauges_due, GAUGE_REFRESH if busy else GAUGE_IDLE)
 
-    async def _resend_firing(self, name: str, notifier: Any, interval: float) -> None:
+    async def _resend_firing(self, name: str, notifier: Notifier, interval: float) -> None:
         """Alertmanager expires alerts whose endsAt passes: re-assert firing ones."""
         while True:
             await asyncio.sleep(interval)
