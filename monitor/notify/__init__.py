@@ -18,7 +18,7 @@ from pydantic import Field
 
 from monitor.notify.alertmanager import AlertmanagerNotifier
 from monitor.notify.base import Notifier, NotifierClass, NotifierSettings
-from monitor.notify.log import LogNotifier, LogNotifierConfig
+from monitor.notify.log import LogNotifier
 from monitor.notify.opsgenie import OpsgenieNotifier
 from monitor.notify.pagerduty import PagerDutyNotifier
 from monitor.notify.slack import SlackNotifier
@@ -34,13 +34,9 @@ PROVIDERS: tuple[NotifierClass, ...] = (
 )
 NOTIFIERS: dict[str, NotifierClass] = {cls.type: cls for cls in PROVIDERS}
 
-# The notifier every running monitor has, configured or not: routing's last resort.
+# The name of the log notifier every running monitor has, configured or not: routing's last
+# resort (the app adds it unless the config names its own).
 FALLBACK_NAME = "log"
-
-
-def fallback_config() -> NotifierSettings:
-    """The config of the implicit :data:`FALLBACK_NAME` notifier (unless one is configured)."""
-    return LogNotifierConfig(type="log")
 
 
 def _config_union() -> Any:

@@ -107,7 +107,7 @@ class AlertmanagerNotifier:
         starts_at = min(outage_start(n), ends_at)  # Alertmanager refuses endsAt < startsAt
         alert: dict[str, Any] = {
             "labels": alert_labels(n),
-            "annotations": annotations(n),
+            "annotations": alert_annotations(n),
             "startsAt": iso8601(starts_at),
             "endsAt": iso8601(ends_at),
         }
@@ -178,7 +178,9 @@ def label_name(key: str) -> str:
     return f"_{name}" if not name or name[0].isdigit() else name
 
 
-def annotations(n: Notification) -> dict[str, str]:
+def alert_annotations(n: Notification) -> dict[str, str]:
+    """What may change while the alert fires (summary, description, reason, owner, links as
+    ``*_url``): annotations, not labels, so they never split one alert into two."""
     out = {"summary": n.summary, "description": _description(n)}
     if n.reason:
         out["reason"] = n.reason
