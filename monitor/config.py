@@ -16,7 +16,6 @@ import re
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from dataclasses import field as dataclass_field
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -81,16 +80,21 @@ def check_template(template: str, allowed: tuple[str, ...]) -> str:
 
 
 class Match(Strict):
-    """Conditions on one HTTP answer; every condition given must hold."""
+    """Conditions on one HTTP answer: every condition given must hold. The `absent` and
+    `error` rules take the same conditions."""
 
-    status: list[int] | None = None
-    body_contains: list[str] = Field(default_factory=list)
-    body_not_contains: list[str] = Field(default_factory=list)
-    final_url_contains: str | None = None
-    # JSON field tests: dotted path -> expected value (``null`` means "field missing/null").
-    json_fields: dict[str, Any] = Field(default_factory=dict)
-    # Dotted paths that must exist with a non-null value (e.g. ``data.id``).
-    json_has: list[str] = Field(default_factory=list)
+    status: list[int] | None = Field(
+        default=None, description="HTTP status codes, one or a list; unset: any status.")
+    body_contains: list[str] = Field(
+        default_factory=list, description="Strings the body must all contain (one or a list).")
+    body_not_contains: list[str] = Field(
+        default_factory=list, description="Strings the body must not contain (one or a list).")
+    final_url_contains: str | None = Field(default=None, description=(
+        "A string the URL after redirects must contain (login walls)."))
+    json_fields: dict[str, Any] = Field(default_factory=dict, description=(
+        "Dotted JSON path to expected value; `null` means missing or null."))
+    json_has: list[str] = Field(default_factory=list, description=(
+        "Dotted JSON paths that must hold a non-null value (e.g. `data.id`)."))
 
     @field_validator("body_contains", "body_not_contains", "json_has", mode="before")
     @classmethod
@@ -104,29 +108,47 @@ class Match(Strict):
 
 
 class AbsentRule(Match):
-    reason: AbsentReason
+    """An answer that proves the account is gone: the conditions of a `present` match plus
+    the reason it is gone."""
+
+    reason: AbsentReason = Field(description="Why the account is gone, as recorded on the "
+                                             "outage.")
 
 
 class ErrorRule(Match):
-    kind: ErrorKind
+    """An answer that proves nothing about the account (login wall, captcha, our
+    credentials): the conditions plus the error kind."""
+
+    kind: ErrorKind = Field(description="The kind of error counted in "
+                                        "`accmon_probe_errors_total`.")
 
 
 class HttpRules(Strict):
-    """Declarative checks for a site without an API (see probes/http.py).
+    """Declarative checks for `probe: http`. Evaluated in order: `error` rules, then
+    `absent`, then `present`; an answer that matches none is `error(unexpected)`, never
+    `absent`.
 
-    Order of evaluation: ``error`` rules (login walls, captchas), then ``absent``, then
-    ``present``; an answer that matches nothing is ``error(unexpected)``, never ``absent``.
+    For a site without an API (see probes/http.py): ``error`` rules catch login walls and
+    captchas before anything is read as ``absent``.
     """
 
-    url: str = "{base_url}/{handle}"
-    method: Literal["GET", "HEAD"] = "GET"
-    headers: dict[str, str] = Field(default_factory=dict)
-    present: list[Match] = Field(min_length=1)
-    absent: list[AbsentRule] = Field(default_factory=list)
-    error: list[ErrorRule] = Field(default_factory=list)
-    # Self-check examples: handles known to exist / known not to exist.
-    known_present: list[str] = Field(default_factory=list)
-    known_absent: list[str] = Field(default_factory=list)
+    url: str = Field(default="{base_url}/{handle}", description=(
+        "Request URL template: `{base_url}`, `{handle}` and `{id}` (needs the account's "
+        "`id`)."))
+    method: Literal["GET", "HEAD"] = Field(
+        default="GET", description="HTTP method; `HEAD` when the status alone decides.")
+    headers: dict[str, str] = Field(default_factory=dict, description=(
+        "Extra request headers (e.g. an API version)."))
+    present: list[Match] = Field(min_length=1, description=(
+        "Answers that prove the account exists (at least one)."))
+    absent: list[AbsentRule] = Field(default_factory=list, description=(
+        "Answers that prove the account is gone, with the reason."))
+    error: list[ErrorRule] = Field(default_factory=list, description=(
+        "Answers that prove nothing (checked first), with the error kind."))
+    known_present: list[str] = Field(default_factory=list, description=(
+        "Handles known to exist: self-check examples for the rules."))
+    known_absent: list[str] = Field(default_factory=list, description=(
+        "Handles known not to exist: self-check examples for the rules."))
 
     @field_validator("url")
     @classmethod
@@ -143,66 +165,104 @@ class HttpRules(Strict):
 class Thresholds(Strict):
     """Timing and thresholds; set under ``defaults`` and overridable per account."""
 
-    interval: Duration | None = None
-    failure_threshold: int | None = Field(default=None, ge=1)
-    recovery_threshold: int | None = Field(default=None, ge=1)
-    confirm_interval: Duration | None = None
-    staleness: Duration | None = None
+    interval: Duration | None = Field(default=None, description=(
+        "How often each account is probed (with `jitter`)."))
+    failure_threshold: int | None = Field(default=None, ge=1, description=(
+        "Absent answers in a row before an account is down (and pages)."))
+    recovery_threshold: int | None = Field(default=None, ge=1, description=(
+        "Present answers in a row before a down account is up again (and the page "
+        "resolves)."))
+    confirm_interval: Duration | None = Field(default=None, description=(
+        "The quicker re-check interval while an account looks absent but is not yet down."))
+    staleness: Duration | None = Field(default=None, description=(
+        "Only errors for this long flag the account *blind* (its own alert)."))
 
 
 class Defaults(Thresholds):
+    """Timing and thresholds for every account; each account may override `interval`, the
+    thresholds, `confirm_interval` and `staleness`.
+
+    The threshold fields keep the descriptions of :class:`Thresholds`; only their defaults
+    change here.
+    """
+
     interval: Duration = 60.0
     failure_threshold: int = Field(default=2, ge=1)
     recovery_threshold: int = Field(default=1, ge=1)
     confirm_interval: Duration = 10.0
     staleness: Duration = 600.0
-    timeout: Duration = 10.0
-    max_body_bytes: Size = 1024 * 1024
-    jitter: float = Field(default=0.1, ge=0.0, le=0.5)
+    timeout: Duration = Field(default=10.0, description=(
+        "Per-request timeout, unless the platform sets its own."))
+    max_body_bytes: Size = Field(default=1024 * 1024, description=(
+        "Larger answers are `error(too_large)`, unless the platform sets its own cap."))
+    jitter: float = Field(default=0.1, ge=0.0, le=0.5, description=(
+        "Random spread of each probe's time, as a fraction of its interval."))
 
 
 class AnomalyConfig(Strict):
-    """When to call many vanishings on one platform a platform anomaly (one page, not N)."""
+    """When many of a platform's accounts vanish at once (or a canary does), that is one
+    platform anomaly alert, and individual vanish pages are held until it clears.
 
-    enabled: bool = True
-    # Trips when at least max(min_accounts, fraction x watched accounts) of the platform's
-    # accounts went absent within `window`, or when any canary account looks absent.
-    fraction: float = Field(default=0.3, gt=0, le=1)
-    min_accounts: int = Field(default=3, ge=2)
-    window: Duration = 600.0
-    # Vanish pages wait this long before the first attempt, so the first accounts of a mass
-    # event are held too, not paged before the pattern shows. Only where an anomaly can trip
-    # (at least min_accounts accounts, or a canary).
+    It trips when at least max(min_accounts, fraction x watched accounts) of the platform's
+    accounts went absent within ``window``, or when any canary account looks absent.
+    """
+
+    enabled: bool = Field(default=True, description=(
+        "Detect platform anomalies at all (off: every vanish pages)."))
+    fraction: float = Field(default=0.3, gt=0, le=1, description=(
+        "Trips when this share of the platform's watched accounts (but at least "
+        "`min_accounts`) went absent within `window`."))
+    min_accounts: int = Field(default=3, ge=2, description=(
+        "The fewest absent accounts that can trip it."))
+    window: Duration = Field(default=600.0, description=(
+        "How recent the absences counted together must be."))
     hold_for: Annotated[float, BeforeValidator(lambda v: 0.0 if v in (0, "0", "0s")
-                                               else parse_duration(v))] = 15.0
+                                               else parse_duration(v))] = Field(
+        default=15.0, description=(
+            "Vanish pages wait this long for a possible anomaly, so the first accounts of a "
+            "mass event are held too (`0s`: page at once). Only where an anomaly can trip."))
 
 
 class PlatformConfig(Strict):
-    """One platform (or one instance of a platform, e.g. a Mastodon server)."""
+    """One platform, or one instance of one (a Mastodon server); NAME is what accounts refer
+    to in `platform`."""
 
-    probe: str | None = None  # the probe module to use; defaults to the platform's name
-    base_url: str
-    token: SecretStr | None = None
-    user_agent: str = "account-monitor/0.1 (+https://github.com/account-monitor)"
-    timeout: Duration | None = None
-    max_body_bytes: Size | None = None
-    concurrency: int = Field(default=8, ge=1, le=1024)
-    rate_per_second: float = Field(default=5.0, gt=0)
-    burst: int = Field(default=5, ge=1)
-    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
-    # On a 429 the platform's probes pause until its reset time, but never longer than this.
-    max_rate_limit_pause: Duration = 3600.0
-    rules: HttpRules | None = None
-    # The public page of an account, for links in pages: "https://x.com/{handle}".
-    profile_url: str | None = None
+    probe: str | None = Field(default=None, description=(
+        "The probe module (`http`, `mastodon`, `x`, ...); unset: the platform's name."))
+    base_url: str = Field(description=(
+        "The API's root URL (http or https); point it at a proxy or a fake to test."))
+    token: SecretStr | None = Field(default=None, description=(
+        "Bearer token sent as `Authorization`; an empty value means none."))
+    user_agent: str = Field(default="account-monitor/0.1 (+https://github.com/account-monitor)",
+                            description="The `User-Agent` of every request.")
+    timeout: Duration | None = Field(default=None, description=(
+        "Per-request timeout; unset: `defaults.timeout`."))
+    max_body_bytes: Size | None = Field(default=None, description=(
+        "Body size cap; unset: `defaults.max_body_bytes`."))
+    concurrency: int = Field(default=8, ge=1, le=1024, description=(
+        "Requests in flight at once to this platform."))
+    rate_per_second: float = Field(default=5.0, gt=0, description=(
+        "Sustained request rate (token bucket)."))
+    burst: int = Field(default=5, ge=1, description=(
+        "Requests allowed at once above the sustained rate."))
+    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig, description=(
+        "When mass vanishing on this platform is an anomaly, not N pages."))
+    max_rate_limit_pause: Duration = Field(default=3600.0, description=(
+        "On a 429 the platform's probes pause until its reset time, but never longer than "
+        "this."))
+    rules: HttpRules | None = Field(default=None, description=(
+        "The declarative checks; required by `probe: http`."))
+    profile_url: str | None = Field(default=None, description=(
+        "An account's public page for links in pages, e.g. `https://x.com/{handle}`."))
     plc_url: str = Field(
         default="https://plc.directory", pattern=r"^https?://\S+$",
         description="Bluesky: the PLC directory that resolves `did:plc` identities, so an "
                     "AppView \"Profile not found\" is confirmed by the account's own PDS.")
 
-    # A site from the bundled catalogue (monitor/probes/catalogue.yaml): fills probe: http,
-    # base_url and rules, each of which may still be given to override it.
-    catalogue: str | None = None
+    # The bundled catalogue is monitor/probes/catalogue.yaml; given fields override the site's.
+    catalogue: str | None = Field(default=None, description=(
+        "A site from the bundled catalogue of http rules (telegram, instagram, threads): "
+        "fills probe, base_url and rules."))
 
     @model_validator(mode="before")
     @classmethod
@@ -245,25 +305,38 @@ _NO_LABELS: dict[str, str] = {}
 @pydantic_dataclass(frozen=True, slots=True,
                     config=ConfigDict(extra="forbid", allow_inf_nan=False))
 class AccountConfig:
-    """One watched account.
+    """One watched account. Unset thresholds fall back to `defaults`.
 
     A slotted pydantic dataclass, not a model: a 100k-account watchlist costs ~200 bytes per
     account instead of ~1 KB. The threshold fields mirror :class:`Thresholds`.
     """
 
-    platform: str
-    handle: Annotated[str, Field(min_length=1)]
-    id: str | None = None  # the platform's immutable id, when known
-    protected: bool = False
-    canary: bool = False  # known to stay up: if it looks gone, the platform is in trouble
-    team: str | None = None
-    owner: str | None = None
-    labels: dict[str, str] = dataclass_field(default_factory=lambda: _NO_LABELS)
-    interval: Duration | None = None
-    failure_threshold: Annotated[int, Field(ge=1)] | None = None
-    recovery_threshold: Annotated[int, Field(ge=1)] | None = None
-    confirm_interval: Duration | None = None
-    staleness: Duration | None = None
+    platform: Annotated[str, Field(description="The name of an entry under `platforms`.")]
+    handle: Annotated[str, Field(min_length=1, description=(
+        "The account's handle (username) on that platform."))]
+    id: str | None = Field(default=None, description=(
+        "The platform's immutable account id, when known: renames are then `renamed` "
+        "events, not outages."))
+    protected: bool = Field(default=False, description=(
+        "Page on-call when it vanishes (else a warning to chat)."))
+    canary: bool = Field(default=False, description=(
+        "Known to stay up: if it looks gone, the platform is in trouble (a platform "
+        "anomaly), not the account."))
+    team: str | None = Field(default=None, description=(
+        "Owning team: a label on alerts and a routing condition."))
+    owner: str | None = Field(default=None, description="Who to escalate to, shown in pages.")
+    labels: dict[str, str] = Field(default_factory=lambda: _NO_LABELS, description=(
+        "Extra labels carried on alerts and usable in routes."))
+    interval: Duration | None = Field(default=None, description=(
+        "Overrides `defaults.interval` for this account."))
+    failure_threshold: Annotated[int, Field(ge=1)] | None = Field(default=None, description=(
+        "Overrides `defaults.failure_threshold`."))
+    recovery_threshold: Annotated[int, Field(ge=1)] | None = Field(default=None, description=(
+        "Overrides `defaults.recovery_threshold`."))
+    confirm_interval: Duration | None = Field(default=None, description=(
+        "Overrides `defaults.confirm_interval`."))
+    staleness: Duration | None = Field(default=None, description=(
+        "Overrides `defaults.staleness`."))
 
     @field_validator("id", mode="before")
     @classmethod
@@ -279,13 +352,18 @@ class AccountConfig:
 
 
 class JetstreamConfig(Strict):
-    """A Bluesky Jetstream push source for the DIDs of one configured platform's accounts."""
+    """A Bluesky Jetstream websocket that pushes changes to the watched accounts of one
+    platform between polls; polling still covers every account."""
 
-    type: Literal["jetstream"]
-    url: str = "wss://jetstream2.us-east.bsky.network/subscribe"
-    platform: str = "bluesky"  # whose accounts' DIDs it follows
-    rewind: Duration = 5.0  # resume from the saved cursor minus this
-    backoff_max: Duration = 30.0
+    type: Literal["jetstream"] = Field(description="Selects this stream.")
+    url: str = Field(default="wss://jetstream2.us-east.bsky.network/subscribe", description=(
+        "The Jetstream `subscribe` endpoint (`ws://` or `wss://`)."))
+    platform: str = Field(default="bluesky", description=(
+        "The platform (under `platforms`) whose accounts' DIDs it follows."))
+    rewind: Duration = Field(default=5.0, description=(
+        "On reconnect, resume from the saved cursor minus this, so no event is missed."))
+    backoff_max: Duration = Field(default=30.0, description=(
+        "Longest wait between reconnection attempts."))
 
     @field_validator("url")
     @classmethod
@@ -300,13 +378,18 @@ EventName = Literal["vanished", "recovered", "reminder", "renamed", "moved", "bl
 
 
 class RouteMatch(Strict):
-    """Every condition given must hold (an empty match matches everything)."""
+    """Every condition given must hold; an empty match matches every event."""
 
-    protected: bool | None = None
-    platform: list[str] | None = None
-    team: list[str] | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    events: list[EventName] | None = None
+    protected: bool | None = Field(default=None, description=(
+        "Only protected (`true`) or unprotected (`false`) accounts."))
+    platform: list[str] | None = Field(default=None, description=(
+        "Platform names, one or a list."))
+    team: list[str] | None = Field(default=None, description="Account teams, one or a list.")
+    labels: dict[str, str] = Field(default_factory=dict, description=(
+        "Account labels that must all be equal."))
+    events: list[EventName] | None = Field(default=None, description=(
+        "Event kinds; a route taking `vanished` also takes its `recovered` and `reminder`, "
+        "`blind` takes `sighted`."))
 
     @field_validator("platform", "team", mode="before")
     @classmethod
@@ -315,24 +398,37 @@ class RouteMatch(Strict):
 
 
 class Route(Strict):
-    match: RouteMatch = Field(default_factory=RouteMatch)
-    notifiers: list[str] = Field(min_length=1)
-    # Like Alertmanager: the first matching route wins unless it says continue.
-    continue_: bool = Field(default=False, alias="continue")
+    """One route: the first match wins unless it says `continue: true`."""
+
+    match: RouteMatch = Field(default_factory=RouteMatch,
+                              description="Which events this route takes.")
+    notifiers: list[str] = Field(min_length=1, description=(
+        "Names under `notifiers` (or `log`) to send matching events to."))
+    continue_: bool = Field(default=False, alias="continue", description=(
+        "Also try the routes after this one when it matches."))
 
 
 class Routing(Strict):
-    """Which events go to which notifiers. Without routes: protected accounts page every
-    paging notifier (pagerduty, opsgenie, alertmanager), everything else goes to chat
-    (slack, webhook, log)."""
+    """Which events go to which notifiers, and how delivery is retried. Without `routes`,
+    protected accounts page every paging notifier and everything else goes to chat.
 
-    routes: list[Route] = Field(default_factory=list)
-    reminder_interval: Duration | None = 3600.0  # re-notify while still down; null disables
-    max_age: Duration = 86400.0  # give up delivering a notification after this long
-    retry_initial: Duration = 1.0
-    retry_max: Duration = 300.0
-    monitor_team: str | None = None  # who owns the monitor (platform anomalies page them)
-    runbook_url: str | None = None  # linked from every page
+    Whether a notifier pages is its provider's own statement (``pages``, see
+    :mod:`monitor.notify`).
+    """
+
+    routes: list[Route] = Field(default_factory=list, description=(
+        "Routes in order; empty: the default routing described above."))
+    reminder_interval: Duration | None = Field(default=3600.0, description=(
+        "Notify again this often while an account stays down; `null` disables reminders."))
+    max_age: Duration = Field(default=86400.0, description=(
+        "Give up delivering a notification after this long (logged and counted as failed)."))
+    retry_initial: Duration = Field(default=1.0, description=(
+        "First retry delay; it doubles on each failure."))
+    retry_max: Duration = Field(default=300.0, description="Longest retry delay.")
+    monitor_team: str | None = Field(default=None, description=(
+        "The team owning the monitor itself (platform anomalies go to it)."))
+    runbook_url: str | None = Field(default=None, description=(
+        "A runbook link included in every page."))
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -376,14 +472,27 @@ class HeartbeatConfig(Strict):
 
 
 class MonitorSettings(Strict):
-    listen_host: str = "127.0.0.1"
-    listen_port: int = Field(default=9464, ge=0, le=65535)
-    state_path: str = "state/monitor.db"
-    log_format: Literal["auto", "json", "console"] = "auto"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    shutdown_grace: Duration = 5.0
-    # This replica's part of the watchlist, "i/N" (0-based); --shard / ACCMON_SHARD override.
-    shard: Annotated[Shard | None, BeforeValidator(_shard)] = None
+    """The process itself: HTTP listener, state file, logs, shutdown and sharding."""
+
+    listen_host: str = Field(default="127.0.0.1", description=(
+        "Address of the HTTP server (metrics, health, API); `0.0.0.0` in a container. "
+        "`--host` overrides it."))
+    listen_port: int = Field(default=9464, ge=0, le=65535, description=(
+        "Port of the HTTP server; 0 picks a free one. `--port` overrides it."))
+    state_path: str = Field(default="state/monitor.db", description=(
+        "The SQLite state file (states, outages, outbox); its directory must be writable. "
+        "`--state` overrides it."))
+    log_format: Literal["auto", "json", "console"] = Field(default="auto", description=(
+        "`json` lines, a readable `console`, or `auto`: console on a TTY, else JSON. "
+        "`--log-format` overrides it."))
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="The least severe level logged.")
+    shutdown_grace: Duration = Field(default=5.0, description=(
+        "How long SIGTERM waits for in-flight probes and deliveries before closing the "
+        "database."))
+    shard: Annotated[Shard | None, BeforeValidator(_shard)] = Field(default=None, description=(
+        "Watch only this shard of the accounts, `I/N` (0-based, by stable hash); `--shard` "
+        "and `ACCMON_SHARD` override it. Unset: every account."))
     own_blindness: OwnBlindnessConfig = Field(
         default_factory=OwnBlindnessConfig,
         description="Most accounts blind at once: one page, per-account blind pages held.")
@@ -392,13 +501,22 @@ class MonitorSettings(Strict):
 
 
 class Config(Strict):
-    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
-    defaults: Defaults = Field(default_factory=Defaults)
-    platforms: dict[str, PlatformConfig]
-    accounts: list[AccountConfig]
-    notifiers: dict[str, NotifierConfig] = Field(default_factory=dict)
-    streams: dict[str, JetstreamConfig] = Field(default_factory=dict)
-    routing: Routing = Field(default_factory=Routing)
+    """The whole file. Only `platforms` and `accounts` are required."""
+
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings, description=(
+        "How the process runs: listener, state file, logs, sharding."))
+    defaults: Defaults = Field(default_factory=Defaults, description=(
+        "Timing and thresholds applied to every account."))
+    platforms: dict[str, PlatformConfig] = Field(description=(
+        "The platforms to probe, by the name accounts use."))
+    accounts: list[AccountConfig] = Field(description=(
+        "The watchlist: each platform and handle once."))
+    notifiers: dict[str, NotifierConfig] = Field(default_factory=dict, description=(
+        "Where notifications can go, by the name routes use."))
+    streams: dict[str, JetstreamConfig] = Field(default_factory=dict, description=(
+        "Push sources that report changes between polls, by name."))
+    routing: Routing = Field(default_factory=Routing, description=(
+        "Which events go to which notifiers; delivery retries."))
     _policies: dict[Policy, Policy] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")

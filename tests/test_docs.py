@@ -11,18 +11,25 @@ import pytest
 from pydantic import BaseModel
 
 from monitor import config as cfg
-from monitor import docs
+from monitor.notify import PROVIDERS
+from monitor.notify.alertmanager import AlertmanagerConfig
+from monitor.notify.log import LogNotifierConfig
+from monitor.notify.opsgenie import OpsgenieConfig
+from monitor.notify.pagerduty import PagerDutyConfig
+from monitor.notify.slack import SlackConfig
+from monitor.notify.webhook import WebhookConfig
+from tools import config_reference as docs
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-FIX = "run `.venv/bin/python -m monitor.docs --write README.md`"
+FIX = "run `.venv/bin/python tools/config_reference.py --write README.md`"
 
 # The models the brief names; sections() must find each of them from Config.
 EXPECTED_SECTIONS = [
     cfg.Config, cfg.MonitorSettings, cfg.Defaults, cfg.PlatformConfig, cfg.HttpRules,
-    cfg.Match, cfg.AbsentRule, cfg.ErrorRule, cfg.AccountConfig, cfg.PagerDutyConfig,
-    cfg.OpsgenieConfig, cfg.SlackConfig, cfg.WebhookConfig, cfg.AlertmanagerConfig,
-    cfg.LogNotifierConfig, cfg.Routing, cfg.Route, cfg.RouteMatch,
+    cfg.Match, cfg.AbsentRule, cfg.ErrorRule, cfg.AccountConfig, PagerDutyConfig,
+    OpsgenieConfig, SlackConfig, WebhookConfig, AlertmanagerConfig,
+    LogNotifierConfig, cfg.Routing, cfg.Route, cfg.RouteMatch,
 ]
 
 
@@ -60,19 +67,32 @@ def test_every_field_has_a_description() -> None:
                     for row in docs.section_doc(model).fields
                     if row.description == docs.UNDOCUMENTED]
     assert not undocumented, (
-        f"add a one-line description to monitor/docs.py DESCRIPTIONS (or "
-        f"Field(description=...)) for: {', '.join(undocumented)}; then {FIX}")
+        f"add Field(description=...) to the model's field for: {', '.join(undocumented)}; "
+        f"then {FIX}")
 
 
-def test_every_description_names_a_field_that_exists() -> None:
-    """A renamed or removed field must take its description along."""
-    known = {f"{klass.__name__}.{name}"
-             for model in docs.sections()
-             for klass in model.__mro__ if docs.is_section(klass)
-             for name in docs.model_fields(klass)}
-    stale = sorted(set(docs.DESCRIPTIONS) - known)
-    assert not stale, f"monitor/docs.py DESCRIPTIONS names fields that do not exist: {stale}"
-    assert set(docs.SECTIONS) <= {m.__name__ for m in docs.sections()}
+def test_every_description_and_intro_is_the_models_own() -> None:
+    """The generator describes nothing itself, so a renamed or removed field takes its
+    description along: each row is its field's (or its base class field's) description and
+    each intro its model's docstring."""
+    for model in docs.sections():
+        doc = docs.section_doc(model)
+        assert doc.intro, f"{model.__name__} needs a docstring: its first paragraph is the intro"
+        assert doc.intro.split(" Default routing")[0] in " ".join((model.__doc__ or "").split())
+        for row in doc.fields:
+            own = [docs.model_fields(klass)[row.attribute].description
+                   for klass in model.__mro__ if docs.is_section(klass)
+                   and row.attribute in docs.model_fields(klass)]
+            assert row.description == next(d for d in own if d), (model, row.attribute)
+
+
+def test_notifier_sections_come_from_the_registry_and_say_whether_they_page() -> None:
+    reference = docs.config_reference()
+    for cls in PROVIDERS:
+        text = _section_text(reference, cls.config_model)
+        assert f"#### `notifiers.NAME` with `type: {cls.type}` ({cls.config_model.__name__})" \
+            in text
+        assert ("sends it **pages**" if cls.pages else "sends it **chat**") in text
 
 
 def test_types_and_defaults_read_like_the_yaml() -> None:
@@ -82,7 +102,7 @@ def test_types_and_defaults_read_like_the_yaml() -> None:
     defaults = _section_text(docs.config_reference(), cfg.Defaults)
     assert "| `max_body_bytes` | size | `1MiB` |" in defaults
     assert "| `interval` | duration | `1m` |" in defaults
-    pagerduty = _section_text(docs.config_reference(), cfg.PagerDutyConfig)
+    pagerduty = _section_text(docs.config_reference(), PagerDutyConfig)
     assert "`routing_key_file`" in pagerduty and "**required**" in pagerduty
     route = _section_text(docs.config_reference(), cfg.Route)
     assert "| `continue` |" in route, "fields are listed by their YAML alias"
@@ -135,6 +155,6 @@ def test_write_refuses_a_file_without_markers(tmp_path: Path,
 
 
 def test_module_prints_the_reference() -> None:
-    result = subprocess.run([sys.executable, "-m", "monitor.docs"], cwd=ROOT, check=True,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "tools/config_reference.py"], cwd=ROOT,
+                            check=True, capture_output=True, text=True, timeout=60)
     assert result.stdout == docs.config_reference()
