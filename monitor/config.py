@@ -258,6 +258,10 @@ class PlatformConfig(Strict):
         default="https://plc.directory", pattern=r"^https?://\S+$",
         description="Bluesky: the PLC directory that resolves `did:plc` identities, so an "
                     "AppView \"Profile not found\" is confirmed by the account's own PDS.")
+    client_id: Annotated[str | None, BeforeValidator(lambda v: None if v == "" else v)] = Field(
+        default=None, pattern=r"^[!-~]+$",
+        description="Twitch: the client id the app access token (`token`) was issued to, sent "
+                    "as `Client-Id` (e.g. `${TWITCH_CLIENT_ID}`; empty means none).")
 
     # The bundled catalogue is monitor/probes/catalogue.yaml; given fields override the site's.
     catalogue: str | None = Field(default=None, description=(

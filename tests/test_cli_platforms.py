@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,15 +28,15 @@ CASES: dict[str, tuple[Any, str, str, str, str]] = {
     "youtube": (lambda: youtube.FakeYouTube({"mkbhd": "present", "gone": "terminated"}),
                 f"token: {youtube.API_KEY}", "mkbhd", "gone", "not_found"),
     "twitch": (lambda: twitch.FakeTwitch({"shroud": "present", "gone": "suspended"}),
-               f"token: {twitch.TOKEN}", "shroud", "gone", "not_found"),
+               f"token: {twitch.TOKEN}\n    client_id: {twitch.CLIENT_ID}", "shroud", "gone",
+               "not_found"),
 }
 
 
 async def _probe(cfg: Path, platform: str, handle: str) -> tuple[int, str]:
-    env = dict(os.environ, TWITCH_CLIENT_ID=twitch.CLIENT_ID)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "monitor", "probe", "--config", str(cfg), platform, handle,
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     return proc.returncode or 0, out.decode()
 

@@ -97,10 +97,8 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @contextlib.asynccontextmanager
-async def serving(name: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Served]:
+async def serving(name: str) -> AsyncIterator[Served]:
     spec = platform_fakes()[name]
-    for key, value in spec.env.items():
-        monkeypatch.setenv(key, value)
     fake = spec.make()
     async with fake.running() as base_url:
         config = PlatformConfig.model_validate(
@@ -109,9 +107,8 @@ async def serving(name: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[S
 
 
 @pytest.fixture(params=sorted(PROBES))
-async def served(request: pytest.FixtureRequest,
-                 monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Served]:
-    async with serving(request.param, monkeypatch) as served:
+async def served(request: pytest.FixtureRequest) -> AsyncIterator[Served]:
+    async with serving(request.param) as served:
         yield served
 
 
@@ -145,9 +142,8 @@ async def test_hostile_answer_is_a_classified_error(
 @pytest.mark.parametrize("answer", sorted(HOSTILE_ANSWERS))
 @pytest.mark.parametrize("name", BATCHING)
 async def test_hostile_answer_to_a_batch_lookup_is_an_error_for_every_account(
-        name: str, answer: str, session: aiohttp.ClientSession,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    async with serving(name, monkeypatch) as served:
+        name: str, answer: str, session: aiohttp.ClientSession) -> None:
+    async with serving(name) as served:
         probe = served.probe(session, SLOWLORIS_TIMEOUT if answer == "slowloris" else TIMEOUT)
         served.fake.set_faults(**faults_for(answer))
         results: Mapping[str, Observation] = await probe.check_many(  # type: ignore[attr-defined]
@@ -201,12 +197,10 @@ platforms:
     base_url: {base_url}
 accounts: []
 """)
-        code, out, baseline = await asyncio.to_thread(probe_process, cfg, "mastodon", "alice",
-                                                       spec.env)
+        code, out, baseline = await asyncio.to_thread(probe_process, cfg, "mastodon", "alice")
         assert code == 0, out
         fake.set_faults(gzip_bomb_rate=1.0, gzip_bomb_bytes=256 << 20)
-        code, out, bombed = await asyncio.to_thread(probe_process, cfg, "mastodon", "alice",
-                                                    spec.env)
+        code, out, bombed = await asyncio.to_thread(probe_process, cfg, "mastodon", "alice")
     assert code == 3, out
     assert out.splitlines()[0] == "mastodon/alice: error (too_large)", out
     assert bombed - baseline < 64 << 20, (baseline, bombed)

@@ -14,7 +14,7 @@ from monitor.fakes.youtube import API_KEY, FakeYouTube
 from monitor.model import AbsentReason, ErrorKind, Observation, RateLimit, Result
 from monitor.probes import PROBES
 from monitor.probes.base import Answer, Target
-from monitor.probes.twitch import CLIENT_ID_ENV, TwitchProbe, classify_users
+from monitor.probes.twitch import TwitchProbe, classify_users
 from monitor.probes.youtube import YouTubeProbe, classify_channels
 from tests.conftest import HOSTILE
 
@@ -204,20 +204,18 @@ async def twitch_url(twitch: FakeTwitch) -> AsyncIterator[str]:
         yield url
 
 
-@pytest.fixture(autouse=True)
-def twitch_client_id(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(CLIENT_ID_ENV, CLIENT_ID)
-
-
-def twitch_probe(base_url: str, session: aiohttp.ClientSession,
-                 token: str | None = TOKEN) -> TwitchProbe:
-    config = PlatformConfig.model_validate({"base_url": base_url, "token": token})
+def twitch_probe(base_url: str, session: aiohttp.ClientSession, token: str | None = TOKEN,
+                 client_id: str | None = CLIENT_ID) -> TwitchProbe:
+    config = PlatformConfig.model_validate({"base_url": base_url, "token": token,
+                                            "client_id": client_id})
     return TwitchProbe(config, session, timeout=2.0, max_body_bytes=1 << 20)
 
 
 async def check_user(base_url: str, session: aiohttp.ClientSession, login: str,
-                     user_id: str | None = None, token: str | None = TOKEN) -> Observation:
-    return await twitch_probe(base_url, session, token).check(Target(login, user_id))
+                     user_id: str | None = None, token: str | None = TOKEN,
+                     client_id: str | None = CLIENT_ID) -> Observation:
+    probe = twitch_probe(base_url, session, token, client_id)
+    return await probe.check(Target(login, user_id))
 
 
 def test_twitch_request_sends_token_and_client_id() -> None:
@@ -266,21 +264,18 @@ async def test_twitch_bad_token_is_auth(twitch_url: str, session: aiohttp.Client
 
 
 async def test_twitch_missing_client_id_is_auth_without_a_request(
-        monkeypatch: pytest.MonkeyPatch, twitch: FakeTwitch, twitch_url: str,
-        session: aiohttp.ClientSession) -> None:
-    monkeypatch.delenv(CLIENT_ID_ENV)
-    obs = await check_user(twitch_url, session, "TwitchDev")
+        twitch: FakeTwitch, twitch_url: str, session: aiohttp.ClientSession) -> None:
+    obs = await check_user(twitch_url, session, "TwitchDev", client_id=None)
     assert (obs.result, obs.error, obs.evidence) == (
-        Result.ERROR, ErrorKind.AUTH, "no Twitch client id (set TWITCH_CLIENT_ID)")
-    no_token = await check_user(twitch_url, session, "TwitchDev", token=None)
+        Result.ERROR, ErrorKind.AUTH, "no Twitch client id (set the platform's client_id)")
+    no_token = await check_user(twitch_url, session, "TwitchDev", token=None, client_id=None)
     assert no_token.error is ErrorKind.AUTH
     assert twitch.requests_total == 0
 
 
 async def test_twitch_wrong_client_id_is_auth(
-        monkeypatch: pytest.MonkeyPatch, twitch_url: str, session: aiohttp.ClientSession) -> None:
-    monkeypatch.setenv(CLIENT_ID_ENV, "someone-else")
-    obs = await check_user(twitch_url, session, "TwitchDev")
+        twitch_url: str, session: aiohttp.ClientSession) -> None:
+    obs = await check_user(twitch_url, session, "TwitchDev", client_id="someone-else")
     assert (obs.error, obs.evidence) == (
         ErrorKind.AUTH, "HTTP 401: Client ID and OAuth token do not match")
 

@@ -13,8 +13,8 @@ Submodules are not imported here (only inside that function), so
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ class PlatformFake:
     make: Callable[[], FakeServer]
     handle: str
     settings: Callable[[str], dict[str, Any]]  # base URL -> the platform's config fields
-    env: Mapping[str, str] = field(default_factory=dict)  # what the probe reads from the env
 
 
 def platform_fakes() -> dict[str, PlatformFake]:
@@ -75,8 +74,8 @@ def platform_fakes() -> dict[str, PlatformFake]:
         "reddit": PlatformFake(lambda: reddit.FakeReddit({"spez": "present"}),
                                "spez", lambda base: {}),
         "twitch": PlatformFake(lambda: twitch.FakeTwitch({"shroud": "present"}),
-                               "shroud", lambda base: {"token": twitch.TOKEN},
-                               {"TWITCH_CLIENT_ID": twitch.CLIENT_ID}),
+                               "shroud", lambda base: {"token": twitch.TOKEN,
+                                                       "client_id": twitch.CLIENT_ID}),
         "x": PlatformFake(lambda: x.FakeX({"XDevelopers": "present"}),
                           "XDevelopers", lambda base: {"token": x.TOKEN}),
         "youtube": PlatformFake(lambda: youtube.FakeYouTube({"mkbhd": "present"}),

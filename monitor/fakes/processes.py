@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -27,13 +25,13 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def probe_process(cfg: Path, platform: str, handle: str, env: Mapping[str, str],
+def probe_process(cfg: Path, platform: str, handle: str,
                   account_id: str | None = None) -> tuple[int, str, int]:
     """Run ``account-monitor probe``: (exit code, output, peak RSS in bytes) of that process."""
     argv = [sys.executable, "-m", "monitor", "probe", "--config", str(cfg), platform, handle]
     if account_id:
         argv += ["--id", account_id]
     done = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, *argv], cwd=ROOT,
-                          env={**os.environ, **env}, capture_output=True, check=False)
+                          capture_output=True, check=False)
     peak_kib = int(done.stderr.decode().split()[-1])  # Linux reports KiB
     return done.returncode, done.stdout.decode(errors="replace"), peak_kib * 1024

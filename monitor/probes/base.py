@@ -266,10 +266,7 @@ class HttpProbe:
         else:
             obs = classified(answer, time.time(),
                              lambda answer, at: self.classify(answer, target, at))
-        # The observation was built just above and is not shared yet: stamping it in place
-        # saves a dataclasses.replace() copy on the hot path.
-        object.__setattr__(obs, "latency", time.monotonic() - started)
-        return obs
+        return replace(obs, latency=time.monotonic() - started)
 
     async def check_batch(self, url: str, keys: Sequence[str],
                           classify: ReadBatch) -> dict[str, Observation]:

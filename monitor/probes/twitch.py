@@ -2,14 +2,13 @@
 
 Shapes: docs/platforms.md, "Twitch".
 Helix needs two credentials: the platform's ``token`` is the app access token (Bearer), and
-the client id it was issued to comes from the ``TWITCH_CLIENT_ID`` environment variable,
-read when the probe is built (the config has no field for it). A user that is gone answers
-``{"data": []}`` [I].
+its ``client_id`` is the client id that token was issued to, sent as ``Client-Id`` (the
+config may take it from the environment: ``client_id: ${TWITCH_CLIENT_ID}``). A user that is
+gone answers ``{"data": []}`` [I].
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 from urllib.parse import quote
 
@@ -21,8 +20,6 @@ from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, classifie
 from monitor.probes.evidence import json_text, with_detail
 from monitor.probes.ratelimit import twitch_rate_limit
 
-CLIENT_ID_ENV = "TWITCH_CLIENT_ID"
-
 
 class TwitchProbe(HttpProbe):
     """One ``GET /helix/users`` per check, with the app token and its client id."""
@@ -32,14 +29,14 @@ class TwitchProbe(HttpProbe):
     def __init__(self, platform: PlatformConfig, session: aiohttp.ClientSession,
                  *, timeout: float, max_body_bytes: int) -> None:
         super().__init__(platform, session, timeout=timeout, max_body_bytes=max_body_bytes)
-        self.client_id = os.environ.get(CLIENT_ID_ENV, "").strip() or None
         self._headers = self.base_headers()
-        if self.client_id is not None:
-            self._headers["Client-Id"] = self.client_id
+        if platform.client_id is not None:
+            self._headers["Client-Id"] = platform.client_id
 
     def request(self, target: Target) -> tuple[str, str, dict[str, str]]:
-        if self.client_id is None:
-            raise ProbeError(ErrorKind.AUTH, f"no Twitch client id (set {CLIENT_ID_ENV})")
+        if self.platform.client_id is None:
+            raise ProbeError(ErrorKind.AUTH, "no Twitch client id (set the platform's "
+                                             "client_id)")
         if self.platform.token is None:
             raise ProbeError(ErrorKind.AUTH, "no Twitch app access token (set the platform's "
                                              "token)")
