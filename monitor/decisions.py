@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import structlog
@@ -187,9 +188,8 @@ class Decisions:
         """Carry out what a hold's start or end asks for, through the writer, in order."""
         for action in actions:
             if isinstance(action, holds.Hold):
-                kinds, platform = action.kinds, action.platform
-                self.writer.submit(Write(f"hold {kinds}", lambda store, k=kinds, p=platform:
-                                         store.hold_pending(k, p)))
+                self.writer.submit(Write(f"hold {action.kinds}",
+                                         partial(_hold, action.kinds, action.platform)))
             elif isinstance(action, holds.Release):
                 self._release(action)
             else:
@@ -314,3 +314,7 @@ class Decisions:
             log.warning("monitoring blind", **fields, details=event.details)
         else:
             log.info(event.kind.value, **fields, details=event.details)
+
+
+def _hold(kinds: tuple[str, ...], platform: str | None, store: Store) -> int:
+    return store.hold_pending(kinds, platform)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from functools import partial
 
 import aiohttp
 import structlog
@@ -50,9 +51,9 @@ class Streams:
             consumer = JetstreamConsumer(
                 spec.url, session, dids=dids,
                 on_observation=self._pushed_to(spec.platform),
-                on_identity=lambda did, handle, p=spec.platform: self._poll(p, did),
-                load_cursor=lambda n=name: self.store.load_cursor(n),
-                save_cursor=lambda value, n=name: self._save_cursor(n, value),
+                on_identity=partial(self._poll, spec.platform),
+                load_cursor=partial(self.store.load_cursor, name),
+                save_cursor=partial(self._save_cursor, name),
                 rewind_seconds=spec.rewind, backoff_max=spec.backoff_max)
             self.consumers[name] = consumer
             self._tasks[name] = asyncio.create_task(consumer.run(), name=f"stream-{name}")
@@ -72,7 +73,7 @@ class Streams:
                      result=obs.result.value, evidence=obs.evidence)
         return pushed
 
-    def _poll(self, platform: str, did: str) -> None:
+    def _poll(self, platform: str, did: str, handle: str | None = None) -> None:
         """A handle change announced on the stream: poll now, the answer tells the rename."""
         key = self.watchlist.dids(platform).get(did)
         if key is not None:

@@ -6,24 +6,47 @@ import asyncio
 import hmac
 import json
 import re
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from monitor.model import AccountState, Event, EventKind, State
+from monitor.config import Config
+from monitor.events import EventBus
+from monitor.metrics import Metrics
+from monitor.model import AccountKey, AccountState, Event, EventKind, State
+from monitor.store import Store
+from monitor.views import account_json
+from monitor.watchlist import Watched
 
-if TYPE_CHECKING:
-    from monitor.app import Monitor
 
-MONITOR = web.AppKey("monitor", object)
-STREAMS = web.AppKey("streams", set)  # the SSE clients' queues
+class Monitor(Protocol):
+    """What the HTTP surface reads of the running monitor (and the one thing it asks)."""
+
+    config: Config
+    store: Store | None
+    metrics: Metrics
+    bus: EventBus
+    reload_token: str | None
+
+    @property
+    def accounts(self) -> Mapping[AccountKey, Watched]: ...
+
+    def not_ready(self) -> dict[str, str]: ...
+
+    async def reload(self) -> list[str]: ...
+
+
+SseQueue = asyncio.Queue[dict[str, Any] | None]
+MONITOR: web.AppKey[Monitor] = web.AppKey("monitor")
+STREAMS: web.AppKey[set[SseQueue]] = web.AppKey("streams")  # the SSE clients' queues
 
 
 async def _close_streams(app: web.Application) -> None:
     """On shutdown, end every event stream at once instead of waiting out keepalives."""
-    for queue in list(app[STREAMS]):
+    queues: set[SseQueue] = app[STREAMS]
+    for queue in list(queues):
         queue.put_nowait(None)
 
 
@@ -52,7 +75,7 @@ def build_app(monitor: Monitor) -> web.Application:
 
 
 def _monitor(request: web.Request) -> Monitor:
-    return request.app[MONITOR]  # type: ignore[return-value]
+    return request.app[MONITOR]
 
 
 # ----------------------------------------------------------------- query parameters
@@ -244,7 +267,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     last = last_event_id(request)
     if monitor.store is None:
         raise web.HTTPServiceUnavailable(text="store not open")
-    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(SSE_QUEUE)
+    queue: SseQueue = asyncio.Queue(SSE_QUEUE)
 
     def listener(event: Event, row_id: int | None, new: AccountState) -> None:
         if row_id is None:
@@ -274,12 +297,13 @@ async def events(request: web.Request) -> web.StreamResponse:
                 break
         while True:
             try:
-                row = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE)
+                live = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE)
             except TimeoutError:
                 await response.write(b": keepalive\n\n")
                 continue
-            if row is None:
+            if live is None:
                 break
+            row = live
             if row["id"] > last:
                 await response.write(_sse(row))
                 last = row["id"]
@@ -304,7 +328,7 @@ async def accounts(request: web.Request) -> web.Response:
     protected = q.boolean("protected")
     rows = []
     for watched in monitor.accounts.values():
-        row = monitor.account_json(watched)
+        row = account_json(watched)
         if platform is not None and row["platform"] != platform:
             continue
         if state is not None and row["state"] != state:
