@@ -147,10 +147,6 @@ class FakeJetstream:
     def last_query(self) -> dict[str, list[str]] | None:
         return self.queries[-1] if self.queries else None
 
-    def subscriber_dids(self) -> list[frozenset[str]]:
-        """The DID filter of each open connection (empty set: every DID)."""
-        return [s.filter.dids for s in self._subs]
-
     def stats(self) -> dict[str, Any]:
         return {"connections": self.connections, "open_connections": self.open_connections,
                 "events": len(self.log), "last_query": self.last_query,

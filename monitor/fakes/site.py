@@ -90,10 +90,6 @@ class FakeSite(FakeServer):
         """Script an exact answer (e.g. a Telegram-style page, a JSON API body)."""
         self._pages[handle] = Scripted(status, body, dict(headers or {}), content_type)
 
-    def forget(self, handle: str) -> None:
-        """Back to ``default_state``."""
-        self._pages.pop(handle, None)
-
     def account_states(self) -> dict[str, str]:
         return {h: p if isinstance(p, str) else f"scripted {p.status}"
                 for h, p in self._pages.items()}

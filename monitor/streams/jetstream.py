@@ -38,7 +38,7 @@ Behaviour, checked against Jetstream's server source (``pkg/server``):
 
 Metrics hooks (the app exports them; this module stays free of prometheus): ``connected``,
 ``last_event_time_us``, ``lag_seconds``, ``events`` (per kind), ``reconnects``, and
-``malformed``, ``duplicates``, ``ignored``, ``unwanted``, ``callback_errors``,
+``malformed``, ``duplicates``, ``ignored``, ``callback_errors``,
 ``cursor_rejections``, ``recent_backoffs``.
 """
 
@@ -155,7 +155,6 @@ class JetstreamConsumer:
         self.malformed = 0
         self.duplicates = 0
         self.ignored = 0
-        self.unwanted = 0
         self.callback_errors = 0
         self.cursor_rejections = 0
         self.recent_backoffs: deque[float] = deque(maxlen=64)
@@ -422,8 +421,7 @@ class JetstreamConsumer:
     def _fresh(self, did: str, kind: str, time_us: int, seq: int | None) -> bool:
         """Filter out DIDs we no longer watch and replays; remember what passes."""
         if did not in self._wanted:
-            self.unwanted += 1
-            return False
+            return False  # not (or no longer) watched: the relay filter may lag an update
         key = (did, kind)
         if _is_repeat(self._seen.get(key), time_us, seq):
             self.duplicates += 1
