@@ -16,10 +16,9 @@ import socket
 import sqlite3
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-from monitor import __version__, capacity
+from monitor import __version__, capacity, timefmt
 from monitor.config import AccountConfig, Config, ConfigError, load_config
 from monitor.sharding import Shard, parse_shard
 
@@ -257,21 +256,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if result.pages == 1 and result.resolves == 1 else 1
 
 
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _span(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = round(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
-
-
 def cmd_history(args: argparse.Namespace) -> int:
     from monitor.store import Store, StoreError
     from monitor.web import outage_json
@@ -306,12 +290,13 @@ def cmd_history(args: argparse.Namespace) -> int:
     now = time.time()
     for o in outages:
         if o.recovered_at is None:
-            took = f"OPEN for {_span(now - o.first_seen_absent_at)}"
+            took = f"OPEN for {timefmt.span(now - o.first_seen_absent_at, '-')}"
         else:
             lo, hi = o.duration_bounds or (0.0, 0.0)
-            took = f"{_span(o.duration)} ({_span(lo)} to {_span(hi)})"
-        print(f"{o.id:>5}  {o.key!s:<32} {o.reason:<12} {_when(o.first_seen_absent_at):<23} "
-              f"{_when(o.recovered_at):<21} {took}")
+            took = (f"{timefmt.span(o.duration, '-')} ({timefmt.span(lo, '-')} to "
+                    f"{timefmt.span(hi, '-')})")
+        print(f"{o.id:>5}  {o.key!s:<32} {o.reason:<12} {timefmt.when(o.first_seen_absent_at):<23} "
+              f"{timefmt.when(o.recovered_at):<21} {took}")
     return 0
 
 
