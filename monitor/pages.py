@@ -17,7 +17,7 @@ from monitor import holds, routing
 from monitor.config import AccountConfig, Config
 from monitor.model import Event
 from monitor.notify.base import Notification
-from monitor.store import OutboxItem, OutboxRow
+from monitor.store import OutboxItem, OutboxRow, OutboxStatus
 
 UNSENT_WHY = "its outage ended before the page went out"
 
@@ -58,12 +58,13 @@ def plan(events: Sequence[Event], account: AccountConfig, config: Config,
             out.dropped.append(n.dedup_key)
             gone = {r.notifier for r in moot}
             rows = [item for item in rows if item.notifier not in gone]
-            in_grace = [r for r in moot if r.status == "pending"]
+            in_grace = [r for r in moot if r.status is OutboxStatus.PENDING]
             if n.kind == "recovered" and in_grace:  # held ones: the hold's own page says it
                 brief = routing.brief_outage_for(Notification.from_json(in_grace[0].payload), n)
                 rows += routing.outbox_items(brief, account, config)
         hold = holds.held(state, event.key.platform, n.kind)
         wait = grace.of(n.kind)
-        out.items.extend((index, replace(item, status="held") if hold and item.action != "notify"
+        out.items.extend((index, replace(item, status=OutboxStatus.HELD)
+                          if hold and item.action != "notify"
                           else replace(item, delay=wait)) for item in rows)
     return out

@@ -9,6 +9,7 @@ The schema is versioned with ``PRAGMA user_version``; :data:`MIGRATIONS` only ev
 
 from __future__ import annotations
 
+import enum
 import errno
 import json
 import os
@@ -132,6 +133,19 @@ class StoreError(Exception):
                    "elsewhere")
 
 
+class OutboxStatus(enum.StrEnum):
+    """Where an outbox row is. Rows never leave the table: they are an audit trail.
+
+    The SQL below names these values as literals (the partial index on 'pending' needs
+    them literal); they are exactly these members' values."""
+
+    PENDING = "pending"  # waiting for its first attempt, or its next retry
+    HELD = "held"  # kept back by a hold (platform anomaly, our own blindness)
+    DELIVERED = "delivered"  # the receiver took it
+    FAILED = "failed"  # refused for good (a permanent 4xx) or given up after max_age
+    DROPPED = "dropped"  # made moot before it went out (its outage ended meanwhile)
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
     """A notification to deliver, written with the decision that caused it."""
@@ -140,7 +154,7 @@ class OutboxItem:
     action: str  # trigger | resolve | notify
     dedup_key: str
     payload: dict[str, Any]
-    status: str = "pending"  # or "held": kept back during a platform anomaly
+    status: OutboxStatus = OutboxStatus.PENDING  # or HELD: written during a hold
     delay: float = 0.0  # seconds before the first attempt (a vanish page's anomaly grace)
 
 
@@ -154,14 +168,14 @@ class OutboxRow:
     created_at: float
     attempts: int
     next_attempt_at: float
-    status: str
+    status: OutboxStatus
     last_error: str | None
 
 
 def _outbox_row(row: sqlite3.Row) -> OutboxRow:
     return OutboxRow(row["id"], row["notifier"], row["action"], row["dedup_key"],
                      json.loads(row["payload"]), row["created_at"], row["attempts"],
-                     row["next_attempt_at"], row["status"], row["last_error"])
+                     row["next_attempt_at"], OutboxStatus(row["status"]), row["last_error"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,7 +445,8 @@ class Store:
             self.db.execute("UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?"
                             " WHERE id = ?", (attempts, next_attempt_at, error, row_id))
 
-    def outbox_finish(self, row_id: int, status: str, attempts: int, now: float,
+    def outbox_finish(self, row_id: int, status: OutboxStatus | str, attempts: int,
+                      now: float,
                       error: str | None = None) -> None:
         """Mark a row delivered or failed; it never leaves the table (an audit trail)."""
         with self.transaction():

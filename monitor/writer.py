@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from monitor.store import OutboxItem, Store, retryable
+from monitor.store import OutboxItem, OutboxStatus, Store, retryable
 
 log = structlog.get_logger("monitor.writer")
 
@@ -59,7 +59,7 @@ class StoreWriter:
 
     def holds(self, dedup_key: str) -> bool:
         """True when a queued write holds back a page of ``dedup_key``."""
-        return any(item.dedup_key == dedup_key and item.status == "held"
+        return any(item.dedup_key == dedup_key and item.status is OutboxStatus.HELD
                    for write in self.backlog for item in write.outbox)
 
     def _try(self, write: Write) -> bool:
