@@ -58,7 +58,7 @@ def plan(events: Sequence[Event], account: AccountConfig, config: Config,
             out.dropped.append(n.dedup_key)
             gone = {r.notifier for r in moot}
             rows = [item for item in rows if item.notifier not in gone]
-            in_grace = [r for r in moot if r.status is OutboxStatus.PENDING]
+            in_grace = [r for r in moot if r.status == OutboxStatus.PENDING]
             if n.kind == "recovered" and in_grace:  # held ones: the hold's own page says it
                 brief = routing.brief_outage_for(Notification.from_json(in_grace[0].payload), n)
                 rows += routing.outbox_items(brief, account, config)

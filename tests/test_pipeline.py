@@ -20,7 +20,7 @@ from monitor.model import (
     RateLimit,
     State,
 )
-from monitor.store import OutboxRow
+from monitor.store import OutboxRow, OutboxStatus
 
 KEY = AccountKey("x", "realDonaldTrump")
 UP = AccountState(State.UP, last_present_at=90.0, last_decisive_at=90.0, since=10.0)
@@ -169,7 +169,7 @@ def recovered_event() -> Event:
                  AbsentReason.DEACTIVATED, {"outage_id": 7, "duration": 20.0})
 
 
-def row(row_id: int, notifier: str, status: str, payload: dict[str, Any]) -> OutboxRow:
+def row(row_id: int, notifier: str, status: OutboxStatus, payload: dict[str, Any]) -> OutboxRow:
     return OutboxRow(row_id, notifier, "trigger", "accmon/x/realDonaldTrump/outage-7", payload,
                      100.0, 0, 115.0, status, None)
 
@@ -189,7 +189,7 @@ def test_a_vanish_page_waits_its_grace_and_is_held_during_an_anomaly() -> None:
 def test_an_outage_over_before_its_page_went_out_is_a_brief_outage_not_a_page() -> None:
     trigger = pages.plan([vanished_event()], ACCOUNT, CONFIG, 7, holds.HoldState(),
                          holds.Grace(), {}).items[0][1]
-    waiting = row(41, "pd", "pending", trigger.payload)
+    waiting = row(41, "pd", OutboxStatus.PENDING, trigger.payload)
     planned = pages.plan([recovered_event()], ACCOUNT, CONFIG, None, holds.HoldState(),
                          holds.Grace(), {"accmon/x/realDonaldTrump/outage-7": [waiting]})
     assert planned.drop == [(41, pages.UNSENT_WHY)]
@@ -200,7 +200,7 @@ def test_an_outage_over_before_its_page_went_out_is_a_brief_outage_not_a_page() 
 
 
 def test_a_held_trigger_is_dropped_silently_and_a_sent_one_is_resolved() -> None:
-    held_row = row(41, "pd", "held", {})
+    held_row = row(41, "pd", OutboxStatus.HELD, {})
     quiet = pages.plan([recovered_event()], ACCOUNT, CONFIG, None, holds.HoldState(),
                        holds.Grace(), {"accmon/x/realDonaldTrump/outage-7": [held_row]})
     assert quiet.items == [] and quiet.drop == [(41, pages.UNSENT_WHY)]
