@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from monitor.fakes import bluesky, github, reddit, twitch, x, youtube
-from monitor.fakes.faults import FakePlatform
+from monitor.fakes.accounts import FakePlatform
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,8 +21,8 @@ import pytest
 
 from monitor.config import PlatformConfig
 from monitor.fakes import HOSTILE_ANSWERS, PlatformFake, platform_fakes
-from monitor.fakes.faults import FakeServer
 from monitor.fakes.processes import probe_process
+from monitor.fakes.server import FakeServer
 from monitor.model import ErrorKind, Observation, Result
 from monitor.probes import PROBES, Probe, Target
 

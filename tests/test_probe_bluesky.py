@@ -12,7 +12,7 @@ from aiohttp import web
 
 from monitor.config import PlatformConfig
 from monitor.fakes.bluesky import FakeBluesky
-from monitor.fakes.faults import serve
+from monitor.fakes.server import serve
 from monitor.model import AbsentReason, ErrorKind, Observation, RateLimit, Result
 from monitor.probes import PROBES
 from monitor.probes.base import Answer, ProbeError, Target

@@ -27,11 +27,11 @@ import pytest
 
 from monitor.config import PlatformConfig
 from monitor.fakes.bluesky import FakeBluesky
-from monitor.fakes.faults import FakeServer
 from monitor.fakes.github import FakeGitHub
 from monitor.fakes.mastodon import FakeMastodon
 from monitor.fakes.recorded import Recording, load_all
 from monitor.fakes.reddit import FakeReddit
+from monitor.fakes.server import FakeServer
 from monitor.fakes.x import TOKEN, FakeX
 from monitor.model import Observation, Result
 from monitor.probes import PROBES, bluesky, github, mastodon, reddit, x

@@ -2,8 +2,13 @@
 
 - :mod:`monitor.fakes.mastodon` -- ``FakeMastodon``, the Mastodon account API
 - :mod:`monitor.fakes.site` -- ``FakeSite``, a scriptable website for the ``http`` probe
-- :mod:`monitor.fakes.faults` -- ``Faults`` and the server shell every fake shares
 - one module per other platform (``x``, ``bluesky``, ``github``, ...)
+
+and what they share, one concept a module:
+
+- :mod:`monitor.fakes.faults` -- fault injection: the ``Faults`` profile, hostile answers
+- :mod:`monitor.fakes.server` -- ``FakeServer``: serving, control endpoints, command line
+- :mod:`monitor.fakes.accounts` -- ``FakePlatform``: accounts with ids, renames, budgets
 
 :func:`platform_fakes` maps every probe of :data:`monitor.probes.PROBES` to its fake, so
 suites that must cover every probe (the hostile-answer contract) find a new one by itself.
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from monitor.fakes.faults import FakeServer
+    from monitor.fakes.server import FakeServer
 
 # Hostile answers every probe must turn into a classified error, as Faults fields. Sizes are
 # the worst we want to prove harmless; a suite may shrink them (see their Faults fields).

@@ -14,7 +14,7 @@ stranger), ``/.well-known/did.json`` for a ``did:web:localhost%3A{port}`` accoun
 PDS's ``com.atproto.sync.getRepoStatus``; every DID document names this server as the PDS.
 
 Plus faults, overrides, recorded answers (:class:`~monitor.fakes.recorded.RecordedAnswers`)
-and control endpoints (:class:`~monitor.fakes.faults.FakePlatform`). Run it alone with
+and control endpoints (:class:`~monitor.fakes.accounts.FakePlatform`). Run it alone with
 ``python -m monitor.fakes.bluesky --port 8084 --account alice.bsky.social=present``.
 """
 
@@ -29,15 +29,10 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from monitor.fakes.faults import (
-    Canned,
-    FakeAccount,
-    FakePlatform,
-    account_specs,
-    fake_arguments,
-    serve_main,
-)
+from monitor.fakes.accounts import FakeAccount, FakePlatform, account_specs
+from monitor.fakes.faults import Canned
 from monitor.fakes.recorded import RecordedAnswers
+from monitor.fakes.server import fake_arguments, serve_main
 
 STATES = ("present", "invalid_handle", "takendown", "suspended", "deactivated", "deleted",
           "unindexed", "tombstoned", "desynchronized", "throttled")

@@ -2,7 +2,7 @@
 
 Serves ``GET /users/{login}`` and ``GET /user/{id}`` with the ``x-ratelimit-*`` headers on
 every answer, plus faults, overrides and control endpoints
-(:class:`~monitor.fakes.faults.FakePlatform`). Suspended and deleted users are 404, as
+(:class:`~monitor.fakes.accounts.FakePlatform`). Suspended and deleted users are 404, as
 outsiders see them. Overrides give the two rate-limit answers: ``primary`` (403 with
 ``x-ratelimit-remaining: 0``) and ``secondary`` / ``secondary_429`` (a "secondary rate
 limit" message with ``retry-after``), and ``abuse`` (the secondary limit's older 403 "abuse
@@ -20,18 +20,16 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor.fakes.faults import (
+from monitor.fakes.accounts import (
     AccountSpec,
-    Canned,
     FakeAccount,
     FakePlatform,
-    Faults,
     account_specs,
-    fake_arguments,
-    serve_main,
     stable_number,
 )
+from monitor.fakes.faults import Canned, Faults
 from monitor.fakes.recorded import RecordedAnswers
+from monitor.fakes.server import fake_arguments, serve_main
 
 STATES = ("present", "suspended", "deleted")
 API_VERSION = "2022-11-28"

@@ -27,8 +27,6 @@ import asyncio
 import contextlib
 import json
 import re
-import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +34,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from monitor.fakes.server import serve, serve_until_signal
 
 MAX_WANTED_DIDS = 10_000
 MAX_WANTED_COLLECTIONS = 100
@@ -227,20 +227,15 @@ class FakeJetstream:
     async def running(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
         """Serve on ``host:port`` (0: any free port); yields ``ws://host:port``."""
         # Jetstream (Go net/http) takes request lines up to 1 MiB: 10,000 DIDs fit.
-        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0,
-                               max_line_size=1 << 20, max_field_size=1 << 20)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, host, port)
-            await site.start()
-            bound_host, bound_port = runner.addresses[0][:2]
-            shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-            yield f"ws://{shown}:{bound_port}"
-        finally:
-            for sub in list(self._subs):
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(sub.ws.close(code=1001), 0.5)
-            await runner.cleanup()
+        async with serve(self.app(), asyncio.Event(), host, port, scheme="ws",
+                         handler_cancellation=False, max_line_size=1 << 20,
+                         max_field_size=1 << 20) as url:
+            try:
+                yield url
+            finally:
+                for sub in list(self._subs):
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(sub.ws.close(code=1001), 0.5)
 
     async def _subscribe(self, request: web.Request) -> web.StreamResponse:
         query = request.query
@@ -368,19 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--replay-window", type=float, default=REPLAY_WINDOW_SECONDS,
                         help="seconds of events kept for cursors")
     args = parser.parse_args(argv)
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        async with FakeJetstream(replay_window=args.replay_window).running(
-                args.host, args.port) as url:
-            print(url, flush=True)
-            await stop.wait()
-
-    asyncio.run(serve())
-    sys.stdout.flush()
+    fake = FakeJetstream(replay_window=args.replay_window)
+    asyncio.run(serve_until_signal(fake.running(args.host, args.port)))
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Serves ``GET /api/v1/accounts/lookup?acct=`` and ``GET /api/v1/accounts/{id}`` for accounts
 in one of :data:`STATES`, with Mastodon's rate-limit headers on every answer, plus the
-fault and control endpoints of :class:`~monitor.fakes.faults.FakeServer`. Run it alone with
+fault and control endpoints of :class:`~monitor.fakes.server.FakeServer`. Run it alone with
 ``python -m monitor.fakes.mastodon --port 8081 --account alice=present``.
 ``serve_recorded(handle, recording)`` answers one account with a real recorded answer
 (:mod:`monitor.fakes.recorded`).
@@ -20,8 +20,9 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor.fakes.faults import Canned, FakeServer, Faults, fake_arguments, serve_main
+from monitor.fakes.faults import Canned, Faults
 from monitor.fakes.recorded import RecordedAnswers
+from monitor.fakes.server import FakeServer, fake_arguments, serve_main
 
 STATES = ("present", "suspended", "gone", "moved", "limited")
 RATE_LIMIT = 300  # unauthenticated: 300 requests per 5 minutes per IP

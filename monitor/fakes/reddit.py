@@ -20,18 +20,16 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor.fakes.faults import (
+from monitor.fakes.accounts import (
     AccountSpec,
-    Canned,
     FakeAccount,
     FakePlatform,
-    Faults,
     account_specs,
-    fake_arguments,
-    serve_main,
     stable_number,
 )
+from monitor.fakes.faults import Canned, Faults
 from monitor.fakes.recorded import RecordedAnswers
+from monitor.fakes.server import fake_arguments, serve_main
 
 STATES = ("present", "suspended", "deleted", "shadowbanned")
 # Reddit's API rules: <platform>:<app ID>:<version> (by /u/<username>).

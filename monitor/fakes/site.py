@@ -4,7 +4,7 @@
 (``absent``), a redirect to a login wall (``login_wall``, as Instagram and Threads do), a
 bot challenge (``captcha``), or any scripted status/body/headers. Handles never set get
 ``default_state`` (``present``: every profile exists, as benchmarks want). Faults and
-control endpoints come from :class:`~monitor.fakes.faults.FakeServer`. Run it alone with
+control endpoints come from :class:`~monitor.fakes.server.FakeServer`. Run it alone with
 ``python -m monitor.fakes.site --port 8082 --account alice=present``.
 """
 
@@ -18,14 +18,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from monitor.fakes.faults import (
-    LOGIN_PATH,
-    Canned,
-    FakeServer,
-    Faults,
-    fake_arguments,
-    serve_main,
-)
+from monitor.fakes.faults import LOGIN_PATH, Canned, Faults
+from monitor.fakes.server import FakeServer, fake_arguments, serve_main
 
 STATES = ("present", "absent", "login_wall", "captcha")
 

@@ -2,7 +2,7 @@
 
 Requires ``Authorization: Bearer <app token>`` and ``Client-Id``, answers with the
 ``Ratelimit-*`` headers on every answer, plus faults, overrides and control endpoints
-(:class:`~monitor.fakes.faults.FakePlatform`). Users that are gone are left out of
+(:class:`~monitor.fakes.accounts.FakePlatform`). Users that are gone are left out of
 ``data`` [I]. Run it alone with
 ``python -m monitor.fakes.twitch --port 8088 --account twitchdev=141981764:present``.
 """
@@ -15,17 +15,15 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor.fakes.faults import (
+from monitor.fakes.accounts import (
     AccountSpec,
-    Canned,
     FakeAccount,
     FakePlatform,
-    Faults,
     account_specs,
-    fake_arguments,
-    serve_main,
     stable_number,
 )
+from monitor.fakes.faults import Canned, Faults
+from monitor.fakes.server import fake_arguments, serve_main
 
 STATES = ("present", "suspended", "deleted")
 TOKEN = "test-twitch-app-token"

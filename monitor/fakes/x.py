@@ -3,7 +3,7 @@
 Serves ``GET /2/users/by/username/{username}``, ``GET /2/users/{id}`` and the batch
 ``GET /2/users?ids=a,b`` (at most 100) behind a Bearer token, with ``x-rate-limit-*``
 headers on every answer, plus faults, overrides and control endpoints
-(:class:`~monitor.fakes.faults.FakePlatform`). Lookup failures are HTTP 200 with an
+(:class:`~monitor.fakes.accounts.FakePlatform`). Lookup failures are HTTP 200 with an
 ``errors`` array, as on the real API. Run it alone with
 ``python -m monitor.fakes.x --port 8083 --account XDevelopers=2244994945:present``.
 ``serve_recorded(handle, recording)`` answers one account with a real recorded answer
@@ -19,18 +19,16 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor.fakes.faults import (
+from monitor.fakes.accounts import (
     AccountSpec,
-    Canned,
     FakeAccount,
     FakePlatform,
-    Faults,
     account_specs,
-    fake_arguments,
-    serve_main,
     stable_number,
 )
+from monitor.fakes.faults import Canned, Faults
 from monitor.fakes.recorded import RecordedAnswers
+from monitor.fakes.server import fake_arguments, serve_main
 
 STATES = ("present", "protected", "withheld", "restricted", "suspended", "deactivated",
           "deleted")

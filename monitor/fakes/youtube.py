@@ -2,7 +2,7 @@
 
 Serves ``GET /youtube/v3/channels?part=…&forHandle=@h|id=UC…&key=…``, pretty-printed as
 Google's APIs answer, plus faults, overrides and control endpoints
-(:class:`~monitor.fakes.faults.FakePlatform`). A gone channel is a 200 listing without
+(:class:`~monitor.fakes.accounts.FakePlatform`). A gone channel is a 200 listing without
 ``items`` [I] (``empty_items=True`` sends ``"items": []`` instead). Override ``quota``
 answers 403 ``quotaExceeded``. Run it alone with
 ``python -m monitor.fakes.youtube --port 8087 --account MrBeast=present``.
@@ -18,16 +18,9 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor.fakes.faults import (
-    AccountSpec,
-    Canned,
-    FakeAccount,
-    FakePlatform,
-    Faults,
-    account_specs,
-    fake_arguments,
-    serve_main,
-)
+from monitor.fakes.accounts import AccountSpec, FakeAccount, FakePlatform, account_specs
+from monitor.fakes.faults import Canned, Faults
+from monitor.fakes.server import fake_arguments, serve_main
 
 STATES = ("present", "terminated", "deleted")
 API_KEY = "test-youtube-key"
