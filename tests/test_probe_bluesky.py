@@ -14,7 +14,6 @@ from monitor.config import PlatformConfig
 from monitor.fakes.bluesky import FakeBluesky
 from monitor.fakes.server import serve
 from monitor.model import AbsentReason, ErrorKind, Observation, RateLimit, Result
-from monitor.probes import PROBES
 from monitor.probes.base import Answer, ProbeError, Target
 from monitor.probes.bluesky import (
     BlueskyProbe,
@@ -60,10 +59,6 @@ def make_probe(base_url: str, session: aiohttp.ClientSession) -> BlueskyProbe:
 async def check(base_url: str, session: aiohttp.ClientSession, handle: str,
                 did: str | None = None) -> Observation:
     return await make_probe(base_url, session).check(Target(handle, did))
-
-
-def test_registry_names_the_bluesky_probe() -> None:
-    assert PROBES["bluesky"] is BlueskyProbe
 
 
 # --------------------------------------------------------------------------- every state

@@ -11,7 +11,6 @@ import pytest
 from monitor.config import PlatformConfig
 from monitor.fakes.github import FakeGitHub
 from monitor.model import AbsentReason, ErrorKind, Observation, RateLimit, Result
-from monitor.probes import PROBES
 from monitor.probes.base import Answer, Target
 from monitor.probes.github import GitHubProbe, classify_user
 from tests.conftest import HOSTILE
@@ -47,10 +46,6 @@ def make_probe(base_url: str, session: aiohttp.ClientSession,
 async def check(base_url: str, session: aiohttp.ClientSession, login: str,
                 account_id: str | None = None) -> Observation:
     return await make_probe(base_url, session).check(Target(login, account_id))
-
-
-def test_registry_names_the_github_probe() -> None:
-    assert PROBES["github"] is GitHubProbe
 
 
 def test_request_sends_githubs_required_headers() -> None:

@@ -11,7 +11,6 @@ import pytest
 from monitor.config import PlatformConfig
 from monitor.fakes.reddit import FakeReddit
 from monitor.model import AbsentReason, ErrorKind, Observation, RateLimit, Result
-from monitor.probes import PROBES
 from monitor.probes.base import Answer, Target
 from monitor.probes.reddit import DEFAULT_USER_AGENT, RedditProbe, classify_about
 from tests.conftest import HOSTILE
@@ -45,10 +44,6 @@ def make_probe(base_url: str, session: aiohttp.ClientSession, **platform: object
 
 async def check(base_url: str, session: aiohttp.ClientSession, name: str) -> Observation:
     return await make_probe(base_url, session).check(Target(name))
-
-
-def test_registry_names_the_reddit_probe() -> None:
-    assert PROBES["reddit"] is RedditProbe
 
 
 def test_default_user_agent_is_replaced_by_a_reddit_style_one() -> None:

@@ -14,7 +14,6 @@ import pytest
 from monitor.config import PlatformConfig
 from monitor.fakes.x import TOKEN, FakeX
 from monitor.model import AbsentReason, ErrorKind, Observation, RateLimit, Result
-from monitor.probes import PROBES
 from monitor.probes.base import Answer, Target
 from monitor.probes.x import XProbe, classify_batch, classify_user
 from tests.conftest import HOSTILE
@@ -50,10 +49,6 @@ def make_probe(base_url: str, session: aiohttp.ClientSession, token: str | None 
 async def check(base_url: str, session: aiohttp.ClientSession, handle: str,
                 account_id: str | None = None) -> Observation:
     return await make_probe(base_url, session).check(Target(handle, account_id))
-
-
-def test_registry_names_the_x_probe() -> None:
-    assert PROBES["x"] is XProbe
 
 
 # --------------------------------------------------------------------------- every state

@@ -12,7 +12,6 @@ from monitor.config import PlatformConfig
 from monitor.fakes.twitch import CLIENT_ID, TOKEN, FakeTwitch
 from monitor.fakes.youtube import API_KEY, FakeYouTube
 from monitor.model import AbsentReason, ErrorKind, Observation, RateLimit, Result
-from monitor.probes import PROBES
 from monitor.probes.base import Answer, Target
 from monitor.probes.twitch import TwitchProbe, classify_users
 from monitor.probes.youtube import YouTubeProbe, classify_channels
@@ -30,10 +29,6 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 
-
-
-def test_registry_names_both_probes() -> None:
-    assert (PROBES["youtube"], PROBES["twitch"]) == (YouTubeProbe, TwitchProbe)
 
 
 # =========================================================================== YouTube

@@ -49,11 +49,13 @@ INSTAGRAM_PRESENT = """<!DOCTYPE html>
 
 @dataclass(frozen=True, slots=True)
 class PlatformFake:
-    """One probe's fake platform, serving ``handle`` as a present account."""
+    """One probe's fake platform, serving ``handle`` as a present account; ``gone`` is the
+    fake's state (``set_state(handle, gone)``) in which the platform says it is gone."""
 
     make: Callable[[], FakeServer]
     handle: str
     settings: Callable[[str], dict[str, Any]]  # base URL -> the platform's config fields
+    gone: str
 
 
 def platform_fakes() -> dict[str, PlatformFake]:
@@ -69,20 +71,22 @@ def platform_fakes() -> dict[str, PlatformFake]:
 
     return {
         "bluesky": PlatformFake(lambda: bluesky.FakeBluesky({"bsky.app": "present"}),
-                                "bsky.app", lambda base: {"plc_url": f"{base}/plc"}),
+                                "bsky.app", lambda base: {"plc_url": f"{base}/plc"},
+                                "deactivated"),
         "github": PlatformFake(lambda: github.FakeGitHub({"octocat": "present"}),
-                               "octocat", lambda base: {}),
+                               "octocat", lambda base: {}, "deleted"),
         "http": PlatformFake(lambda: site.FakeSite({"instagram": "present"},
                                                    present_template=INSTAGRAM_PRESENT),
-                             "instagram", lambda base: {"catalogue": "instagram"}),
-        "mastodon": PlatformFake(masto, "alice", lambda base: {}),
+                             "instagram", lambda base: {"catalogue": "instagram"}, "absent"),
+        "mastodon": PlatformFake(masto, "alice", lambda base: {}, "suspended"),
         "reddit": PlatformFake(lambda: reddit.FakeReddit({"spez": "present"}),
-                               "spez", lambda base: {}),
+                               "spez", lambda base: {}, "suspended"),
         "twitch": PlatformFake(lambda: twitch.FakeTwitch({"shroud": "present"}),
                                "shroud", lambda base: {"token": twitch.TOKEN,
-                                                       "client_id": twitch.CLIENT_ID}),
+                                                       "client_id": twitch.CLIENT_ID},
+                               "suspended"),
         "x": PlatformFake(lambda: x.FakeX({"XDevelopers": "present"}),
-                          "XDevelopers", lambda base: {"token": x.TOKEN}),
+                          "XDevelopers", lambda base: {"token": x.TOKEN}, "suspended"),
         "youtube": PlatformFake(lambda: youtube.FakeYouTube({"mkbhd": "present"}),
-                                "mkbhd", lambda base: {"token": youtube.API_KEY}),
+                                "mkbhd", lambda base: {"token": youtube.API_KEY}, "terminated"),
     }

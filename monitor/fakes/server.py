@@ -132,6 +132,16 @@ class FakeServer:
         """Apply ``POST /_control/accounts/{handle}``; raise ValueError on bad input."""
         raise NotImplementedError
 
+    def set_state(self, handle: str, state: str) -> object:
+        """Create the account or put it in ``state``, one of the platform's own (a subclass's
+        ``STATES``); ValueError for any other."""
+        raise NotImplementedError
+
+    def account_id(self, handle: str) -> str | None:
+        """The platform's immutable id of the account holding ``handle``, as a probe learns
+        it; None on a platform without ids (a website)."""
+        return None
+
     def account_states(self) -> dict[str, str]:
         raise NotImplementedError
 
