@@ -372,7 +372,7 @@ def _bundled_rules(platform: str) -> HttpRules:
     return found
 
 
-# Bodies from shared/reference/platforms.md (documented answers).
+# Bodies from docs/platforms.md (documented answers).
 X_SUSPENDED = ('{"errors":[{"parameter":"username","resource_id":"u","value":"u","detail":'
                '"User has been suspended: [u].","title":"Forbidden","resource_type":"user",'
                '"type":"https://api.twitter.com/2/problems/resource-not-found"}]}')

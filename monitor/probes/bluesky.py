@@ -1,6 +1,6 @@
 """Bluesky (AT Protocol) AppView profiles: by DID once known, by handle to discover it.
 
-Shapes: docs/platforms.md, "Bluesky". Errors are HTTP 400 with
+Shapes: docs/platforms.md, "Bluesky (AT Protocol)". Errors are HTTP 400 with
 ``{"error": "<Name>", "message": "<text>"}``. ``AccountTakedown`` and ``AccountDeactivated``
 mean the account is gone. ``InvalidRequest "Profile not found"`` does **not**, on its own:
 the AppView says it for a deleted account and for a live one it has not indexed or lost

@@ -1,6 +1,6 @@
 """Twitch Helix ``users``: by id once known, by login to discover it.
 
-Shapes: docs/platforms.md, "Twitch".
+Shapes: docs/platforms.md, "Twitch (Helix)" ([I]: inferred, not documented).
 Helix needs two credentials: the platform's ``token`` is the app access token (Bearer), and
 its ``client_id`` is the client id that token was issued to, sent as ``Client-Id`` (the
 config may take it from the environment: ``client_id: ${TWITCH_CLIENT_ID}``). A user that is

@@ -1,6 +1,6 @@
 """X (Twitter) API v2 user lookup: by immutable id once known, by username to discover it.
 
-Shapes: shared/reference/platforms.md, "X API v2". Lookup failures are **HTTP 200** with an
+Shapes: docs/platforms.md, "X API v2". Lookup failures are **HTTP 200** with an
 ``errors`` array and no ``data``, so the body decides, not the status. A handle can be freed
 and re-registered by someone else, so the id in ``data.id`` is always reported.
 """

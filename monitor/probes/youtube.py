@@ -1,6 +1,6 @@
 """YouTube Data API v3 ``channels.list``: by channel id once known, by ``forHandle`` before.
 
-Shapes: docs/platforms.md, "YouTube".
+Shapes: docs/platforms.md, "YouTube Data API v3".
 The platform's ``token`` is the API **key**, sent as the ``key=`` query parameter: it is
 never sent as a header and never put in evidence (the URL never is). A channel that is gone
 answers 200 with no ``items`` [I]; quota exhaustion is 403 ``quotaExceeded`` (an error).
