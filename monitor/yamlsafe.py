@@ -23,6 +23,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -107,9 +108,9 @@ def decode_utf8(data: bytes) -> str:
 
 def _position(data: bytes | str, offset: int) -> tuple[int, int]:
     """1-based line and column of ``offset``."""
-    newline = b"\n" if isinstance(data, bytes) else "\n"
-    line_start = data.rfind(newline, 0, offset) + 1  # type: ignore[arg-type]
-    return data.count(newline, 0, offset) + 1, offset - line_start + 1  # type: ignore[arg-type]
+    if isinstance(data, bytes):  # not decoded: the bytes are what cannot be
+        return data.count(b"\n", 0, offset) + 1, offset - data.rfind(b"\n", 0, offset)
+    return data.count("\n", 0, offset) + 1, offset - data.rfind("\n", 0, offset)
 
 
 # --------------------------------------------------------------------------- nodes
@@ -190,8 +191,8 @@ def _yaml_problem(exc: yaml.YAMLError, text: str = "") -> YamlProblem:
         return YamlProblem(f"not valid YAML: {exc.reason} at line {line}, column {column}; "
                            "remove the control character", line)
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    line = mark.line + 1 if mark is not None else None
-    return YamlProblem(f"not valid YAML: {_short(str(exc))}", line)
+    mark_line: int | None = mark.line + 1 if mark is not None else None
+    return YamlProblem(f"not valid YAML: {_short(str(exc))}", mark_line)
 
 
 def _short(text: str, limit: int = 300) -> str:
@@ -199,7 +200,7 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _children(node: yaml.Node) -> Any:
+def _children(node: yaml.Node) -> Iterator[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             yield key
@@ -258,7 +259,8 @@ def check_graph(root: yaml.Node) -> list[YamlProblem]:
                                 "alias", _line(node), _path(node, parent))]
         if isinstance(node, yaml.MappingNode):
             problems.extend(_duplicate_keys(node, parent))
-        edges = [(key, child) for key, child in _edges(node) if isinstance(child, _COLLECTIONS)]
+        edges: list[tuple[Any, yaml.Node]] = [
+            (key, child) for key, child in _edges(node) if isinstance(child, _COLLECTIONS)]
         if not edges:  # a leaf: nothing below it can be an alias worth counting
             size[nid], height[nid] = 1 + len(node.value) * _SLOTS[type(node)], 1
             continue
@@ -272,7 +274,7 @@ def check_graph(root: yaml.Node) -> list[YamlProblem]:
 
 
 _COLLECTIONS = (yaml.MappingNode, yaml.SequenceNode)
-_SLOTS = {yaml.MappingNode: 2, yaml.SequenceNode: 1}  # child nodes per item
+_SLOTS: dict[type[yaml.Node], int] = {yaml.MappingNode: 2, yaml.SequenceNode: 1}  # per item
 
 
 def _scalar_children(node: yaml.Node) -> int:
@@ -281,7 +283,7 @@ def _scalar_children(node: yaml.Node) -> int:
     return sum(not isinstance(n, _COLLECTIONS) for n in node.value)
 
 
-def _edges(node: yaml.Node) -> Any:
+def _edges(node: yaml.Node) -> Iterator[tuple[Any, yaml.Node]]:
     """(key, child) pairs of a collection; keys of a mapping are children too."""
     if isinstance(node, yaml.MappingNode):
         for i, (key, value) in enumerate(node.value):
@@ -291,7 +293,7 @@ def _edges(node: yaml.Node) -> Any:
         yield from enumerate(node.value)
 
 
-def _key_text(key: yaml.Node) -> Any:
+def _key_text(key: yaml.Node) -> str | tuple[str, int]:
     return key.value if isinstance(key, yaml.ScalarNode) else ("complex", id(key))
 
 

@@ -29,8 +29,9 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-from monitor.model import AbsentReason, ErrorKind, Observation
+from monitor.model import AbsentReason, ErrorKind, Observation, Result
 from monitor.probes.base import ProbeError
 from monitor.probes.evidence import short
 
@@ -48,9 +49,9 @@ class Unconfirmed(Observation):
     claim: AbsentReason = AbsentReason.NOT_FOUND
 
     @classmethod
-    def of(cls, at: float, claim: AbsentReason, evidence: str, **kw: object) -> Unconfirmed:
-        return cls.failed(at, ErrorKind.UNEXPECTED, f"{evidence} (unconfirmed)", claim=claim,
-                          **kw)  # type: ignore[return-value]
+    def of(cls, at: float, claim: AbsentReason, evidence: str, **kw: Any) -> Unconfirmed:
+        return cls(Result.ERROR, at, error=ErrorKind.UNEXPECTED,
+                   evidence=f"{evidence} (unconfirmed)", claim=claim, **kw)
 
 
 Confirm = Callable[[Unconfirmed], Awaitable[Observation]]

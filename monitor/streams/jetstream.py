@@ -242,7 +242,7 @@ class JetstreamConsumer:
     def backoff_delay(self, attempt: int) -> float:
         """Exponential backoff with jitter: uniform in [base/2, base], base capped."""
         base = min(self._backoff_max,
-                   self._backoff_initial * 2 ** min(attempt, _MAX_EXPONENT))
+                   self._backoff_initial * 2.0 ** min(attempt, _MAX_EXPONENT))
         return base * (0.5 + 0.5 * self._rng.random())
 
     # ------------------------------------------------------------------ connection loop
