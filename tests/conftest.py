@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import selectors
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,117 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0,
 
 def state_of(monitor: Monitor, platform: str, handle: str) -> State:
     return monitor.accounts[AccountKey(platform, handle)].view.state.state
+
+
+def last_probed(monitor: Monitor, platform: str, handle: str) -> float:
+    """When the account's latest answer came in (0 before the first)."""
+    return monitor.accounts[AccountKey(platform, handle)].view.last_probe_at or 0.0
+
+
+async def probed_again(monitor: Monitor, handles: Iterable[str], *, platform: str = "masto",
+                       times: int = 2, timeout: float = 10.0) -> None:
+    """A positive sign that the monitor has moved on: every one of ``handles`` was answered
+    and decided on ``times`` more times from now. (A decision is taken in the same step as
+    the answer is recorded, so whatever those answers cause, a transition or a page row, is
+    written by the time this returns.)"""
+    handles = list(handles)
+    for round_ in range(1, times + 1):
+        await wait_for(_answered_after(monitor, platform, handles, time.time()),
+                       timeout=timeout, what=f"{handles} probed again ({round_}/{times})")
+
+
+def _answered_after(monitor: Monitor, platform: str, handles: list[str],
+                    mark: float) -> Callable[[], bool]:
+    return lambda: all(last_probed(monitor, platform, h) > mark for h in handles)
+
+
+def outbox_settled(monitor: Monitor) -> bool:
+    """No decision waits to be written and no outbox row waits to be sent (each one is
+    delivered, failed, dropped or held): no page can go out until a new decision."""
+    return (monitor.store is not None and not monitor.store.outbox_pending()
+            and not (monitor.writer is not None and monitor.writer.backlog))
+
+
+async def quiet(monitor: Monitor, handles: Iterable[str], *, platform: str = "masto",
+                times: int = 2, timeout: float = 10.0) -> None:
+    """"Nothing more arrives", as a positive sign instead of a sleep: the outbox has sent
+    what it had, the monitor then decided ``times`` fresh answers of each of ``handles``, and
+    after those the outbox again has nothing to send. A duplicate page, or one that should
+    have stayed held, would be in the receiver's hands (or failing the wait) by then."""
+    await wait_for(lambda: outbox_settled(monitor), timeout=timeout, what="the outbox sent")
+    await probed_again(monitor, handles, platform=platform, times=times, timeout=timeout)
+    await wait_for(lambda: outbox_settled(monitor), timeout=timeout,
+                   what="the outbox sent, after the fresh answers")
+
+
+# ------------------------------------------------------------------ virtual time
+
+
+class _FastForward(selectors.BaseSelector):
+    """The selector of :class:`VirtualTimeLoop`: polls for I/O without waiting, and where the
+    loop would wait ``timeout`` for its next timer, moves the virtual clock on by that."""
+
+    def __init__(self, loop: VirtualTimeLoop):
+        self._real = selectors.DefaultSelector()
+        self._loop = loop
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._real.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = self._real.select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:
+            raise RuntimeError("virtual time: nothing is due and nothing is ready; "
+                               "the test would wait forever")
+        self._loop.advance(timeout)
+        return ready
+
+    def get_map(self) -> Any:
+        return self._real.get_map()
+
+    def close(self) -> None:
+        self._real.close()
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop on virtual time, for code that takes a clock (the scheduler): whenever
+    nothing is ready it jumps straight to the next timer. ``sleep(60)`` takes no real time,
+    ``loop.time()`` moves only by the delays the code asked for, and a count "per second"
+    is exact however loaded the machine is."""
+
+    def __init__(self) -> None:
+        self._virtual_now = 0.0
+        super().__init__(selector=_FastForward(self))
+
+    def time(self) -> float:
+        return self._virtual_now
+
+    def advance(self, seconds: float) -> None:
+        self._virtual_now += max(0.0, seconds)
+
+
+def on_virtual_time(test: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+    """Run an ``async def`` test without arguments on a fresh :class:`VirtualTimeLoop`;
+    inside it, ``asyncio.get_running_loop().time`` is the clock to inject."""
+    def run() -> None:
+        loop = VirtualTimeLoop()
+        try:
+            loop.run_until_complete(test())
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    run.__name__, run.__qualname__ = test.__name__, test.__qualname__
+    run.__doc__, run.__module__ = test.__doc__, test.__module__
+    return run
 
 
 async def scrape(port: int, path: str = "/metrics") -> str:

@@ -1,15 +1,39 @@
-"""Scheduler: jittered start, per-platform concurrency and rate budgets, clean stop."""
+"""Scheduler: jittered start, per-platform concurrency and rate budgets, clean stop.
+
+The scheduler takes a clock; these tests run it on virtual time (:class:`VirtualTimeLoop`,
+whose clock jumps to the next timer), so every figure "per second" or "within the interval"
+is exact, takes no real time and does not depend on how loaded the machine is.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import random
-import time
 from collections import defaultdict
 from collections.abc import Hashable
 
+import pytest
+
 from monitor.scheduler import RateBudget, Scheduler
+from tests.conftest import on_virtual_time
+
+
+def clock() -> float:
+    """The running (virtual) loop's clock: what the scheduler's timers and sleeps run on."""
+    return asyncio.get_running_loop().time()
+
+
+async def until(predicate: object, *, within: float, step: float = 0.01) -> float:
+    """Advance virtual time until ``predicate()`` holds; fail after ``within`` virtual
+    seconds. Returns the virtual time it took."""
+    assert callable(predicate)
+    start = clock()
+    while not predicate():
+        if clock() - start > within:
+            pytest.fail(f"not true within {within} virtual seconds")
+        await asyncio.sleep(step)
+    return clock() - start
 
 
 def test_rate_budget_allows_a_burst_then_spaces_requests() -> None:
@@ -28,27 +52,38 @@ def test_rate_budget_pause_until_defers_every_request() -> None:
 
 
 def pytest_approx(x: float) -> object:
-    import pytest
-
     return pytest.approx(x, abs=1e-9)
 
 
+@on_virtual_time
+async def test_virtual_time_jumps_to_the_next_timer_and_nothing_else() -> None:
+    """The harness itself: an hour of sleeping is an hour on the clock, in no real time."""
+    t0 = clock()
+    woke: list[float] = []
+    asyncio.get_running_loop().call_later(1.5, lambda: woke.append(clock()))
+    await asyncio.sleep(3600)
+    assert clock() - t0 == pytest_approx(3600.0)
+    assert woke == [pytest_approx(t0 + 1.5)]
+
+
+@on_virtual_time
 async def test_first_probes_are_spread_over_the_interval_not_a_herd() -> None:
     started: list[float] = []
-    t0 = time.monotonic()
+    t0 = clock()
 
     async def probe(key: Hashable) -> float | None:
-        started.append(time.monotonic() - t0)
+        started.append(clock() - t0)
         return None
 
-    sched = Scheduler(probe, rng=random.Random(7))
+    sched = Scheduler(probe, rng=random.Random(7), clock=clock)
     sched.add_lane("p", concurrency=50, rate=1e6, burst=1000)
     for i in range(200):
         sched.add(i, "p", spread=1.0)
     await sched.start()
-    await asyncio.sleep(1.3)
+    await until(lambda: len(started) == 200, within=1.3)
     await sched.stop()
     assert len(started) == 200
+    assert all(0.0 <= t <= 1.0 for t in started)  # every first probe within the spread
     # Roughly uniform: every tenth of the second gets some, none gets a herd.
     buckets = defaultdict(int)
     for t in started:
@@ -56,6 +91,7 @@ async def test_first_probes_are_spread_over_the_interval_not_a_herd() -> None:
     assert len(buckets) == 10 and max(buckets.values()) < 45
 
 
+@on_virtual_time
 async def test_concurrency_limit_is_per_platform() -> None:
     in_flight: dict[str, int] = defaultdict(int)
     peak: dict[str, int] = defaultdict(int)
@@ -68,74 +104,87 @@ async def test_concurrency_limit_is_per_platform() -> None:
         in_flight[lane] -= 1
         return 0.01
 
-    sched = Scheduler(probe)
+    sched = Scheduler(probe, clock=clock)
     sched.add_lane("slow", concurrency=2, rate=1e6, burst=1000)
     sched.add_lane("fast", concurrency=8, rate=1e6, burst=1000)
     for i in range(20):
         sched.add(f"slow:{i}", "slow", spread=0.01)
         sched.add(f"fast:{i}", "fast", spread=0.01)
     await sched.start()
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # virtual: ten rounds of the slow lane's 0.05 s probes
     await sched.stop()
     assert peak["slow"] == 2 and peak["fast"] == 8
 
 
+@on_virtual_time
 async def test_rate_budget_caps_requests_per_second() -> None:
-    count = 0
+    sent: list[float] = []
+    t0 = clock()
 
     async def probe(key: Hashable) -> float | None:
-        nonlocal count
-        count += 1
+        sent.append(clock() - t0)
         return 0.0  # as often as allowed
 
-    sched = Scheduler(probe)
+    sched = Scheduler(probe, clock=clock)
     sched.add_lane("p", concurrency=4, rate=20, burst=1)
     for i in range(10):
         sched.add(i, "p", spread=0.0)
     await sched.start()
     await asyncio.sleep(1.0)
     await sched.stop()
-    assert 15 <= count <= 25
+    # Exactly one request every 1/20 s from the first, however many accounts are due:
+    # the budget's slots at 0, 0.05, ... 0.95 s (and 1.0 s, if the worker took it before
+    # stop() ran at that same instant).
+    assert 20 <= len(sent) <= 21
+    assert all(b - a == pytest.approx(0.05, abs=1e-6) for a, b in itertools.pairwise(sent))
 
 
+@on_virtual_time
 async def test_returned_delay_reschedules_quickly_for_confirmation() -> None:
     times: list[float] = []
 
     async def probe(key: Hashable) -> float | None:
-        times.append(time.monotonic())
+        times.append(clock())
         return 0.05 if len(times) < 4 else None
 
-    sched = Scheduler(probe, jitter=0.0)
+    sched = Scheduler(probe, jitter=0.0, clock=clock)
     sched.add_lane("p", concurrency=1, rate=1e6, burst=10)
     sched.add("k", "p", spread=0.0)
     await sched.start()
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # virtual: ten times the delay the probe asks for
     await sched.stop()
-    assert len(times) == 4
+    assert len(times) == 4  # None stopped the probing
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(0.04 < g < 0.2 for g in gaps)
+    assert gaps == [pytest.approx(0.05, abs=1e-6)] * 3  # without jitter: the delay asked
 
 
+@on_virtual_time
 async def test_stop_lets_in_flight_probes_finish() -> None:
     finished = []
+    in_flight: set[Hashable] = set()
 
     async def probe(key: Hashable) -> float | None:
-        await asyncio.sleep(0.2)
+        in_flight.add(key)
+        await asyncio.sleep(0.2)  # virtual: the request takes 0.2 s
         finished.append(key)
         return 60.0
 
-    sched = Scheduler(probe)
+    sched = Scheduler(probe, clock=clock)
     sched.add_lane("p", concurrency=4, rate=1e6, burst=10)
     for i in range(4):
         sched.add(i, "p", spread=0.0)
     await sched.start()
-    await asyncio.sleep(0.05)
-    t0 = time.monotonic()
+    await until(lambda: len(in_flight) == 4, within=0.1)
+    assert finished == []  # all four are mid-request when stop() is called
+    t0 = clock()
     await sched.stop(grace=2.0)
     assert sorted(finished) == [0, 1, 2, 3]
-    assert time.monotonic() - t0 < 1.0
+    assert clock() - t0 < 1.0
+    assert clock() - t0 <= 0.2 + 1e-6  # no longer than the requests took: not the grace
 
 
+@on_virtual_time
 async def test_removed_accounts_are_not_probed_again() -> None:
     seen: list[Hashable] = []
 
@@ -143,18 +192,24 @@ async def test_removed_accounts_are_not_probed_again() -> None:
         seen.append(key)
         return 0.02
 
-    sched = Scheduler(probe)
+    sched = Scheduler(probe, clock=clock)
     sched.add_lane("p", concurrency=1, rate=1e6, burst=10)
     sched.add("a", "p", spread=0.0)
+    sched.add("witness", "p", spread=0.0)  # probed at the same pace, never removed
     await sched.start()
-    await asyncio.sleep(0.1)
+    await until(lambda: seen.count("a") >= 3, within=1.0)
     sched.remove("a")
-    n = len(seen)
-    await asyncio.sleep(0.1)
+    n = seen.count("a")
+    # The positive sign that "a" would have come round again: the witness, on the same
+    # lane and interval, was probed five more times since.
+    witnessed = seen.count("witness")
+    await until(lambda: seen.count("witness") >= witnessed + 5, within=1.0)
     await sched.stop()
-    assert n > 0 and len(seen) <= n + 1
+    assert n > 0 and seen.count("a") <= n + 1
+    assert seen.count("a") == n  # with one worker nothing of "a" was in flight: never again
 
 
+@on_virtual_time
 async def test_protected_accounts_go_first_when_the_budget_is_short() -> None:
     order: list[Hashable] = []
 
@@ -162,14 +217,14 @@ async def test_protected_accounts_go_first_when_the_budget_is_short() -> None:
         order.append(key)
         return None
 
-    sched = Scheduler(probe)
+    sched = Scheduler(probe, clock=clock)
     sched.add_lane("p", concurrency=1, rate=20, burst=1)
     for i in range(20):
         sched.add(f"plain{i}", "p", spread=0.0, priority=1)
     for i in range(3):
         sched.add(f"protected{i}", "p", spread=0.0, priority=0)
     await sched.start()
-    await asyncio.sleep(0.4)
+    await until(lambda: len(order) >= 4, within=0.4)
     await sched.stop()
     # The first request may already be on its way; right after it, the protected ones.
     assert {str(k) for k in order[1:4]} | {str(order[0])} >= {"protected0", "protected1",

@@ -3,7 +3,6 @@ on a virtual clock, and which store errors are retried."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 
 import pytest
@@ -14,6 +13,7 @@ from monitor.health import PlatformHealth
 from monitor.model import AbsentReason, AccountState, ErrorKind, Observation, State
 from monitor.scheduler import Scheduler
 from monitor.store import retryable
+from tests.conftest import wait_for
 
 SPEC = OwnBlindnessConfig(min_accounts=3, fraction=0.5)
 
@@ -91,8 +91,9 @@ async def test_lag_counts_what_waits_for_budget_on_a_virtual_clock() -> None:
         sched.add(f"a{i}", "p", spread=0.0)
     await sched.start()
     try:
-        for _ in range(20):
-            await asyncio.sleep(0)
+        # The worker has spent the one request and holds the next account for budget.
+        await wait_for(lambda: len(probed) == 1 and len(sched.lanes["p"].held) == 1,
+                       what="one probed, the next held for budget")
         assert sched.lag() == {"p": (0.0, 0)}  # just due: within the slack
         now[0] += 30.0
         worst, overdue = sched.lag()["p"]
