@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import selectors
 import signal
 import socket
@@ -74,10 +75,13 @@ async def running_monitor(config_text: str) -> AsyncIterator[Monitor]:
 
 async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0,
                    what: str = "condition") -> Any:
-    """Poll ``predicate`` until truthy; fail the test with ``what`` on timeout."""
+    """Poll ``predicate`` (plain, or returning an awaitable: an HTTP look-up, say) until
+    truthy; fail the test with ``what`` on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         await asyncio.sleep(0.02)

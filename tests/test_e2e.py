@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +19,7 @@ from monitor.model import AccountKey, State
 from tests.conftest import (
     free_port,
     mastodon_config,
+    probed_again,
     running_monitor,
     scrape,
     state_of,
@@ -67,7 +68,9 @@ async def test_account_vanishes_pages_state_down_then_returns_with_an_honest_out
             assert (metric(text, "accmon_account_outage_seconds", account="alice") or 0) > 0
             assert metric(text, "accmon_build_info") == 1.0
 
-            await asyncio.sleep(1.0)
+            # The outage lasts five more absent answers (about a second), not a timer's worth.
+            await probed_again(monitor, ["alice"], times=5)
+            assert state_of(monitor, "masto", "alice") is State.DOWN
             back_at = time.time()
             fake.set_state("alice", "present")
             await wait_for(lambda: state_of(monitor, "masto", "alice") is State.UP, what="back up")
@@ -93,7 +96,8 @@ async def test_a_flaky_platform_never_takes_an_account_down(state_file: str) -> 
     fake = FakeMastodon(dict.fromkeys(handles, "present"), rate_limit=10**6)
     async with fake.running() as base:
         config = mastodon_config(base, handles, state_path=state_file)
-        config = config.replace("timeout: 500ms", "timeout: 150ms")
+        config = config.replace("timeout: 500ms", "timeout: 150ms").replace(
+            "interval: 100ms", "interval: 50ms")  # twice the answers per second
         # The fake's 429s say "wait until the next 5-minute boundary"; cap that so the test
         # sees thousands of answers rather than one pause.
         config = config.replace("    concurrency: 8", "    concurrency: 8\n"
@@ -104,7 +108,22 @@ async def test_a_flaky_platform_never_takes_an_account_down(state_file: str) -> 
             # 30% of answers: 5xx, 429 or a hang past our timeout, for thousands of probes.
             fake.set_faults(server_error_rate=0.1, rate_limit_rate=0.1, timeout_rate=0.1,
                             hang_seconds=1.0, seed=42)
-            await asyncio.sleep(8.0)
+            # However fast this machine answers: until well over 600 probes have met the
+            # faults, at least 30 of each kind (not a fixed 8 s that a busy machine fills
+            # with fewer).
+            registry = monitor.metrics.registry
+
+            def sample(name: str, **labels: str) -> float:
+                return registry.get_sample_value(name, {"platform": "masto", **labels}) or 0.0
+
+            def exposed_enough() -> bool:
+                answers = sum(sample("accmon_probes_total", result=r)
+                              for r in ("present", "absent", "error"))
+                return answers > 700 and all(
+                    sample("accmon_probe_errors_total", kind=k) > 40
+                    for k in ("server_error", "rate_limited", "timeout"))
+
+            await wait_for(exposed_enough, timeout=60, what="700 probes through the faults")
             fake.set_faults()
             text = await scrape(monitor.port or 0)
         errors = {kind: metric(text, "accmon_probe_errors_total", kind=kind)
@@ -186,13 +205,22 @@ async def _account(port: int, handle: str) -> dict | None:  # type: ignore[type-
 
 
 async def _wait_account(port: int, handle: str, state: str, timeout: float = 15) -> dict:  # type: ignore[type-arg]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    async def in_state() -> dict | None:  # type: ignore[type-arg]
         row = await _account(port, handle)
-        if row and row["state"] == state:
-            return row
-        await asyncio.sleep(0.05)
-    pytest.fail(f"{handle} never reached {state}")
+        return row if row and row["state"] == state else None
+
+    return await wait_for(in_state, timeout=timeout, what=f"{handle} {state}")  # type: ignore[no-any-return]
+
+
+def port_bindable(port: int) -> bool:
+    """Whether a server could listen on ``port`` now (the one a killed process held)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @pytest.mark.slow
@@ -215,7 +243,7 @@ async def test_killed_mid_outage_and_restarted_it_is_still_one_outage(tmp_path: 
             proc.send_signal(signal.SIGKILL)  # no goodbye: nothing flushed on the way out
             proc.wait(timeout=5)
             killed_at = time.time()
-            await asyncio.sleep(0.5)
+            await wait_for(lambda: port_bindable(port), what="the killed process's port free")
 
             proc = _start(cfg, port, log)
             again = await _wait_account(port, "alice", "down")

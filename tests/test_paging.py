@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -20,12 +20,13 @@ from monitor.model import AccountKey, State
 from tests.conftest import (
     free_port,
     mastodon_config,
+    quiet,
     running_monitor,
     scrape,
     state_of,
     wait_for,
 )
-from tests.test_e2e import _wait_account, metric
+from tests.test_e2e import _account, _wait_account, metric
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTING_KEY = "R0UT1NGK3Y0123456789abcdef012345"
@@ -69,7 +70,7 @@ async def test_pager_outage_then_exactly_one_trigger_and_one_resolve(state_file:
             outage = mon.accounts[AccountKey("masto", "alice")].view.state.outage_id
             key = f"accmon/masto/alice/outage-{outage}"
             await pd.wait_for(1, timeout=15)
-            await asyncio.sleep(0.5)  # nothing more should come
+            await quiet(mon, ["alice"])  # nothing more should come
             assert len(triggers(pd, key)) == 1
             assert len(pd.requests) == 11  # ten refused or abandoned, then the one accepted
             event = triggers(pd, key)[0]
@@ -79,7 +80,7 @@ async def test_pager_outage_then_exactly_one_trigger_and_one_resolve(state_file:
 
             masto.set_state("alice", "present")
             await wait_for(lambda: resolves(pd, key), what="resolve")
-            await asyncio.sleep(0.3)
+            await quiet(mon, ["alice"])
             assert len(resolves(pd, key)) == 1 and len(triggers(pd, key)) == 1
             assert pd.open_incidents() == []
             text = await scrape(mon.port or 0)
@@ -103,7 +104,8 @@ async def test_flapping_within_the_failure_threshold_never_pages(state_file: str
                                what="suspect")
                 masto.set_state("alice", "present")
                 await wait_for(lambda: state_of(mon, "masto", "alice") is State.UP, what="up")
-            await asyncio.sleep(0.3)
+            await quiet(mon, ["alice"])
+            assert mon.store is not None and mon.store.outbox_rows("pd") == []  # none written
         assert pd.accepted == [] and pd.requests == []
 
 
@@ -118,7 +120,11 @@ async def test_a_permanent_error_is_not_retried_and_max_age_gives_up(state_file:
             pd.script(400)  # "invalid event": permanent
             masto_fake.set_state("alice", "gone")
             await wait_for(lambda: len(pd.requests) >= 1, what="first attempt")
-            await asyncio.sleep(0.4)
+            # The 400 is final: the row is failed at once, so nothing is left to retry...
+            await wait_for(lambda: mon.store is not None
+                           and [r.status for r in mon.store.outbox_rows("pd")] == ["failed"],
+                           what="the refused page marked failed")
+            await quiet(mon, ["alice", "bob"])  # ...and nothing more comes meanwhile
             assert len(pd.requests) == 1  # never retried
 
             pd.script(*([500] * 200))  # the pager is down longer than max_age
@@ -160,6 +166,24 @@ def _start(cfg: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
+def outbox(db: Path) -> list[tuple[str, str]]:
+    """(dedup_key, status) of every outbox row, read from the state file itself."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return conn.execute("SELECT dedup_key, status FROM outbox ORDER BY id").fetchall()
+
+
+async def _probed_again(port: int, handle: str, times: int) -> None:
+    """The monitor process answered and decided ``handle`` ``times`` more times from now
+    (its API's ``last_probe_at`` moved past a fresh mark that often)."""
+    async def answered_after(mark: float) -> bool:
+        row = await _account(port, handle)
+        return bool(row) and (row["last_probe_at"] or 0) > mark  # type: ignore[index]
+
+    for _ in range(times):
+        mark = time.time()
+        await wait_for(lambda m=mark: answered_after(m), what=f"{handle} probed again")
+
+
 @pytest.mark.slow
 async def test_killed_between_commit_and_delivery_pages_after_restart(tmp_path: Path) -> None:
     masto, pd = FakeMastodon({"alice": "present"}), FakePagerDuty()
@@ -179,20 +203,24 @@ async def test_killed_between_commit_and_delivery_pages_after_restart(tmp_path: 
             await wait_for(lambda: len(pd.requests) >= 1 or None, what="delivery in flight")
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=5)
-            with sqlite3.connect(db) as conn:
-                pending = conn.execute("SELECT dedup_key, status FROM outbox").fetchall()
             key = f"accmon/masto/alice/outage-{down['outage_id']}"
-            assert pending == [(key, "pending")]
+            assert outbox(db) == [(key, "pending")]
             assert pd.accepted == []
 
             pd.script()  # healthy again
             pd._script.clear()
             proc = _start(cfg, port, log)
             await wait_for(lambda: pd.accepted or None, timeout=15, what="delivery")
-            await asyncio.sleep(0.3)
+            await wait_for(lambda: outbox(db) == [(key, "delivered")],
+                           what="the delivery recorded")
+            # The monitor goes on deciding: two more answers, and still nothing to send.
+            await _probed_again(port, "alice", times=2)
+            assert outbox(db) == [(key, "delivered")]
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=8) == 0
+    # Stopped with nothing pending: nothing more can have been sent, or be sent later.
+    assert outbox(db) == [(key, "delivered")]
     assert [(e["event_action"], e["dedup_key"]) for e in pd.accepted] == [("trigger", key)]
     assert ROUTING_KEY not in log.read_text()  # the secret never reaches a log line
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
