@@ -34,6 +34,7 @@ from monitor.notify.base import (
     DeliveryError,
     Notification,
     NotifierSettings,
+    detail_lines,
     iso8601,
     post_json,
     type_field,
@@ -197,8 +198,7 @@ def alert_annotations(n: Notification) -> dict[str, str]:
 
 
 def _description(n: Notification) -> str:
-    parts = [f"{k}: {v}" for k, v in n.details.items()]
-    return "\n".join([n.summary, *parts]) if parts else n.summary
+    return "\n".join([n.summary, *detail_lines(n)])
 
 
 def outage_start(n: Notification) -> float:

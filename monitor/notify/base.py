@@ -172,6 +172,29 @@ async def post_json(session: aiohttp.ClientSession, url: str, payload: Any, *,
 
 ELLIPSIS = "…"
 
+# What a human calls each kind of notification, for titles and headers.
+TITLES = {
+    "vanished": "Account vanished",
+    "reminder": "Account still gone",
+    "recovered": "Account recovered",
+    "blind": "Monitoring blind",
+    "sighted": "Monitoring restored",
+    "renamed": "Account renamed",
+    "moved": "Account moved",
+    "platform_anomaly": "Platform anomaly",
+}
+
+
+def headline(n: Notification) -> str:
+    """``Account vanished: x/alice``: the kind in words, then the account."""
+    return f"{TITLES.get(n.kind, n.kind.replace('_', ' ').capitalize())}: " \
+           f"{n.platform}/{n.account}"
+
+
+def detail_lines(n: Notification) -> list[str]:
+    """One ``key: value`` line per detail (bounds, durations, evidence), in order."""
+    return [f"{k}: {v}" for k, v in n.details.items()]
+
 
 def truncate(text: str, limit: int) -> str:
     """At most ``limit`` characters, ending in an ellipsis when cut (pagers reject longer)."""

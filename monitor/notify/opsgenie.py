@@ -22,6 +22,7 @@ from monitor.notify.base import (
     Notification,
     NotifierSettings,
     bounded_key,
+    detail_lines,
     post_json,
     redact,
     truncate,
@@ -141,7 +142,7 @@ def flat_details(n: Notification) -> dict[str, str]:
 
 def description(n: Notification) -> str:
     lines = [n.summary, ""]
-    lines += [f"{k}: {v}" for k, v in n.details.items()]
+    lines += detail_lines(n)
     lines += [f"{link.get('text') or 'link'}: {link['href']}" for link in n.links
               if link.get("href")]
     return "\n".join(lines).strip()

@@ -19,6 +19,7 @@ from monitor.notify.base import (
     DeliveryError,
     Notification,
     NotifierSettings,
+    headline,
     iso8601,
     post_json,
     redact,
@@ -31,17 +32,6 @@ SECTION_MAX = 3000
 FIELD_MAX = 2000
 FIELDS_MAX = 10
 TEXT_MAX = 4000  # the notification fallback; Slack truncates longer messages anyway
-
-TITLES = {
-    "vanished": "Account vanished",
-    "reminder": "Account still gone",
-    "recovered": "Account recovered",
-    "blind": "Monitoring blind",
-    "sighted": "Monitoring restored",
-    "renamed": "Account renamed",
-    "moved": "Account moved",
-    "platform_anomaly": "Platform anomaly",
-}
 
 
 class SlackConfig(NotifierSettings):
@@ -83,8 +73,7 @@ class SlackNotifier:
 
 def message(n: Notification) -> dict[str, Any]:
     """``{"text": fallback, "blocks": [...]}`` for one notification."""
-    title = f"{TITLES.get(n.kind, n.kind.replace('_', ' ').capitalize())}: " \
-            f"{n.platform}/{n.account}"
+    title = headline(n)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": truncate(title, HEADER_MAX)}},
         _mrkdwn_section(escape(n.summary)),
