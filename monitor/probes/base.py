@@ -20,15 +20,17 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from monitor.config import PlatformConfig
 from monitor.model import ErrorKind, Observation
 from monitor.probes.ratelimit import RateLimitReader
+
+if TYPE_CHECKING:  # for types only: monitor.config imports the probe registry
+    from monitor.config import PlatformConfig
 
 
 @dataclass(frozen=True, slots=True)

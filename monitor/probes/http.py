@@ -10,12 +10,11 @@ are checked first; an answer no rule recognises is ``error(unexpected)``, never 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
 
-from monitor.config import HttpRules, Match, PlatformConfig
 from monitor.model import ErrorKind, Observation
 from monitor.probes.base import (
     Answer,
@@ -27,6 +26,9 @@ from monitor.probes.base import (
     status_error,
 )
 from monitor.probes.evidence import short
+
+if TYPE_CHECKING:  # for types only: monitor.config imports the probe registry
+    from monitor.config import HttpRules, Match, PlatformConfig
 
 _MARKER_CHARS = 40  # markers are quoted in evidence, kept short
 _HTML_ACCEPT = "text/html,application/xhtml+xml,application/json;q=0.9,*/*;q=0.8"

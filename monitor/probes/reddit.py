@@ -8,20 +8,21 @@ so the body is checked even on 200; an HTML page instead of JSON is a block or a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
 
-from monitor.config import PlatformConfig
 from monitor.model import AbsentReason, ErrorKind, Observation
 from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, classified, status_error
 from monitor.probes.evidence import with_detail
 from monitor.probes.ratelimit import header, reddit_rate_limit
 
+if TYPE_CHECKING:  # for types only: monitor.config imports the probe registry
+    from monitor.config import PlatformConfig
+
 # Sent instead of our generic default, which Reddit's rules do not accept.
 DEFAULT_USER_AGENT = "linux:account-monitor:0.1 (by /u/account-monitor)"
-_GENERIC_USER_AGENT = PlatformConfig.model_fields["user_agent"].default
 
 
 class RedditProbe(HttpProbe):
@@ -33,7 +34,7 @@ class RedditProbe(HttpProbe):
                  *, timeout: float, max_body_bytes: int) -> None:
         super().__init__(platform, session, timeout=timeout, max_body_bytes=max_body_bytes)
         self._headers = self.base_headers()
-        if platform.user_agent == _GENERIC_USER_AGENT:
+        if platform.user_agent == type(platform).model_fields["user_agent"].default:
             self._headers["User-Agent"] = DEFAULT_USER_AGENT
 
     def request(self, target: Target) -> tuple[str, str, dict[str, str]]:

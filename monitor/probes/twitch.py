@@ -9,16 +9,18 @@ gone answers ``{"data": []}`` [I].
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
 
-from monitor.config import PlatformConfig
 from monitor.model import AbsentReason, ErrorKind, Observation
 from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, classified, status_error
 from monitor.probes.evidence import json_text, with_detail
 from monitor.probes.ratelimit import twitch_rate_limit
+
+if TYPE_CHECKING:  # for types only: monitor.config imports the probe registry
+    from monitor.config import PlatformConfig
 
 
 class TwitchProbe(HttpProbe):

@@ -9,15 +9,17 @@ answers 200 with no ``items`` [I]; quota exhaustion is 403 ``quotaExceeded`` (an
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
 
-from monitor.config import PlatformConfig
 from monitor.model import AbsentReason, ErrorKind, Observation
 from monitor.probes.base import Answer, HttpProbe, ProbeError, Target, classified, status_error
 from monitor.probes.evidence import json_object
+
+if TYPE_CHECKING:  # for types only: monitor.config imports the probe registry
+    from monitor.config import PlatformConfig
 
 LIST_KIND = "youtube#channelListResponse"
 # Google's reasons for a spent budget (youtube.quota and usageLimits domains).
