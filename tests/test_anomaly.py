@@ -3,7 +3,6 @@ until it clears, then sent for accounts still gone and dropped for those that ca
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from monitor import anomaly
@@ -11,7 +10,7 @@ from monitor.config import AnomalyConfig
 from monitor.fakes.mastodon import FakeMastodon
 from monitor.fakes.pagers import FakePagerDuty
 from monitor.model import AccountState, State
-from tests.conftest import FAST_DEFAULTS, running_monitor, state_of, wait_for
+from tests.conftest import FAST_DEFAULTS, quiet, running_monitor, state_of, wait_for
 
 NOW = 10_000.0
 CFG = AnomalyConfig(fraction=0.3, min_accounts=3, window=600)
@@ -86,7 +85,10 @@ async def test_mass_vanish_pages_once_then_releases_or_drops_held_pages(tmp_path
             await wait_for(lambda: all(state_of(mon, "masto", h) is State.DOWN
                                        for h in handles[:5]), what="5 down")
             await wait_for(lambda: keys(pd, "trigger"), what="the anomaly page")
-            await asyncio.sleep(0.3)
+            await quiet(mon, handles)  # the five vanish pages stay held: nothing more comes
+            assert mon.store is not None
+            assert sorted(r.dedup_key.split("/")[2] for r in mon.store.outbox_rows("pd")
+                          if r.status == "held") == handles[:5]
             (anomaly_key,) = keys(pd, "trigger")
             assert anomaly_key.startswith("accmon/masto/anomaly-")
             assert "platform anomaly on masto" in pd.accepted[0]["payload"]["summary"]
@@ -97,13 +99,13 @@ async def test_mass_vanish_pages_once_then_releases_or_drops_held_pages(tmp_path
                 masto.set_state(h, "present")
             await wait_for(lambda: all(state_of(mon, "masto", h) is State.UP
                                        for h in handles[:2]), what="two back")
-            await asyncio.sleep(0.3)
+            await quiet(mon, handles)
             assert keys(pd, "trigger") == [anomaly_key]
             # The window passes: the anomaly clears, pages for u2-u4 (still gone) go out.
             await wait_for(lambda: anomaly_key in keys(pd, "resolve"), timeout=20,
                            what="anomaly resolved")
             await wait_for(lambda: len(keys(pd, "trigger")) >= 4, what="released pages")
-            await asyncio.sleep(0.3)
+            await quiet(mon, handles)
             assert mon.store is not None
             rows = {r.dedup_key.split("/")[2]: r.status for r in mon.store.outbox_rows()
                     if "outage" in r.dedup_key}
@@ -125,7 +127,12 @@ async def test_a_failing_canary_holds_pages_until_it_is_back(tmp_path: Path) -> 
             await wait_for(lambda: keys(pd, "trigger"), what="anomaly page")
             masto.set_state("alice", "gone")
             await wait_for(lambda: state_of(mon, "masto", "alice") is State.DOWN, what="down")
-            await asyncio.sleep(0.3)
+            store = mon.store
+            assert store is not None
+            await wait_for(lambda: [r.status for r in store.outbox_rows("pd")
+                                    if "alice/outage" in r.dedup_key] == ["held"],
+                           what="alice's page written held")
+            await quiet(mon, ["alice", "canary"])
             assert len(keys(pd, "trigger")) == 1  # alice's page is held
             masto.set_state("canary", "present")
             await wait_for(lambda: len(keys(pd, "trigger")) == 2, what="alice paged")

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,17 @@ from structlog.testing import capture_logs
 from monitor.fakes.mastodon import FakeMastodon
 from monitor.fakes.pagers import FakePagerDuty, FakeSlack
 from monitor.model import AccountKey, State
-from tests.conftest import FAST_DEFAULTS, free_port, running_monitor, state_of, wait_for
+from tests.conftest import (
+    FAST_DEFAULTS,
+    free_port,
+    last_probed,
+    outbox_settled,
+    probed_again,
+    quiet,
+    running_monitor,
+    state_of,
+    wait_for,
+)
 
 PD_KEY = "0123456789abcdef0123456789abcdef"
 
@@ -67,7 +76,17 @@ async def test_own_blindness_is_one_page_and_resolves_when_we_see_again(tmp_path
         async with running_monitor(text) as mon:
             await wait_for(lambda: mon.own_blind is not None, what="own blindness")
             await pd.wait_for(1, timeout=10)
-            await asyncio.sleep(1.5)  # past the blind pages' grace: they must stay held
+            # Past the blind pages' grace (the latest first attempt any of them had) and
+            # answered again after it: they must stay held.
+            store = mon.store
+            assert store is not None
+            blind_rows = lambda: [r for r in store.outbox_rows("pd")  # noqa: E731
+                                  if r.payload["kind"] == "blind"]
+            await wait_for(lambda: len(blind_rows()) == 5, what="five blind pages written")
+            grace_end = max(r.next_attempt_at for r in blind_rows())
+            await wait_for(lambda: all(last_probed(mon, "masto", h) > grace_end
+                                       for h in handles), what="answers after the grace")
+            await wait_for(lambda: outbox_settled(mon), what="nothing waiting to be sent")
             (action, key), = actions(pd)
             assert (action, key.startswith("accmon/monitor/blind-")) == ("trigger", True)
             summary = pd.accepted[0]["payload"]["summary"]
@@ -83,7 +102,7 @@ async def test_own_blindness_is_one_page_and_resolves_when_we_see_again(tmp_path
         # A restart while still blind: the same hold, no second page.
         async with running_monitor(text) as mon:
             await wait_for(lambda: mon.own_blind is not None, what="blind again")
-            await asyncio.sleep(0.5)
+            await quiet(mon, handles)  # two fresh answers each since, nothing to send
             assert len(pd.accepted) == 1
             # The platform comes back: one resolve, and the held blind pages are moot.
             masto = FakeMastodon(dict.fromkeys(handles, "present"), rate_limit=10**6)
@@ -91,7 +110,7 @@ async def test_own_blindness_is_one_page_and_resolves_when_we_see_again(tmp_path
                 await wait_for(lambda: all(state_of(mon, "masto", h) is State.UP
                                            for h in handles), what="sighted")
                 await wait_for(lambda: len(pd.accepted) == 2, what="the resolve")
-                await asyncio.sleep(0.5)
+                await quiet(mon, handles)
                 assert actions(pd) == [("trigger", key), ("resolve", key)]
                 assert mon.store is not None
                 assert {r.status for r in mon.store.outbox_rows()
@@ -134,7 +153,16 @@ async def test_a_vanish_shorter_than_its_grace_is_a_brief_outage_not_a_page(
             masto.set_state("alice", "present")
             await wait_for(lambda: state_of(mon, "masto", "alice") is State.UP, what="back")
             await wait_for(lambda: slack.accepted, timeout=5, what="the brief outage")
-            await asyncio.sleep(1.5)  # past the grace: the page must not go out
+            # Past the grace (its first attempt was due then), answered again after it, and
+            # nothing waiting to be sent: the page must not go out.
+            store = mon.store
+            assert store is not None
+            (page,) = [r for r in store.outbox_rows("pd") if r.action == "trigger"]
+            await wait_for(lambda: all(last_probed(mon, "masto", h) > page.next_attempt_at
+                                       for h in handles), what="answers after the grace")
+            await probed_again(mon, handles, times=1)
+            await wait_for(lambda: outbox_settled(mon), what="nothing waiting to be sent")
+            assert [r.status for r in store.outbox_rows("pd")] == ["dropped"]
             assert pd.accepted == []
             text_out = slack.accepted[0]["text"]
             assert "alice" in text_out and "came back before its page went out" in text_out
