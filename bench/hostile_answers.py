@@ -58,8 +58,7 @@ async def measure_probe(name: str, answers: list[str], timeout: str,
                         workdir: Path) -> list[Cell]:
     spec = platform_fakes()[name]
     fake = spec.make()
-    account_id = getattr(fake, "account_id", None)
-    target_id = account_id(spec.handle) if account_id else None
+    target_id = fake.account_id(spec.handle)
     cells = []
     async with fake.running() as base_url:
         cfg = workdir / f"{name}.json"
@@ -67,7 +66,7 @@ async def measure_probe(name: str, answers: list[str], timeout: str,
         for answer in [BASELINE, *answers]:
             fake.set_faults(**HOSTILE_ANSWERS.get(answer, {}))
             code, out, rss = await asyncio.to_thread(probe_process, cfg, name, spec.handle,
-                                                     spec.env, target_id)
+                                                     target_id)
             cells.append(_cell(name, answer, code, out, rss))
             print(f"  {name:9} {answer:14} {cells[-1].verdict:24} {rss / 2**20:6.1f} MB",
                   file=sys.stderr, flush=True)

@@ -55,10 +55,10 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitor.fakes.faults import FakeServer  # noqa: E402
 from monitor.fakes.github import FakeGitHub  # noqa: E402
 from monitor.fakes.mastodon import FakeMastodon  # noqa: E402
 from monitor.fakes.pagers import FakePagerDuty  # noqa: E402
+from monitor.fakes.server import FakeServer  # noqa: E402
 from monitor.fakes.x import FakeX  # noqa: E402
 
 # About one request in five is a fault. The fakes' defaults are kept for hang_seconds (30 s:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 import structlog
@@ -23,7 +22,7 @@ from monitor.config import Config
 from monitor.decisions import Decisions
 from monitor.metrics import Metrics
 from monitor.model import ErrorKind, Observation
-from monitor.probes import PROBES, Probe, Target
+from monitor.probes import PROBES, BatchProbe, Probe, Target, batch_size_of
 from monitor.scheduler import Scheduler
 from monitor.watchlist import Watched, Watchlist
 
@@ -70,7 +69,7 @@ class Prober:
             probes[name] = probe
             self.scheduler.add_lane(name, concurrency=platform.concurrency,
                                     rate=platform.rate_per_second, burst=platform.burst,
-                                    batch=getattr(probe, "batch_size", 1))
+                                    batch=batch_size_of(probe))
         self.config, self.probes = config, probes
 
     async def probe(self, key: object) -> float | None:
@@ -96,8 +95,10 @@ class Prober:
         by_id = {w.account_id: w for w in watched if w.account_id}
         if by_id:
             platform = next(iter(by_id.values())).key.platform
-            probe: Any = self.probes[platform]
+            probe = self.probes[platform]
             try:
+                if not isinstance(probe, BatchProbe):
+                    raise TypeError(f"the {platform} lane batches but its probe is no BatchProbe")
                 results = await probe.check_many([Target(w.key.handle, account_id)
                                                   for account_id, w in by_id.items()])
             except Exception as exc:  # supervision, as in probe()

@@ -21,7 +21,7 @@ import yaml
 from monitor.cli import build_parser
 from monitor.config import parse_config
 from monitor.fakes import x as fake_x
-from monitor.fakes.faults import fake_arguments
+from monitor.fakes.server import fake_arguments
 from tests.test_prometheus_rules import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
