@@ -285,18 +285,3 @@ async def _truncated(request: web.Request, headers: dict[str, str]) -> web.Strea
     if request.transport is not None:
         request.transport.close()
     return response
-
-
-
-# Transitional, for the three files outside this room that still import these from here
-# (monitor/fakes/pagers.py: serve; tests/test_deploy.py: fake_arguments; bench/soak.py:
-# FakeServer). They live in monitor.fakes.server now; delete this once those import it.
-_MOVED = frozenset({"serve", "fake_arguments", "FakeServer"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module("monitor.fakes.server"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
