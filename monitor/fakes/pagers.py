@@ -1,8 +1,9 @@
 """Fake pagers: loopback receivers that check the real payload schemas and keep what they took.
 
-Each fake answers like its vendor (see ``reference/pagers.md``): it refuses a malformed body
-with the vendor's own error answer and records every accepted payload, so a test fails when
-our notifier drifts from the documented shape rather than when a human is not paged. Every
+Each fake answers like its vendor's documentation says it does (the limits and error answers
+are cited where they are checked): it refuses a malformed body with the vendor's own error
+answer and records every accepted payload, so a test fails when our notifier drifts from the
+documented shape rather than when a human is not paged. Every
 fake also takes a script of the next answers — ``fake.script(500, 500, 429)``,
 ``fake.script(Scripted(429, retry_after=7))``, ``fake.script("hang")`` — served in order
 before normal service resumes, plus a ``latency`` for every answer.
@@ -15,7 +16,9 @@ before normal service resumes, plus a ``latency`` for every answer.
 - :class:`CaptureServer` -- records any JSON POSTed (Alertmanager webhook receivers)
 
 All serve with ``async with fake.running() as base_url``, like
-:class:`monitor.fakes.faults.FakeServer`.
+:class:`monitor.fakes.server.FakeServer`. :data:`RECEIVERS` says, for every notifier type in
+the registry, which fake receives it and how to point the notifier at it: the shared
+notifier contract (``tests/test_notifier_contract.py``) walks it.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor.fakes.faults import serve
+from monitor.fakes.server import serve
 from monitor.notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -676,3 +679,54 @@ def validate_postable_alerts(alerts: Any) -> list[str]:
         if url is not None and not (isinstance(url, str) and re.match(r"^[a-z]+://", url)):
             errors.append(f"[{i}].generatorURL: must be a URI")
     return errors
+
+
+# --------------------------------------------------------------------------- the contract
+
+CONTRACT_ROUTING_KEY = "C0ntractR0utingKey0123456789abcd"  # 32 characters, as PagerDuty's are
+CONTRACT_GENIE_KEY = "c0ntract-gen1e-key-0000-000000000000"
+CONTRACT_SLACK_PATH = "/services/T000/B000/C0NTRACTSECRETPATH"
+CONTRACT_WEBHOOK_SECRET = "c0ntract-webhook-secret"
+
+
+@dataclass(frozen=True, slots=True)
+class Receiver:
+    """How the shared notifier contract drives one notifier type against its fake."""
+
+    # A fresh fake receiver; None for a provider that needs no network (the log).
+    fake: Callable[[], FakePager] | None
+    # The fake's base URL -> the ``notifiers:`` entry that delivers to it.
+    config: Callable[[str], dict[str, Any]]
+    # A 4xx the vendor documents as final: the same body retried cannot succeed.
+    permanent: int | None
+    # How many incidents the fake holds open, for receivers that keep incidents.
+    open_incidents: Callable[[Any], int] | None = None
+
+
+RECEIVERS: dict[str, Receiver] = {
+    # Events API v2: 400 "invalid event".
+    "pagerduty": Receiver(
+        FakePagerDuty,
+        lambda url: {"type": "pagerduty", "routing_key": CONTRACT_ROUTING_KEY,
+                     "url": f"{url}/v2/enqueue"},
+        400, lambda fake: len(fake.open_incidents())),
+    # Alert API: 422 "request body is not processable".
+    "opsgenie": Receiver(
+        lambda: FakeOpsgenie(CONTRACT_GENIE_KEY),
+        lambda url: {"type": "opsgenie", "api_key": CONTRACT_GENIE_KEY, "base_url": url},
+        422, lambda fake: len(fake.open_alerts())),
+    # Incoming webhooks: 404 no_service (the webhook was removed).
+    "slack": Receiver(
+        lambda: FakeSlack(path=CONTRACT_SLACK_PATH),
+        lambda url: {"type": "slack", "webhook_url": url + CONTRACT_SLACK_PATH}, 404),
+    # Our own webhook contract: a receiver's 4xx (400 here) refuses the body for good.
+    "webhook": Receiver(
+        lambda: FakeWebhook(CONTRACT_WEBHOOK_SECRET),
+        lambda url: {"type": "webhook", "url": f"{url}/hooks/accmon",
+                     "secret": CONTRACT_WEBHOOK_SECRET}, 400),
+    # API v2: 400 for alerts that are not valid postable alerts.
+    "alertmanager": Receiver(
+        FakeAlertmanager, lambda url: {"type": "alertmanager", "urls": [url]}, 400,
+        lambda fake: len(fake.firing())),
+    "log": Receiver(None, lambda url: {"type": "log"}, None),
+}
