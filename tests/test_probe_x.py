@@ -353,6 +353,38 @@ def test_classify_errors(status: int, body: object, kind: ErrorKind, evidence: s
     assert (obs.result, obs.error, obs.evidence) == (Result.ERROR, kind, evidence)
 
 
+SUSPENDED_ERROR = {"parameter": "id", "resource_id": "123", "value": "123",
+                   "detail": "User has been suspended: [123].", "title": "Forbidden",
+                   "resource_type": "user",
+                   "type": "https://api.twitter.com/2/problems/resource-not-found"}
+NOT_FOUND_ERROR = {"value": "123", "detail": "Could not find user with id: [123].",
+                   "title": "Not Found Error", "resource_type": "user", "parameter": "id",
+                   "resource_id": "123",
+                   "type": "https://api.twitter.com/2/problems/resource-not-found"}
+
+
+@pytest.mark.parametrize(("body", "reason", "evidence"), [
+    ({"errors": [SUSPENDED_ERROR]}, AbsentReason.SUSPENDED, "HTTP 404 suspended"),
+    ({"errors": [NOT_FOUND_ERROR]}, AbsentReason.NOT_FOUND,
+     "HTTP 404 not found (deactivated or deleted)"),
+    ({"title": "Not Found Error", "detail": "Could not find user with id: [123].",
+      "type": "https://api.twitter.com/2/problems/resource-not-found", "status": 404},
+     AbsentReason.NOT_FOUND, "HTTP 404 not found (deactivated or deleted)"),
+])
+def test_a_404_single_lookup_in_xs_own_words_is_an_absence(
+        body: object, reason: AbsentReason, evidence: str) -> None:
+    """X's guide: a suspended or deleted user's single lookup returns 404."""
+    obs = classify(404, body)
+    assert (obs.result, obs.reason, obs.evidence) == (Result.ABSENT, reason, evidence)
+
+
+@pytest.mark.parametrize("body", [b"<html>Not Found</html>", {"message": "Not Found"},
+                                  {"errors": [{"title": "Odd", "resource_type": "tweet"}]}])
+def test_any_other_404_is_no_evidence(body: object) -> None:
+    obs = classify(404, body)
+    assert (obs.result, obs.error) == (Result.ERROR, ErrorKind.UNEXPECTED)
+
+
 def test_classify_carries_the_rate_limit_headers() -> None:
     headers = {"x-rate-limit-limit": "300", "x-rate-limit-remaining": "0",
                "x-rate-limit-reset": "1700000900"}
@@ -415,3 +447,17 @@ async def test_fake_runs_as_a_separate_process(session: aiohttp.ClientSession) -
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 10)
     assert code == 0, (await proc.stderr.read()).decode() if proc.stderr else ""
+
+
+@pytest.mark.parametrize(("state", "reason"), [("suspended", AbsentReason.SUSPENDED),
+                                               ("deleted", AbsentReason.NOT_FOUND)])
+async def test_a_fake_answering_404_as_xs_guide_says_still_reads_absent(
+        state: str, reason: AbsentReason) -> None:
+    fake = FakeX({"gone": ("123", state)}, not_found_status=404)
+    async with fake.running() as url, aiohttp.ClientSession() as session:
+        probe = make_probe(url, session)
+        obs = await probe.check(Target("gone", "123"))
+        by_name = await probe.check(Target("gone"))
+    assert (obs.result, obs.reason, obs.evidence.split()[:2]) == (Result.ABSENT, reason,
+                                                                  ["HTTP", "404"])
+    assert (by_name.result, by_name.reason) == (Result.ABSENT, reason)

@@ -75,8 +75,12 @@ class FakeX(RecordedAnswers, FakePlatform):
 
     def __init__(self, accounts: Mapping[str, AccountSpec] | None = None, *,
                  token: str | None = TOKEN, withheld_in: Sequence[str] = ("DE",),
-                 faults: Faults | None = None, seed: int = 0) -> None:
+                 faults: Faults | None = None, seed: int = 0,
+                 not_found_status: int = 200) -> None:
         self.token = token
+        # 200: as every recorded answer; 404: as X's guide says a suspended or deleted
+        # user's single lookup answers (docs.x.com, User lookup, "Error handling").
+        self.not_found_status = not_found_status
         self.withheld_in = list(withheld_in)
         super().__init__(accounts, faults=faults, seed=seed)
 
@@ -162,7 +166,10 @@ class FakeX(RecordedAnswers, FakePlatform):
                 value: str) -> web.Response:
         error = self._error(account, parameter, value)
         if error is not None or account is None:
-            return _json({"errors": [error]})  # HTTP 200: how X reports a failed lookup
+            # HTTP 200 (recorded) or 404 (X's guide): how X reports a failed lookup
+            status = 200 if error and error["type"] == NOT_AUTHORIZED_TYPE else \
+                self.not_found_status
+            return _json({"errors": [error]}, status)
         return _json({"data": self._user(account, _fields(request))})
 
     def _error(self, account: FakeAccount | None, parameter: str,
@@ -218,8 +225,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m monitor.fakes.x --port N [--account NAME=[ID:]STATE ...]``."""
     parser = fake_arguments("A fake X API v2 (user lookup only).")
     parser.add_argument("--token", default=TOKEN, help="the Bearer token to accept")
+    parser.add_argument("--not-found-status", type=int, choices=(200, 404), default=200,
+                        help="status of a failed single lookup (X's guide says 404)")
     return serve_main(lambda args: FakeX(account_specs(args.account), token=args.token,
-                                         seed=args.seed), parser, argv)
+                                         seed=args.seed,
+                                         not_found_status=args.not_found_status), parser, argv)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,8 @@ def classify_batch(answer: Answer, ids: Sequence[str], at: float) -> dict[str, O
 
 
 def _classify_user(answer: Answer, at: float) -> Observation:
+    if answer.status == 404:
+        return _not_found_answer(answer, at)
     if answer.status != 200:
         raise _status_problem(answer)
     body = answer.json()
@@ -151,7 +153,26 @@ def _present(user: dict[str, Any], at: float) -> Observation:
                                handle=username if isinstance(username, str) else None)
 
 
-def _from_error(error: dict[str, Any], at: float) -> Observation:
+def _not_found_answer(answer: Answer, at: float) -> Observation:
+    """A 404 to a single lookup. X's guide (docs.x.com, User lookup, "Error handling") says a
+    suspended or deleted user's single lookup returns 404, while every recorded answer is a
+    200 with ``errors``: read a 404 the same way, but only when its body is X's own answer
+    about the user (an ``errors`` entry about a user, or a problem document of type
+    resource-not-found); any other 404 (a wrong base_url, a proxy) is no evidence [I]."""
+    body = json_object(answer)
+    errors = body.get("errors")
+    if isinstance(errors, list):
+        for error in errors:
+            if isinstance(error, dict) and error.get("resource_type") == "user":
+                return _from_error(error, at, status=404)
+    problem = str(body.get("type") or "")
+    if problem.endswith("/resource-not-found") or str(body.get("detail") or "").startswith(
+            ("Could not find user", "User has been suspended")):
+        return _from_error(body, at, status=404)
+    raise _status_problem(answer)
+
+
+def _from_error(error: dict[str, Any], at: float, status: int = 200) -> Observation:
     """One ``errors`` entry about a user: restricted, suspended, not found, or else."""
     detail, title = str(error.get("detail") or ""), str(error.get("title") or "")
     # Lookup by id names the id in "value"/"resource_id"; by username, the username.
@@ -161,16 +182,17 @@ def _from_error(error: dict[str, Any], at: float) -> Observation:
         # "Sorry, you are not authorized to see the user with id: [...]": X names the user
         # and refuses to show it to us (it blocks our account, say). A named answer about an
         # account that exists: present, restricted.
-        return Observation.present(at, "HTTP 200 not authorized to see it (restricted)", **ids)
+        return Observation.present(at, f"HTTP {status} not authorized to see it (restricted)",
+                                   **ids)
     # Both answers have type .../resource-not-found: only the title/detail tell them apart.
     if detail.startswith("User has been suspended") or title == "Forbidden":
-        return Observation.absent(at, AbsentReason.SUSPENDED, "HTTP 200 suspended", **ids)
+        return Observation.absent(at, AbsentReason.SUSPENDED, f"HTTP {status} suspended", **ids)
     if (detail.startswith("Could not find user")
             or str(error.get("type") or "").endswith("/resource-not-found")):
         # Deactivated and deleted accounts answer exactly like never-registered ones [I].
         return Observation.absent(at, AbsentReason.NOT_FOUND,
-                                  "HTTP 200 not found (deactivated or deleted)", **ids)
-    raise ProbeError(ErrorKind.UNEXPECTED, f"HTTP 200 error: {short(title or detail)}")
+                                  f"HTTP {status} not found (deactivated or deleted)", **ids)
+    raise ProbeError(ErrorKind.UNEXPECTED, f"HTTP {status} error: {short(title or detail)}")
 
 
 def _status_problem(answer: Answer) -> ProbeError:
