@@ -1,4 +1,4 @@
-"""Every Prometheus metric the monitor exports. Names are a public API (see DESIGN.md).
+"""Every Prometheus metric the monitor exports. Names are a public API (docs/architecture.md).
 
 Per-account series are not stored as client-library children (seven children per account
 would cost hundreds of MB at 100k accounts): :func:`render_accounts` writes them at scrape

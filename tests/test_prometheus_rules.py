@@ -34,7 +34,7 @@ PROVISIONING = DASHBOARD_DIR / "provisioning"
 README = ROOT / "README.md"
 JOB = "account-monitor"
 
-# The metrics the monitor exports (README "Metrics", DESIGN.md): metric name -> "coming"
+# The metrics the monitor exports (README "Metrics", docs/architecture.md): metric name -> "coming"
 # (True while the monitor does not export it yet; rules and dashboards may already use it).
 # Histograms are listed by base name; their _bucket/_sum/_count series are allowed too.
 EXPORTED: dict[str, bool] = {
