@@ -1,4 +1,5 @@
-"""The /metrics exposition: every documented metric (docs/architecture.md), valid text format, hostile label values."""
+"""The /metrics exposition: every documented metric (docs/architecture.md), valid text
+format, hostile label values."""
 
 from __future__ import annotations
 
