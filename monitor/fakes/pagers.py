@@ -13,6 +13,7 @@ before normal service resumes, plus a ``latency`` for every answer.
 - :class:`FakeSlack` -- an incoming webhook (any path, or one secret path)
 - :class:`FakeWebhook` -- checks our HMAC signature
 - :class:`FakeAlertmanager` -- API v2 ``/api/v2/alerts``; alerts by label set
+- :class:`FakeNtfy` -- the JSON publish form (``POST /``); messages by topic
 - :class:`CaptureServer` -- records any JSON POSTed (Alertmanager webhook receivers)
 
 All serve with ``async with fake.running() as base_url``, like
@@ -681,12 +682,110 @@ def validate_postable_alerts(alerts: Any) -> list[str]:
     return errors
 
 
+# --------------------------------------------------------------------------- ntfy
+
+NTFY_TOPIC = re.compile(r"^[-_A-Za-z0-9]{1,64}$")  # server/server.go topicRegex
+NTFY_MESSAGE_MAX = 4096  # bytes: DefaultMessageSizeLimit
+NTFY_JSON_MAX = 2 * NTFY_MESSAGE_MAX  # transformBodyJSON reads at most twice the message limit
+NTFY_ACTIONS_MAX = 3
+# server/errors.go: the JSON error every ntfy answer other than 200 carries.
+NTFY_ERRORS = {400: (40000, "invalid request"), 401: (40101, "unauthorized"),
+               403: (40301, "forbidden"), 413: (41303, "JSON body too large"),
+               429: (42901, "limit reached: too many requests"),
+               500: (50001, "internal server error")}
+
+
+class FakeNtfy(FakePager):
+    """An ntfy server's JSON publish endpoint (``POST /``), checked like server/server.go does.
+
+    With ``token`` set the topics are protected: no ``Authorization`` is 403, a wrong bearer
+    token 401. A message over 4,096 bytes is refused as a server without an attachment cache
+    refuses it (40014): the real server would turn it into a file, not a notification text.
+    """
+
+    def __init__(self, *, token: str | None = None, latency: float = 0.0) -> None:
+        super().__init__(latency=latency)
+        self.token = token
+        self.messages: dict[str, list[dict[str, Any]]] = {}  # by topic, in order
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/", self._publish)
+        app.router.add_put("/", self._publish)
+
+    def error_answer(self, status: int) -> web.Response:
+        code, text = NTFY_ERRORS.get(status, (status * 100, "scripted"))
+        return _ntfy_error(status, code, text)
+
+    async def _publish(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if len(body) > NTFY_JSON_MAX:
+            return self.error_answer(413)
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return _ntfy_error(400, 40024, "invalid request: request body must be valid JSON")
+        if not isinstance(doc, dict) or not NTFY_TOPIC.match(str(doc.get("topic", ""))):
+            return _ntfy_error(400, 40009, "invalid request: topic invalid")
+        if (refused := self._refuse(request)) is not None:
+            return refused
+        problem = validate_ntfy_message(doc)
+        if problem is not None:
+            return _ntfy_error(400, *problem)
+        self.accepted.append(doc)
+        self.messages.setdefault(doc["topic"], []).append(doc)
+        return web.json_response({"id": uuid.uuid4().hex[:12], "time": int(time.time()),
+                                  "event": "message", "topic": doc["topic"],
+                                  "message": doc.get("message") or "triggered"})
+
+    def _refuse(self, request: web.Request) -> web.Response | None:
+        if self.token is None:
+            return None
+        given = request.headers.get("Authorization")
+        if given is None:
+            return self.error_answer(403)
+        if given != f"Bearer {self.token}":
+            return self.error_answer(401)
+        return None
+
+
+def _ntfy_error(status: int, code: int, text: str) -> web.Response:
+    return web.json_response({"code": code, "http": status, "error": text}, status=status)
+
+
+def validate_ntfy_message(doc: dict[str, Any]) -> tuple[int, str] | None:
+    """The first problem with a JSON publish message, as ``(ntfy code, error)``."""
+    for name in ("message", "title", "click"):
+        if name in doc and not isinstance(doc[name], str):
+            return 40017, f"invalid request: {name} must be a string"
+    if len(doc.get("message", "").encode()) > NTFY_MESSAGE_MAX:
+        return 40014, "invalid request: attachments not allowed"
+    priority = doc.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 5:
+        return 40007, "invalid priority parameter"
+    tags = doc.get("tags", [])
+    if not isinstance(tags, list) or any(not isinstance(t, str) or "," in t for t in tags):
+        return 40017, "invalid request: tags must be strings (the server joins them with ',')"
+    actions = doc.get("actions", [])
+    if not isinstance(actions, list) or len(actions) > NTFY_ACTIONS_MAX:
+        return 40018, "invalid request: actions invalid (at most 3)"
+    for action in actions:
+        if not isinstance(action, dict) or action.get("action") not in ("view", "broadcast",
+                                                                         "http"):
+            return 40018, "invalid request: actions invalid"
+        if not action.get("label") or (action["action"] != "broadcast"
+                                       and not action.get("url")):
+            return 40018, "invalid request: actions invalid (label and url required)"
+    return None
+
+
 # --------------------------------------------------------------------------- the contract
 
 CONTRACT_ROUTING_KEY = "C0ntractR0utingKey0123456789abcd"  # 32 characters, as PagerDuty's are
 CONTRACT_GENIE_KEY = "c0ntract-gen1e-key-0000-000000000000"
 CONTRACT_SLACK_PATH = "/services/T000/B000/C0NTRACTSECRETPATH"
 CONTRACT_WEBHOOK_SECRET = "c0ntract-webhook-secret"
+CONTRACT_NTFY_TOPIC = "accmon-c0ntract-topic-4e1f"
+CONTRACT_NTFY_TOKEN = "tk_c0ntract0token0000000000000"
 
 
 @dataclass(frozen=True, slots=True)
@@ -729,4 +828,9 @@ RECEIVERS: dict[str, Receiver] = {
         FakeAlertmanager, lambda url: {"type": "alertmanager", "urls": [url]}, 400,
         lambda fake: len(fake.firing())),
     "log": Receiver(None, lambda url: {"type": "log"}, None),
+    # ntfy: 403 for a protected topic without a token (retrying cannot authorise it).
+    "ntfy": Receiver(
+        lambda: FakeNtfy(token=CONTRACT_NTFY_TOKEN),
+        lambda url: {"type": "ntfy", "server": url, "topic": CONTRACT_NTFY_TOPIC,
+                     "token": CONTRACT_NTFY_TOKEN}, 403),
 }

@@ -19,6 +19,7 @@ from pydantic import Field
 from monitor.notify.alertmanager import AlertmanagerNotifier
 from monitor.notify.base import Notifier, NotifierClass, NotifierSettings
 from monitor.notify.log import LogNotifier
+from monitor.notify.ntfy import NtfyNotifier
 from monitor.notify.opsgenie import OpsgenieNotifier
 from monitor.notify.pagerduty import PagerDutyNotifier
 from monitor.notify.slack import SlackNotifier
@@ -31,6 +32,7 @@ PROVIDERS: tuple[NotifierClass, ...] = (
     WebhookNotifier,
     AlertmanagerNotifier,
     LogNotifier,
+    NtfyNotifier,
 )
 NOTIFIERS: dict[str, NotifierClass] = {cls.type: cls for cls in PROVIDERS}
 
