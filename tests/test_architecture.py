@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "monitor"
 
@@ -222,8 +220,6 @@ def test_the_graph_reader_reports_self_loops_and_passes_a_tree(tmp_path: Path) -
     assert cycles(tmp_path, "pkg") == []
 
 
-@pytest.mark.xfail(strict=False, reason="issue 9: the import cycles are being cut by other "
-                   "changes in flight; remove this mark when they land")
 def test_the_monitor_package_has_no_import_cycles() -> None:
     assert {"monitor.app", "monitor.probes.base"} <= module_names().keys()  # not vacuous
     found = cycles()
@@ -269,8 +265,6 @@ def test_the_reference_finder_finds_each_pattern(tmp_path: Path) -> None:
                      "c.txt:1: DESIGN.md", 'e.py:1: """(see ``reference/pagers.md``)"""']
 
 
-@pytest.mark.xfail(strict=False, reason="issue 9: source files pointing at ../shared are being "
-                   "fixed by other changes in flight; remove this mark when they land")
 def test_no_tracked_file_points_outside_the_repository() -> None:
     this_file = Path(__file__).resolve()
     files = [path for path in tracked_files() if path.resolve() != this_file]

@@ -11,8 +11,9 @@ from monitor.config import HttpRules, PlatformConfig
 from monitor.fakes.site import FakeSite
 from monitor.model import AbsentReason, ErrorKind, Result
 from monitor.probes.base import Target
-from monitor.probes.catalogue import CatalogueError, load_catalogue, load_sites, self_check
+from monitor.probes.catalogue import CatalogueError, load_catalogue, load_sites
 from monitor.probes.http import RulesProbe
+from monitor.probes.selfcheck import self_check
 
 # Pages shaped like each site's own (trimmed): what the rules must read.
 TELEGRAM_PRESENT = """<!DOCTYPE html>
