@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,32 @@ BLIND_FAST = FAST_DEFAULTS.replace("staleness: 1h", "staleness: 1s").replace(
     "timeout: 500ms", "timeout: 200ms")
 
 
+class BackAtOnce(FakeMastodon):
+    """A Mastodon whose outage ends for every account in the same instant, as when its
+    network comes back: the first answers wait until a request for each account is in, then
+    all go out together.
+
+    Why: the monitor decides its own blindness on its tick. Accounts first answered at
+    random moments of a probe interval could straddle a tick, which would then see the
+    blindness over while two accounts are still blind and release (page) their held pages,
+    a moment before they too are seen. This scenario is the platform coming back, not that
+    race; see the issue-9 report for the race itself."""
+
+    def __init__(self, handles: list[str]) -> None:
+        super().__init__(dict.fromkeys(handles, "present"), rate_limit=10**6)
+        self._expected, self._waiting = len(handles), 0
+        self._together = asyncio.Event()
+        self.set_faults(latency=1e-6)  # every answer passes through pause()
+
+    async def pause(self, seconds: float) -> None:
+        if not self._together.is_set():
+            # One account is in one place at a time: waiting requests are distinct accounts.
+            self._waiting += 1
+            if self._waiting >= self._expected:
+                self._together.set()
+            await self._together.wait()
+
+
 def actions(pd: FakePagerDuty) -> list[tuple[str, str]]:
     return [(e["event_action"], e["dedup_key"]) for e in pd.accepted]
 
@@ -72,7 +99,10 @@ async def test_own_blindness_is_one_page_and_resolves_when_we_see_again(tmp_path
     pd = FakePagerDuty()
     state = str(tmp_path / "s.db")
     async with pd.running() as pd_url:
-        text = config(f"http://127.0.0.1:{port}", pd_url, handles, state, defaults=BLIND_FAST)
+        # Nothing listens, so every probe fails at once; the long timeout is for BackAtOnce,
+        # whose first answers wait for each other.
+        text = config(f"http://127.0.0.1:{port}", pd_url, handles, state,
+                      defaults=BLIND_FAST.replace("timeout: 200ms", "timeout: 2s"))
         async with running_monitor(text) as mon:
             await wait_for(lambda: mon.own_blind is not None, what="own blindness")
             await pd.wait_for(1, timeout=10)
@@ -105,7 +135,7 @@ async def test_own_blindness_is_one_page_and_resolves_when_we_see_again(tmp_path
             await quiet(mon, handles)  # two fresh answers each since, nothing to send
             assert len(pd.accepted) == 1
             # The platform comes back: one resolve, and the held blind pages are moot.
-            masto = FakeMastodon(dict.fromkeys(handles, "present"), rate_limit=10**6)
+            masto = BackAtOnce(handles)
             async with masto.running(port=port):
                 await wait_for(lambda: all(state_of(mon, "masto", h) is State.UP
                                            for h in handles), what="sighted")
