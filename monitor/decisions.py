@@ -104,7 +104,7 @@ class Decisions:
         watched.view.state = new
         if new.blind and not watched.view.blind_reason:
             blind = next((e for e in events if e.kind is EventKind.BLIND), None)
-            why = blind.details.get("error") if blind is not None else None
+            why = blind.blind()["error"] if blind is not None else None
             watched.view.blind_reason = why or "no answers"
         elif not new.blind:
             watched.view.blind_reason = None
@@ -297,18 +297,18 @@ class Decisions:
         if event.kind is EventKind.TRANSITION:
             self.metrics.transitions.labels(key.platform, event.old_state.value,
                                             event.new_state.value).inc()
-            log.info("transition", outage_id=new.outage_id or event.details.get("outage_id"),
+            log.info("transition", outage_id=new.outage_id or event.outage_id,
                      **fields)
         elif event.kind is EventKind.VANISHED:
             self.metrics.outages.labels(key.platform, str(event.reason)).inc()
             log.warning("account vanished", outage_id=new.outage_id, **fields)
         elif event.kind is EventKind.RECOVERED:
-            duration = event.details.get("duration")
+            duration = event.recovered()["duration"]
             if duration is not None:
                 self.metrics.outage_duration.labels(
                     key.platform, "true" if watched.config.protected else "false"
                 ).observe(duration)
-            log.info("account recovered", outage_id=event.details.get("outage_id"),
+            log.info("account recovered", outage_id=event.outage_id,
                      duration_seconds=duration, **fields)
         elif event.kind is EventKind.BLIND:
             log.warning("monitoring blind", **fields, details=event.details)

@@ -128,10 +128,10 @@ async def run_demo(speed: float = 60.0, out: Callable[[str], None] = print) -> D
                         "10 s, not paging on one answer")
                 elif event.kind is EventKind.VANISHED:
                     say(event.at, f"CONFIRMED vanished ({event.reason}) after "
-                        f"{event.details.get('absent_streak')} absent answers — outage "
+                        f"{event.vanished()['absent_streak']} absent answers — outage "
                         f"#{st.outage_id} opened, page queued in the outbox")
                 elif event.kind is EventKind.RECOVERED:
-                    say(event.at, f"RECOVERED — outage #{event.details.get('outage_id')} "
+                    say(event.at, f"RECOVERED — outage #{event.outage_id} "
                         "closed, resolve queued")
 
             monitor.bus.subscribe(on_event)

@@ -22,7 +22,9 @@ from monitor.model import (
     Event,
     EventKind,
     Identity,
+    MovedDetails,
     Observation,
+    RenamedDetails,
     Result,
 )
 
@@ -59,12 +61,14 @@ def reconcile(key: AccountKey, known: Identity, st: AccountState,
     current = known.current_handle or key.handle
     if obs.result is Result.PRESENT and obs.handle and obs.handle.lower() != current.lower():
         identity = replace(identity, current_handle=obs.handle)
-        events.append(Event(EventKind.RENAMED, key, obs.at, st.state, st.state, None, {
-            "old_handle": current, "new_handle": obs.handle, "account_id": obs.account_id,
-            "summary": f"now @{obs.handle} (same id {obs.account_id}); still followed"}))
+        events.append(Event(EventKind.RENAMED, key, obs.at, st.state, st.state, None,
+                            RenamedDetails(old_handle=current, new_handle=obs.handle,
+                                           account_id=obs.account_id, summary=(
+                                               f"now @{obs.handle} (same id "
+                                               f"{obs.account_id}); still followed"))))
     if obs.moved_to and obs.moved_to != known.moved_to:
         identity = replace(identity, moved_to=obs.moved_to)
-        events.append(Event(EventKind.MOVED, key, obs.at, st.state, st.state, None, {
-            "moved_to": obs.moved_to, "account_id": obs.account_id,
-            "summary": f"migrated to {obs.moved_to}"}))
+        events.append(Event(EventKind.MOVED, key, obs.at, st.state, st.state, None,
+                            MovedDetails(moved_to=obs.moved_to, account_id=obs.account_id,
+                                         summary=f"migrated to {obs.moved_to}")))
     return Reconciled(obs, identity, tuple(events))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, cast
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -145,9 +145,65 @@ class EventKind(enum.StrEnum):
     SIGHTED = "sighted"  # decisive answers again after blindness
 
 
+# What each event kind carries (JSON-serialisable: str/int/float/None values only). Stored
+# with the transition row and served on /api/v1/events as they are.
+
+
+class TransitionDetails(TypedDict):
+    previous_since: float | None  # when the state just left was entered
+
+
+class VanishedDetails(TypedDict):
+    last_present_at: float | None  # the outage began after this...
+    first_absent_at: float | None  # ...and at the latest here
+    confirmed_at: float  # the answer that confirmed it (failure_threshold reached)
+    absent_streak: int
+    evidence: str
+
+
+class RecoveredDetails(TypedDict):
+    last_present_at: float | None
+    first_absent_at: float | None
+    last_absent_at: float | None  # it came back after this...
+    recovered_at: float | None  # ...and at the latest here (the first present sighting)
+    duration: float | None  # first absent to first present sighting
+    outage_id: int | None
+
+
+class BlindDetails(TypedDict):
+    last_decisive_at: float | None
+    last_observed_at: float | None
+    error: str | None  # the error kind, or the shell's word (e.g. "not probed: ...")
+    stale_for: float | None
+
+
+class SightedDetails(TypedDict):
+    last_decisive_at: float | None
+    result: str  # the decisive answer that ended the blindness
+    unseen_for: float | None
+
+
+class RenamedDetails(TypedDict):
+    old_handle: str
+    new_handle: str
+    account_id: str
+    summary: str
+
+
+class MovedDetails(TypedDict):
+    moved_to: str
+    account_id: str
+    summary: str
+
+
+EventDetails = (TransitionDetails | VanishedDetails | RecoveredDetails | BlindDetails
+                | SightedDetails | RenamedDetails | MovedDetails)
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
-    """Something the state machine decided. ``details`` is JSON-serialisable."""
+    """Something the state machine decided. ``details`` is typed by ``kind``: read it with
+    the accessors below (``vanished()``, ``recovered()`` ...), which check the kind."""
 
     kind: EventKind
     key: AccountKey
@@ -155,7 +211,37 @@ class Event:
     old_state: State
     new_state: State
     reason: AbsentReason | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    details: EventDetails = field(
+        default_factory=lambda: TransitionDetails(previous_since=None))
+
+    def _as(self, kind: EventKind) -> Any:
+        if self.kind is not kind:
+            raise TypeError(f"a {self.kind} event read as {kind}")
+        return self.details
+
+    def vanished(self) -> VanishedDetails:
+        return cast(VanishedDetails, self._as(EventKind.VANISHED))
+
+    def recovered(self) -> RecoveredDetails:
+        return cast(RecoveredDetails, self._as(EventKind.RECOVERED))
+
+    def blind(self) -> BlindDetails:
+        return cast(BlindDetails, self._as(EventKind.BLIND))
+
+    def sighted(self) -> SightedDetails:
+        return cast(SightedDetails, self._as(EventKind.SIGHTED))
+
+    def renamed(self) -> RenamedDetails:
+        return cast(RenamedDetails, self._as(EventKind.RENAMED))
+
+    def moved(self) -> MovedDetails:
+        return cast(MovedDetails, self._as(EventKind.MOVED))
+
+    @property
+    def outage_id(self) -> int | None:
+        """The outage a RECOVERED event closes (others: None; a VANISHED one's id is on the
+        state it produces)."""
+        return self.recovered()["outage_id"] if self.kind is EventKind.RECOVERED else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,6 @@ def notification_for(event: Event, account: AccountConfig, config: Config,
                      outage_id: int | None) -> Notification | None:
     """The notification an event causes, or None (plain transitions notify nobody)."""
     key = event.key
-    d = event.details
     reason = event.reason.value if event.reason else None
     who = f"{'PROTECTED ' if account.protected else ''}{key.platform}/{key.handle}"
     details: dict[str, Any] = {}
@@ -67,37 +66,45 @@ def notification_for(event: Event, account: AccountConfig, config: Config,
         kind, action = "vanished", "trigger"
         severity = "critical" if account.protected else "warning"
         dedup = outage_key(key, outage_id)
+        v = event.vanished()
         summary = (f"{who} vanished ({reason or 'gone'}); confirmed after "
-                   f"{d.get('absent_streak', '?')} absent checks")
-        details = {"last_seen_present_at": iso(d.get("last_present_at")),
-                   "first_seen_absent_at": iso(d.get("first_absent_at")),
-                   "confirmed_at": iso(d.get("confirmed_at")), "evidence": d.get("evidence")}
+                   f"{v.get('absent_streak', '?')} absent checks")
+        details = {"last_seen_present_at": iso(v.get("last_present_at")),
+                   "first_seen_absent_at": iso(v.get("first_absent_at")),
+                   "confirmed_at": iso(v.get("confirmed_at")), "evidence": v.get("evidence")}
     elif event.kind is EventKind.RECOVERED:
         kind, action, severity = "recovered", "resolve", "info"
-        outage_id = d.get("outage_id", outage_id)
+        r = event.recovered()
+        outage_id = r.get("outage_id", outage_id)
         dedup = outage_key(key, outage_id)
-        summary = f"{who} is back after {span(d.get('duration'))} ({reason or 'gone'})"
-        details = {"duration_seconds": d.get("duration"),
-                   "last_seen_present_at": iso(d.get("last_present_at")),
-                   "first_seen_absent_at": iso(d.get("first_absent_at")),
-                   "last_seen_absent_at": iso(d.get("last_absent_at")),
-                   "recovered_at": iso(d.get("recovered_at"))}
+        summary = f"{who} is back after {span(r.get('duration'))} ({reason or 'gone'})"
+        details = {"duration_seconds": r.get("duration"),
+                   "last_seen_present_at": iso(r.get("last_present_at")),
+                   "first_seen_absent_at": iso(r.get("first_absent_at")),
+                   "last_seen_absent_at": iso(r.get("last_absent_at")),
+                   "recovered_at": iso(r.get("recovered_at"))}
     elif event.kind is EventKind.BLIND:
         kind, action = "blind", "trigger"
         severity = "error" if account.protected else "warning"
-        dedup = blind_key(key, d.get("last_decisive_at"))
-        summary = (f"monitoring blind for {who}: only errors ({d.get('error') or 'no answers'}) "
-                   f"for {span(d.get('stale_for'))}; its state is unknown, not vanished")
-        details = {"last_decisive_at": iso(d.get("last_decisive_at")), "error": d.get("error")}
+        b = event.blind()
+        dedup = blind_key(key, b.get("last_decisive_at"))
+        error = b.get("error")
+        why = (f"{error} for {span(b.get('stale_for'))}" if error and error.startswith(
+            "not probed") else f"only errors ({error or 'no answers'}) for "
+            f"{span(b.get('stale_for'))}")
+        summary = f"monitoring blind for {who}: {why}; its state is unknown, not vanished"
+        details = {"last_decisive_at": iso(b.get("last_decisive_at")), "error": error}
     elif event.kind is EventKind.SIGHTED:
         kind, action, severity = "sighted", "resolve", "info"
-        dedup = blind_key(key, d.get("last_decisive_at"))
-        summary = f"monitoring of {who} works again after {span(d.get('unseen_for'))} blind"
+        g = event.sighted()
+        dedup = blind_key(key, g.get("last_decisive_at"))
+        summary = f"monitoring of {who} works again after {span(g.get('unseen_for'))} blind"
     elif event.kind in (EventKind.RENAMED, EventKind.MOVED):
         kind, action, severity = event.kind.value, "notify", "warning"
         dedup = f"accmon/{key.platform}/{key.handle}/{kind}-{int(event.at)}"
-        summary = f"{key.platform}/{key.handle} {kind}: {d.get('summary', '')}".rstrip(": ")
-        details = dict(d)
+        told = event.renamed() if event.kind is EventKind.RENAMED else event.moved()
+        summary = f"{key.platform}/{key.handle} {kind}: {told.get('summary', '')}".rstrip(": ")
+        details = dict(told)
     else:
         return None
     return Notification(

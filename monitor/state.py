@@ -22,18 +22,22 @@ Event conventions (consumers rely on them):
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from monitor.model import (
     AbsentReason,
     AccountKey,
     AccountState,
+    BlindDetails,
     Event,
     EventKind,
     Observation,
     Policy,
+    RecoveredDetails,
     Result,
+    SightedDetails,
     State,
+    TransitionDetails,
+    VanishedDetails,
 )
 
 __all__ = ["next_delay", "step", "tick", "watching"]
@@ -136,22 +140,22 @@ def _is_stale(st: AccountState, now: float, policy: Policy) -> bool:
 
 def _blind_event(key: AccountKey, st: AccountState, at: float, error: str | None) -> Event:
     ref = _blind_reference(st)
-    details: dict[str, Any] = {
-        "last_decisive_at": st.last_decisive_at,
-        "last_observed_at": st.last_observed_at,
-        "error": error,
-        "stale_for": at - ref if ref is not None else None,
-    }
+    details = BlindDetails(
+        last_decisive_at=st.last_decisive_at,
+        last_observed_at=st.last_observed_at,
+        error=error,
+        stale_for=at - ref if ref is not None else None,
+    )
     return Event(EventKind.BLIND, key, at, st.state, st.state, st.reason, details)
 
 
 def _sighted_event(key: AccountKey, st: AccountState, obs: Observation) -> Event:
     ref = _blind_reference(st)
-    details: dict[str, Any] = {
-        "last_decisive_at": st.last_decisive_at,
-        "result": obs.result.value,
-        "unseen_for": obs.at - ref if ref is not None else None,
-    }
+    details = SightedDetails(
+        last_decisive_at=st.last_decisive_at,
+        result=obs.result.value,
+        unseen_for=obs.at - ref if ref is not None else None,
+    )
     return Event(EventKind.SIGHTED, key, obs.at, st.state, st.state, st.reason, details)
 
 
@@ -213,14 +217,14 @@ def _recover(
         if recovered_at is not None and old.first_absent_at is not None
         else None
     )
-    details: dict[str, Any] = {
-        "last_present_at": old.last_present_at,
-        "first_absent_at": old.first_absent_at,
-        "last_absent_at": old.last_absent_at,
-        "recovered_at": recovered_at,
-        "duration": duration,
-        "outage_id": old.outage_id,
-    }
+    details = RecoveredDetails(
+        last_present_at=old.last_present_at,
+        first_absent_at=old.first_absent_at,
+        last_absent_at=old.last_absent_at,
+        recovered_at=recovered_at,
+        duration=duration,
+        outage_id=old.outage_id,
+    )
     recovered = Event(EventKind.RECOVERED, key, obs.at, old.state, State.UP, old.reason, details)
     return new, [*events, recovered]
 
@@ -273,13 +277,13 @@ def _vanish(
 ) -> Transition:
     """Enter DOWN: the page-worthy decision. ``outage_id`` is left for the store to assign."""
     new, events = _change(key, old, replace(counted, state=State.DOWN), obs.at, obs.reason)
-    details: dict[str, Any] = {
-        "last_present_at": counted.last_present_at,
-        "first_absent_at": counted.first_absent_at,
-        "confirmed_at": obs.at,
-        "absent_streak": counted.absent_streak,
-        "evidence": obs.evidence,
-    }
+    details = VanishedDetails(
+        last_present_at=counted.last_present_at,
+        first_absent_at=counted.first_absent_at,
+        confirmed_at=obs.at,
+        absent_streak=counted.absent_streak,
+        evidence=obs.evidence,
+    )
     vanished = Event(EventKind.VANISHED, key, obs.at, old.state, State.DOWN, obs.reason, details)
     return new, [*events, vanished]
 
@@ -295,6 +299,6 @@ def _change(
     reason: AbsentReason | None,
 ) -> Transition:
     """Stamp ``since`` and emit the one TRANSITION every state change must produce."""
-    details: dict[str, Any] = {"previous_since": old.since}
+    details = TransitionDetails(previous_since=old.since)
     event = Event(EventKind.TRANSITION, key, at, old.state, new.state, reason, details)
     return replace(new, since=at), [event]

@@ -316,7 +316,7 @@ class Store:
                 elif event.kind is EventKind.RECOVERED:
                     self._close_outage(event)
             ids = [self._insert_transition(key, ev, st.outage_id if ev.kind is not
-                                           EventKind.RECOVERED else ev.details.get("outage_id"))
+                                           EventKind.RECOVERED else ev.outage_id)
                    for ev in events]
             for row_id, why in drop:
                 self.db.execute("UPDATE outbox SET status = 'dropped', finished_at = ?,"
@@ -357,23 +357,27 @@ class Store:
         )
 
     def _open_outage(self, key: AccountKey, event: Event, outage_id: int) -> None:
-        d = event.details
+        d = event.vanished()
+        first = d.get("first_absent_at")
         self.db.execute(
             "INSERT INTO outages (id, platform, handle, reason, last_seen_present_at,"
             " first_seen_absent_at, confirmed_at, last_seen_absent_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (outage_id, key.platform, key.handle, str(event.reason or "unknown"),
-             d.get("last_present_at"), d.get("first_absent_at", event.at), event.at, event.at),
+             d.get("last_present_at"), event.at if first is None else first, event.at,
+             event.at),
         )
 
     def _close_outage(self, event: Event) -> None:
-        d = event.details
+        d = event.recovered()
         if d.get("outage_id") is None:
             return
+        recovered = d.get("recovered_at")
         self.db.execute(
             "UPDATE outages SET recovered_at = ?, last_seen_absent_at ="
             " MAX(COALESCE(last_seen_absent_at, 0), COALESCE(?, 0)) WHERE id = ?",
-            (d.get("recovered_at", event.at), d.get("last_absent_at"), d["outage_id"]),
+            (event.at if recovered is None else recovered, d.get("last_absent_at"),
+             d.get("outage_id")),
         )
 
     def _insert_transition(self, key: AccountKey, event: Event, outage_id: int | None) -> int:

@@ -243,7 +243,7 @@ SSE_QUEUE = 10_000  # events buffered per client; a client that falls further be
 
 def event_json(row_id: int, event: Event, new: AccountState) -> dict[str, Any]:
     """A live event in the same shape as :meth:`Store.transitions` rows."""
-    outage = event.details.get("outage_id") if event.kind is EventKind.RECOVERED \
+    outage = event.outage_id if event.kind is EventKind.RECOVERED \
         else new.outage_id
     return {"id": row_id, "platform": event.key.platform, "handle": event.key.handle,
             "kind": event.kind.value, "at": event.at, "old_state": event.old_state.value,

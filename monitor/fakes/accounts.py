@@ -59,7 +59,7 @@ class FakePlatform(FakeServer):
     states: ClassVar[tuple[str, ...]]
     overrides: ClassVar[Mapping[str, Canned]] = {}
     exhausting: ClassVar[frozenset[str]] = frozenset()  # overrides that empty the budget
-    budget_limit: ClassVar[int] = 100
+    budget_limit: int = 100  # requests per window; a subclass or an instance may change it
     budget_window: ClassVar[float] = 900.0  # seconds
 
     def __init__(self, accounts: Mapping[str, AccountSpec] | None = None, *,

@@ -28,7 +28,8 @@ from monitor.probes.base import (
 from monitor.probes.evidence import short
 
 if TYPE_CHECKING:  # for types only: monitor.config imports the probe registry
-    from monitor.config import HttpRules, Match, PlatformConfig
+    from monitor.config import PlatformConfig
+    from monitor.rules import HttpRules, Match
 
 _MARKER_CHARS = 40  # markers are quoted in evidence, kept short
 _HTML_ACCEPT = "text/html,application/xhtml+xml,application/json;q=0.9,*/*;q=0.8"
