@@ -14,7 +14,6 @@ never opened by one route and left open because no route takes its resolution.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 from monitor.config import AccountConfig, Config, Route, RouteMatch
@@ -22,6 +21,7 @@ from monitor.model import AccountKey, Event, EventKind
 from monitor.notify import FALLBACK_NAME, pages
 from monitor.notify.base import Action, Notification, Severity
 from monitor.store import OutboxItem
+from monitor.timefmt import iso, span
 
 # Events that resolve or repeat another one route like it (see module docstring).
 ROUTES_LIKE = {"recovered": "vanished", "reminder": "vanished", "sighted": "blind"}
@@ -33,20 +33,6 @@ IMPLICIT_LOG = FALLBACK_NAME  # the notifier every monitor has (see monitor.noti
 def outage_key(key: AccountKey, outage_id: int | None) -> str:
     """The dedup key of one outage: stable across retries and restarts, unique per outage."""
     return f"accmon/{key.platform}/{key.handle}/outage-{outage_id}"
-
-
-def iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(
-        timespec="seconds").replace("+00:00", "Z")
-
-
-def span(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    seconds = round(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
 # ------------------------------------------------------------------ building notifications

@@ -35,10 +35,10 @@ from monitor.notify.base import (
     Notification,
     NotifierSettings,
     detail_lines,
-    iso8601,
     post_json,
     type_field,
 )
+from monitor.timefmt import iso_ms
 
 # The alert a notification is about: resolving and repeating kinds name their trigger's.
 ALERTNAMES = {
@@ -109,8 +109,8 @@ class AlertmanagerNotifier:
         alert: dict[str, Any] = {
             "labels": alert_labels(n),
             "annotations": alert_annotations(n),
-            "startsAt": iso8601(starts_at),
-            "endsAt": iso8601(ends_at),
+            "startsAt": iso_ms(starts_at),
+            "endsAt": iso_ms(ends_at),
         }
         if self.config.generator_url:
             alert["generatorURL"] = self.config.generator_url

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import aiohttp
@@ -211,12 +210,6 @@ def bounded_key(key: str, limit: int) -> str:
         return key
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return f"{key[: limit - 17]}~{digest}"
-
-
-def iso8601(ts: float) -> str:
-    """Epoch seconds as ``2024-05-01T12:00:00.000Z`` (RFC 3339, UTC, milliseconds)."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
 
 
 def redact(error: DeliveryError, *secrets: str) -> DeliveryError:

@@ -20,12 +20,12 @@ from monitor.notify.base import (
     Notification,
     NotifierSettings,
     bounded_key,
-    iso8601,
     post_json,
     redact,
     truncate,
     type_field,
 )
+from monitor.timefmt import iso_ms
 
 SUMMARY_MAX = 1024
 DEDUP_KEY_MAX = 255
@@ -81,7 +81,7 @@ def event_body(n: Notification, routing_key: str) -> dict[str, Any]:
             "summary": truncate(n.summary, SUMMARY_MAX),
             "source": f"account-monitor/{n.platform}",
             "severity": n.severity,
-            "timestamp": iso8601(n.at),
+            "timestamp": iso_ms(n.at),
             "component": n.account,
             "group": n.platform,
             "class": n.kind,

@@ -20,12 +20,12 @@ from monitor.notify.base import (
     Notification,
     NotifierSettings,
     headline,
-    iso8601,
     post_json,
     redact,
     truncate,
     type_field,
 )
+from monitor.timefmt import iso_ms
 
 HEADER_MAX = 150  # Block Kit limits: header text, section text, one field
 SECTION_MAX = 3000
@@ -104,9 +104,9 @@ def _fields(n: Notification) -> list[str]:
             fields.append(f"*Outage duration*\n{human_duration(duration)}")
         if d.get("first_seen_absent_at"):
             fields.append(f"*Gone since*\n{escape(str(d['first_seen_absent_at']))}")
-        fields.append(f"*Recovered at*\n{escape(str(d.get('recovered_at') or iso8601(n.at)))}")
+        fields.append(f"*Recovered at*\n{escape(str(d.get('recovered_at') or iso_ms(n.at)))}")
     else:
-        since = d.get("first_seen_absent_at") or iso8601(n.at)
+        since = d.get("first_seen_absent_at") or iso_ms(n.at)
         fields.append(f"*Since*\n{escape(str(since))}")
         down_for = _number(d.get("down_for_seconds"))
         if down_for is not None:
