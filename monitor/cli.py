@@ -43,16 +43,23 @@ def _shard(args: argparse.Namespace) -> tuple[bool, Shard | None]:
         return False, None
 
 
+def _config_and_shard(args: argparse.Namespace) -> tuple[Config, Shard | None] | None:
+    """The config file and the shard flag, each problem printed; None when either is bad."""
+    config = _load(args.config)
+    if config is None:
+        return None
+    valid, shard = _shard(args)
+    return (config, shard) if valid else None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.app import Monitor
     from monitor.logs import configure
 
-    config = _load(args.config)
-    if config is None:
+    loaded = _config_and_shard(args)
+    if loaded is None:
         return 2
-    valid, shard = _shard(args)
-    if not valid:
-        return 2
+    config, shard = loaded
     state_path = args.state or config.monitor.state_path
     host = args.host or config.monitor.listen_host
     port = config.monitor.listen_port if args.port is None else args.port
@@ -159,12 +166,10 @@ def _startup_failure(exc: BaseException, state_path: str, host: str, port: int) 
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = _load(args.config)
-    if config is None:
+    loaded = _config_and_shard(args)
+    if loaded is None:
         return 2
-    valid, shard = _shard(args)
-    if not valid:
-        return 2
+    config, shard = loaded
     protected = sum(1 for a in config.accounts if a.protected)
     print(f"{args.config}: OK — {len(config.platforms)} platform(s), "
           f"{len(config.accounts)} account(s), {protected} protected")

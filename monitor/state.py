@@ -166,19 +166,18 @@ def _on_present(key: AccountKey, st: AccountState, obs: Observation, policy: Pol
     """Present ends any suspicion at once; a confirmed outage needs ``recovery_threshold``."""
     if st.state is State.DOWN:
         return _present_while_down(key, st, obs, policy)
-    up = replace(
-        st,
-        state=State.UP,
-        absent_streak=0,
-        present_streak=0,
-        reason=None,
-        first_absent_at=None,
-        last_absent_at=None,
-        last_present_at=obs.at,
-    )
+    up = _up(st, obs.at)
     if st.state is State.UP:
         return up, []
     return _change(key, st, up, obs.at, st.reason)
+
+
+def _up(st: AccountState, at: float) -> AccountState:
+    """UP, seen present at ``at``: every absence field and streak cleared (every way into
+    UP goes through here, which the steady-state shortcut in :func:`step` relies on)."""
+    return replace(st, state=State.UP, absent_streak=0, present_streak=0, reason=None,
+                   first_absent_at=None, last_absent_at=None, first_recovered_at=None,
+                   outage_id=None, last_present_at=at)
 
 
 def _present_while_down(
@@ -198,18 +197,7 @@ def _recover(
     key: AccountKey, old: AccountState, counted: AccountState, obs: Observation
 ) -> Transition:
     """Leave DOWN: report the outage with honest bounds and forget it."""
-    up = replace(
-        counted,
-        state=State.UP,
-        absent_streak=0,
-        present_streak=0,
-        reason=None,
-        first_absent_at=None,
-        last_absent_at=None,
-        first_recovered_at=None,
-        outage_id=None,
-        last_present_at=obs.at,
-    )
+    up = _up(counted, obs.at)
     new, events = _change(key, old, up, obs.at, old.reason)
     recovered_at = counted.first_recovered_at
     duration = (
