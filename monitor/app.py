@@ -18,16 +18,16 @@ import structlog
 from aiohttp import web as aioweb
 
 from monitor import capacity, heartbeat, readiness, sharding, views, web
-from monitor.config import Config, ConfigError, LogNotifierConfig, load_config
+from monitor.config import Config, ConfigError, load_config
 from monitor.decisions import Decisions
 from monitor.events import EventBus
 from monitor.metrics import Metrics
 from monitor.model import AccountKey
-from monitor.notify import build_notifier
+from monitor.notify import FALLBACK_NAME, build_notifier
 from monitor.notify.base import Notifier
+from monitor.notify.log import LogNotifierConfig
 from monitor.notify.outbox import OutboxWorker
 from monitor.probing import Prober, client_session
-from monitor.routing import IMPLICIT_LOG
 from monitor.scheduler import Scheduler
 from monitor.store import Store
 from monitor.streaming import Streams
@@ -149,7 +149,7 @@ class Monitor:
         if self.outbox is not None:
             await self.outbox.stop()
         specs = dict(self.config.notifiers)
-        specs.setdefault(IMPLICIT_LOG, LogNotifierConfig(type="log"))
+        specs.setdefault(FALLBACK_NAME, LogNotifierConfig(type="log"))
         notifiers: dict[str, Notifier] = {name: build_notifier(name, spec, self.session)
                                           for name, spec in specs.items()}
         store, routing = self.store, self.config.routing

@@ -31,10 +31,11 @@ from pydantic import (
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from monitor import yamlsafe
-from monitor.config_types import Duration, Size, Strict, parse_duration
+from monitor.config_types import Duration, DurationOrZero, Size, Strict
+from monitor.config_types import parse_duration as parse_duration  # re-exported
 from monitor.config_types import parse_size as parse_size  # re-exported: it was defined here
 from monitor.model import AccountKey, Policy
-from monitor.notify import NotifierConfig
+from monitor.notify import FALLBACK_NAME, NOTIFIERS, NotifierConfig
 from monitor.notify.alertmanager import AlertmanagerConfig as AlertmanagerConfig
 from monitor.notify.log import LogNotifierConfig as LogNotifierConfig
 from monitor.notify.opsgenie import OpsgenieConfig as OpsgenieConfig
@@ -110,8 +111,7 @@ class AnomalyConfig(Strict):
         "The fewest absent accounts that can trip it."))
     window: Duration = Field(default=600.0, description=(
         "How recent the absences counted together must be."))
-    hold_for: Annotated[float, BeforeValidator(lambda v: 0.0 if v in (0, "0", "0s")
-                                               else parse_duration(v))] = Field(
+    hold_for: DurationOrZero = Field(
         default=15.0, description=(
             "Vanish pages wait this long for a possible anomaly, so the first accounts of a "
             "mass event are held too (`0s`: page at once). Only where an anomaly can trip."))
@@ -345,8 +345,7 @@ class OwnBlindnessConfig(Strict):
         "once."))
     min_accounts: int = Field(default=3, ge=2, description=(
         "The fewest blind accounts that count as the monitor's own blindness."))
-    hold_for: Annotated[float, BeforeValidator(lambda v: 0.0 if v in (0, "0", "0s")
-                                               else parse_duration(v))] = Field(
+    hold_for: DurationOrZero = Field(
         default=120.0, description=(
             "Blind pages wait this long before their first attempt, so the first accounts "
             "to go blind are held too (accounts go blind up to one interval apart): at least "
@@ -434,7 +433,7 @@ class Config(Strict):
                                 "configured under platforms")
         for i, route in enumerate(self.routing.routes):
             for name in route.notifiers:
-                if name not in self.notifiers and name != "log":
+                if name not in self.notifiers and name != FALLBACK_NAME:
                     problems.append(
                         f"routing.routes[{i}].notifiers: {name!r} is not configured under "
                         f"notifiers (have: {', '.join(sorted(self.notifiers)) or 'none'})"
@@ -559,8 +558,13 @@ def _line_index(root: yaml.Node | None) -> dict[str, int]:
 
 def _loc_to_path(loc: Iterable[Any]) -> str:
     path = ""
-    for part in loc:
+    parts = list(loc)
+    for i, part in enumerate(parts):
         if isinstance(part, str) and part.startswith(("function-", "model-")):
+            continue
+        # pydantic names the union member it tried (notifiers.pd.pagerduty.routing_key):
+        # the reader wrote notifiers.pd.routing_key, so the tag is left out.
+        if i == 2 and parts[0] == "notifiers" and part in NOTIFIERS:
             continue
         path = _join(path, part)
     return path

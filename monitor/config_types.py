@@ -98,6 +98,9 @@ def parse_size(value: Any) -> int:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+# A duration where 0 (written 0, "0" or "0s") means "none": a wait that can be switched off.
+DurationOrZero = Annotated[float, BeforeValidator(
+    lambda v: 0.0 if v in (0, "0", "0s") else parse_duration(v))]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 

@@ -198,3 +198,17 @@ accounts: [{platform: telegram, handle: durov}]
     (path, _, reason), = problems(text.replace("{catalogue: telegram}", "{catalogue: myspace}",
                                                1))
     assert path == "platforms.telegram" and "myspace" in reason and "instagram" in reason
+
+
+def test_a_notifier_problem_names_the_path_the_reader_wrote() -> None:
+    text = """
+platforms: {x: {probe: x, base_url: "https://api.x.com"}}
+accounts: [{platform: x, handle: a}]
+notifiers:
+  pd: {type: pagerduty, routing_key: "0123456789abcdef0123456789abcdef", timeout: soon}
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "t.yaml", env={})
+    rendered = info.value.render()
+    assert "t.yaml:5: notifiers.pd.timeout:" in rendered
+    assert "notifiers.pd.pagerduty" not in rendered
