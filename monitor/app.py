@@ -9,7 +9,6 @@ outbox worker, the HTTP surface and the heartbeat. See docs/architecture.md.
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from typing import Any
 
@@ -17,15 +16,13 @@ import aiohttp
 import structlog
 from aiohttp import web as aioweb
 
-from monitor import capacity, heartbeat, readiness, sharding, views, web
+from monitor import capacity, heartbeat, readiness, sharding, signals, web
 from monitor.config import Config, ConfigError, load_config
 from monitor.decisions import Decisions
 from monitor.events import EventBus
 from monitor.metrics import Metrics
 from monitor.model import AccountKey
-from monitor.notify import FALLBACK_NAME, build_notifier
-from monitor.notify.base import Notifier
-from monitor.notify.log import LogNotifierConfig
+from monitor.notify import build_notifiers
 from monitor.notify.outbox import OutboxWorker
 from monitor.probing import Prober, client_session
 from monitor.scheduler import Scheduler
@@ -135,9 +132,8 @@ class Monitor:
         await self.streaming.sync(config, self.session, restart=config.streams != old.streams)
         if config.monitor.heartbeat != old.monitor.heartbeat:
             self._sync_heartbeat()
-        for field in ("listen_host", "listen_port", "state_path"):
-            if getattr(config.monitor, field) != getattr(old.monitor, field):
-                log.warning("setting changes need a restart", setting=f"monitor.{field}")
+        for setting in config.monitor.needs_restart(old.monitor):
+            log.warning("setting changes need a restart", setting=f"monitor.{setting}")
         self.metrics.config_reloads.labels("applied").inc()
         log.info("config reloaded", file=self.config_path, accounts=len(self.watchlist))
         self.watchlist.report(capacity.estimate(self.config, self.shard))
@@ -148,11 +144,8 @@ class Monitor:
         assert self.session is not None and self.store is not None
         if self.outbox is not None:
             await self.outbox.stop()
-        specs = dict(self.config.notifiers)
-        specs.setdefault(FALLBACK_NAME, LogNotifierConfig(type="log"))
-        notifiers: dict[str, Notifier] = {name: build_notifier(name, spec, self.session)
-                                          for name, spec in specs.items()}
         store, routing = self.store, self.config.routing
+        notifiers = build_notifiers(self.config.notifiers, self.session)
         self.outbox = OutboxWorker(lambda: store, notifiers, self.metrics,
                                    max_age=routing.max_age, retry_initial=routing.retry_initial,
                                    retry_max=routing.retry_max)
@@ -199,24 +192,7 @@ class Monitor:
 
     async def run_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then drain and exit; SIGHUP reloads."""
-        loop, stop = asyncio.get_running_loop(), asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        reloads: set[asyncio.Task[list[str]]] = set()
-
-        def hup() -> None:
-            task = asyncio.create_task(self.reload())
-            reloads.add(task)
-            task.add_done_callback(reloads.discard)
-
-        loop.add_signal_handler(signal.SIGHUP, hup)
-        await self.start()
-        try:
-            await stop.wait()
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
-            await self.stop()
+        await signals.run_until_stopped(self.start, self.stop, self.reload)
 
     # ----------------------------------------------------------------- time passing
 
@@ -258,8 +234,6 @@ class Monitor:
     @property
     def own_blind(self) -> float | None:
         return self.decisions.holds.own_blind if self.decisions is not None else None
-
-    account_json = staticmethod(views.account_json)
 
 
 async def _not_started(key: object) -> float | None:

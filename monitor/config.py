@@ -396,6 +396,11 @@ class MonitorSettings(Strict):
         default=None, description="A dead-man's-switch URL pinged while the monitor is healthy.")
 
 
+    def needs_restart(self, old: MonitorSettings) -> list[str]:
+        """The settings that differ from ``old`` and a reload cannot apply."""
+        return [name for name in ("listen_host", "listen_port", "state_path")
+                if getattr(self, name) != getattr(old, name)]
+
 class Config(Strict):
     """The whole file. Only `platforms` and `accounts` are required."""
 

@@ -11,6 +11,7 @@ from monitor.fakes.reddit import FakeReddit
 from monitor.fakes.x import FakeX
 from monitor.model import AccountKey, State
 from monitor.store import Store
+from monitor.views import account_json
 from tests.conftest import FAST_DEFAULTS, running_monitor, state_of, wait_for
 
 
@@ -53,7 +54,7 @@ async def test_rename_is_an_event_and_the_id_is_still_followed(tmp_path: Path) -
             assert state_of(mon, "x", "realDonaldTrump") is State.UP
             (renamed,) = events(mon, "renamed")
             assert renamed["details"]["new_handle"] == "TheRealDonald"
-            assert mon.account_json(mon.accounts[key])["current_handle"] == "TheRealDonald"
+            assert account_json(mon.accounts[key])["current_handle"] == "TheRealDonald"
             rows = mon.store.outbox_rows() if mon.store else []
             assert [r.payload["kind"] for r in rows] == ["renamed"]  # to chat, never a page
             assert rows[0].notifier == "log"

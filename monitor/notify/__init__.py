@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import operator
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 import aiohttp
@@ -18,7 +19,7 @@ from pydantic import Field
 
 from monitor.notify.alertmanager import AlertmanagerNotifier
 from monitor.notify.base import Notifier, NotifierClass, NotifierSettings
-from monitor.notify.log import LogNotifier
+from monitor.notify.log import LogNotifier, LogNotifierConfig
 from monitor.notify.ntfy import NtfyNotifier
 from monitor.notify.opsgenie import OpsgenieNotifier
 from monitor.notify.pagerduty import PagerDutyNotifier
@@ -67,3 +68,11 @@ def build_notifier(name: str, config: NotifierSettings,
         raise ValueError(f"notifier {name!r}: unknown type {config.type!r}; "
                          f"choose one of {', '.join(sorted(NOTIFIERS))}") from None
     return cls(name, config, session)
+
+
+def build_notifiers(configs: Mapping[str, NotifierSettings],
+                    session: aiohttp.ClientSession) -> dict[str, Notifier]:
+    """Every configured notifier, plus the fallback log notifier every monitor has."""
+    specs: dict[str, NotifierSettings] = dict(configs)
+    specs.setdefault(FALLBACK_NAME, LogNotifierConfig(type="log"))
+    return {name: build_notifier(name, spec, session) for name, spec in specs.items()}
