@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -196,7 +197,9 @@ class PlatformConfig(Strict):
         return None if value is None else check_template(value, ("handle", "id"))
 
 
-_NO_LABELS: dict[str, str] = {}
+# Most accounts have no labels: they share one empty mapping (100k accounts, 100k fewer
+# dicts), read-only so that no code can give every account a label by mutating it.
+_NO_LABELS: Mapping[str, str] = MappingProxyType({})
 
 
 @pydantic_dataclass(frozen=True, slots=True,
@@ -222,7 +225,7 @@ class AccountConfig:
     team: str | None = Field(default=None, description=(
         "Owning team: a label on alerts and a routing condition."))
     owner: str | None = Field(default=None, description="Who to escalate to, shown in pages.")
-    labels: dict[str, str] = Field(default_factory=lambda: _NO_LABELS, description=(
+    labels: Mapping[str, str] = Field(default_factory=lambda: _NO_LABELS, description=(
         "Extra labels carried on alerts and usable in routes."))
     interval: Duration | None = Field(default=None, description=(
         "Overrides `defaults.interval` for this account."))

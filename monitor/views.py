@@ -14,7 +14,7 @@ def account_json(watched: Watched) -> dict[str, object]:
         "moved_to": watched.moved_to,
         "state": st.state.value, "reason": st.reason.value if st.reason else None,
         "protected": watched.config.protected, "team": watched.config.team,
-        "owner": watched.config.owner, "labels": watched.config.labels,
+        "owner": watched.config.owner, "labels": dict(watched.config.labels),
         "since": st.since, "blind": st.blind, "outage_id": st.outage_id,
         "last_present_at": st.last_present_at, "first_absent_at": st.first_absent_at,
         "last_probe_at": view.last_probe_at,

@@ -212,3 +212,16 @@ notifiers:
     rendered = info.value.render()
     assert "t.yaml:5: notifiers.pd.timeout:" in rendered
     assert "notifiers.pd.pagerduty" not in rendered
+
+
+def test_accounts_without_labels_share_a_read_only_mapping() -> None:
+    config = parse_config("""
+platforms: {x: {probe: x, base_url: "https://api.x.com"}}
+accounts: [{platform: x, handle: a}, {platform: x, handle: b}, {platform: x, handle: c,
+            labels: {tier: head-of-state}}]
+""", "t.yaml", env={})
+    a, b, c = config.accounts
+    assert a.labels is b.labels and dict(a.labels) == {}
+    with pytest.raises(TypeError):
+        a.labels["tier"] = "oops"  # type: ignore[index]
+    assert dict(c.labels) == {"tier": "head-of-state"}

@@ -21,7 +21,7 @@ import inspect
 import json
 import sys
 import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, cast, get_args, get_origin
@@ -46,6 +46,7 @@ COMMAND = "python tools/config_reference.py"
 
 _NONE = type(None)
 _UNION_ORIGINS: tuple[Any, ...] = (Union, types.UnionType)
+_MAPPINGS: tuple[Any, ...] = (dict, Mapping)  # dict[...] and Mapping[...] annotations
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +126,7 @@ def _sections_in(tp: Any, suffix: str = "") -> Iterator[tuple[type[Any], str]]:
         yield from _sections_in(args[0], suffix)
     elif origin is list:
         yield from _sections_in(args[0], suffix + "[]")
-    elif origin is dict:
+    elif origin in _MAPPINGS:
         yield from _sections_in(args[1], suffix + ".NAME")
     elif origin in _UNION_ORIGINS:
         for arg in args:
@@ -194,7 +195,7 @@ def render_type(tp: Any, metadata: Sequence[Any] = ()) -> str:
     if origin is Annotated:
         base, *extra = get_args(tp)
         return render_type(base, [*metadata, *extra])
-    container = origin in (list, dict)
+    container = origin in (list, *_MAPPINGS)
     kind = _validator_kind(metadata)
     if kind is not None:
         return _with(kind, _constraints(metadata, container))
@@ -213,7 +214,7 @@ def render_type(tp: Any, metadata: Sequence[Any] = ()) -> str:
         if get_origin(item) is Literal or (isinstance(item, type) and issubclass(item, enum.Enum)):
             return _with(f"list, each {render_type(item)}", words)
         return _with(f"list of {render_type(item)}", words)
-    if origin is dict:
+    if origin in _MAPPINGS:
         key, value = get_args(tp)
         return _with(f"map of {render_type(key)} to {render_type(value)}", words)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
@@ -258,6 +259,8 @@ def render_default(info: FieldInfo) -> str:
         value = cast(Callable[[], Any], info.default_factory)()
         if isinstance(value, BaseModel):
             return "(its defaults)"
+        if isinstance(value, Mapping):
+            value = dict(value)  # a shared read-only default reads like the dict it is
         return f"`{json.dumps(value, default=str)}`"
     if info.default is PydanticUndefined:
         return "**required**"
