@@ -167,7 +167,8 @@ class Decisions:
                                                  self.config)
         if actions and verdict.active:
             log.error("platform anomaly: holding vanish pages", platform=platform,
-                      reason=verdict.reason)
+                      reason=verdict.reason, absent_recently=verdict.absent_recently,
+                      threshold=verdict.threshold)
         self.execute(actions)
         self.metrics.platform_anomaly.labels(platform).set(1 if verdict.active else 0)
 
