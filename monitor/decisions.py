@@ -57,23 +57,32 @@ class Decisions:
 
     # ----------------------------------------------------------------- one observation
 
-    def observe(self, key: AccountKey, obs: Observation) -> list[Event]:
-        """Feed one observation (from a probe or a stream) through the pure steps."""
-        watched = self.watchlist.get(key)
+    def observe(self, key: AccountKey, obs: Observation, *, probed: bool = True) -> list[Event]:
+        """Feed one observation through the pure steps (``probed=False``: a pushed stream
+        event, counted but not timed, since no request was made)."""
+        watched = self.watchlist.accounts.get(key)
         if watched is None:
             return []
-        self.metrics.observed(key.platform, obs)
+        self.metrics.observed(key.platform, obs, timed=probed)
         view = watched.view
         view.last_probe_at = obs.at
         if obs.result is Result.ERROR:
             view.last_error = obs
         health = self.health.get(key.platform)
-        if health is not None:
+        if health is not None and (health.errors_since is not None
+                                   or obs.result is Result.ERROR):
             health.saw(obs)
+        if identity.says_nothing_new(key, watched.identity, obs):
+            new, events = machine.step(key, view.state, obs, watched.policy)
+            if not events:
+                view.state = new  # the steady state: memory only, no disk, no events
+                return events
+            self.commit(watched, new, events)
+            return events
         seen = identity.reconcile(key, watched.identity, view.state, obs)
         new, events = machine.step(key, view.state, seen.observation, watched.policy)
         if not (events or seen.changed):
-            view.state = new  # the steady state: memory only, no disk, no events
+            view.state = new
             return events
         watched.identity = seen.identity
         if seen.learned and seen.identity.account_id and \

@@ -44,6 +44,18 @@ class Reconciled:
         return self.learned or bool(self.events)
 
 
+def says_nothing_new(key: AccountKey, known: Identity, obs: Observation) -> bool:
+    """True when ``obs`` cannot change the identity (the common case, checked per probe
+    before any :class:`Reconciled` is built): no id, or the known id under the known handle
+    and no move."""
+    if obs.account_id is None:
+        return True
+    if obs.account_id != known.account_id or obs.moved_to:
+        return False
+    return obs.handle is None or obs.handle == (known.current_handle or key.handle) or (
+        obs.handle.lower() == (known.current_handle or key.handle).lower())
+
+
 def reconcile(key: AccountKey, known: Identity, st: AccountState,
               obs: Observation) -> Reconciled:
     """Learn the id, or check the answer against it."""

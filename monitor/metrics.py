@@ -218,14 +218,16 @@ class Metrics:
         yield generate_latest(self.registry)
         yield from render_accounts(self.accounts(), time.time() if now is None else now)
 
-    def observed(self, platform: str, obs: Observation) -> None:
-        """Count one probe answer (the hot path: label children are cached)."""
+    def observed(self, platform: str, obs: Observation, *, timed: bool = True) -> None:
+        """Count one answer (the hot path: label children are cached); its latency goes to
+        the duration histogram unless it was no request (``timed=False``: a stream event)."""
         cached = self._children.get((platform, obs.result))
         if cached is None:
             cached = (self.probes.labels(platform, obs.result.value),
                       self.probe_duration.labels(platform))
             self._children[(platform, obs.result)] = cached
         cached[0].inc()
-        cached[1].observe(obs.latency)
+        if timed:
+            cached[1].observe(obs.latency)
         if obs.result is Result.ERROR and obs.error is not None:
             self.probe_errors.labels(platform, obs.error.value).inc()

@@ -73,15 +73,15 @@ class Prober:
         self.config, self.probes = config, probes
 
     async def probe(self, key: object) -> float | None:
-        watched = self.watchlist.get(key)
+        watched = self.watchlist.accounts.get(key)  # type: ignore[call-overload]
         if watched is None:
             return None
-        platform = watched.key.platform
+        account = watched.key
         try:
-            obs = await self.probes[platform].check(Target(watched.key.handle,
-                                                           watched.account_id))
+            obs = await self.probes[account.platform].check(Target(account.handle,
+                                                                   watched.identity.account_id))
         except Exception as exc:  # a probe bug must not end the worker (supervision)
-            obs = self.internal(platform, "probe", exc)
+            obs = self.internal(account.platform, "probe", exc)
         return self._take(watched, obs, spend=True)
 
     async def probe_batch(self, keys: list[object]) -> dict[object, float | None]:
@@ -117,7 +117,7 @@ class Prober:
     def _take(self, watched: Watched, obs: Observation, *, spend: bool) -> float:
         """Spend the budget the answer reports, decide, and say when to probe again."""
         try:
-            if spend:
+            if spend and (obs.rate_limit is not None or obs.error is ErrorKind.RATE_LIMITED):
                 self._spend(watched.key.platform, obs)
             self.decisions.observe(watched.key, obs)
             return machine.next_delay(watched.view.state, watched.policy)

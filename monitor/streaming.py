@@ -67,7 +67,7 @@ class Streams:
             st = watched.view.state
             if (obs.result is Result.ABSENT and st.state in (State.UP, State.UNKNOWN)
                     and watched.policy.failure_threshold >= 2):
-                self.decisions.observe(key, obs)
+                self.decisions.observe(key, obs, probed=False)
             self.scheduler.schedule(key, 0.0)  # the confirming poll, now
             log.info("pushed account event", platform=platform, account=key.handle,
                      result=obs.result.value, evidence=obs.evidence)

@@ -11,7 +11,7 @@ state, kept ones keep their live state and open outages under their new settings
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -34,10 +34,10 @@ class Watched:
     policy: Policy
     view: AccountView
     identity: Identity
+    key: AccountKey = field(init=False)  # the view's key, kept at hand for the hot path
 
-    @property
-    def key(self) -> AccountKey:
-        return self.view.key
+    def __post_init__(self) -> None:
+        self.key = self.view.key
 
     @property
     def account_id(self) -> str | None:

@@ -260,15 +260,17 @@ class HttpProbe:
                            max_body_bytes=self.max_body_bytes)
 
     async def check(self, target: Target) -> Observation:
+        """Ask and classify, timed. Never raises ProbeError: a failed request or an answer
+        the classifier refuses is ``error(kind)``."""
         started = time.monotonic()
         try:
-            answer = await self.fetch(*self.request(target))
+            method, url, headers = self.request(target)
+            answer = await fetch(self.session, method, url, headers, timeout=self.timeout,
+                                 max_body_bytes=self.max_body_bytes)
+            obs = self.classify(answer, target, time.time())  # itself wrapped: classified()
         except ProbeError as exc:
             obs = exc.observation(time.time())
-        else:
-            obs = classified(answer, time.time(),
-                             lambda answer, at: self.classify(answer, target, at))
-        return replace(obs, latency=time.monotonic() - started)
+        return obs.timed(time.monotonic() - started)
 
     async def check_batch(self, url: str, keys: Sequence[str],
                           classify: ReadBatch) -> dict[str, Observation]:
@@ -281,7 +283,7 @@ class HttpProbe:
         else:
             found = classified_batch(answer, keys, time.time(), classify)
         latency = time.monotonic() - started
-        return {key: replace(obs, latency=latency) for key, obs in found.items()}
+        return {key: obs.timed(latency) for key, obs in found.items()}
 
 
 MAX_REDIRECTS = 3  # same-host hops followed; a login wall takes one, http->www another
