@@ -49,9 +49,10 @@ class Decisions:
         self.learned_did: Callable[[], None] = lambda: None  # a DID to follow on a stream
         self._reminded: dict[str, float] = {}  # outage dedup key -> last notified
         self._holds_checked = False
+        self._period: float | None = None  # tick_period(), once per config
 
     def configure(self, config: Config) -> None:
-        self.config = config
+        self.config, self._period = config, None
         self.health = {name: self.health.get(name, PlatformHealth())
                        for name in config.platforms}
 
@@ -228,10 +229,13 @@ class Decisions:
 
     def tick_period(self) -> float:
         """How often :meth:`tick` runs: a quarter of the shortest staleness (or reminder)
-        bound, between 50 ms and 5 s."""
-        shortest = min((w.policy.staleness for w in self.watchlist), default=20.0)
-        shortest = min(shortest, self.config.routing.reminder_interval or shortest)
-        return max(0.05, min(5.0, shortest / 4))
+        bound, between 50 ms and 5 s. Worked out once per config, not per tick: it walks
+        every account."""
+        if self._period is None:
+            shortest = min((w.policy.staleness for w in self.watchlist), default=20.0)
+            shortest = min(shortest, self.config.routing.reminder_interval or shortest)
+            self._period = max(0.05, min(5.0, shortest / 4))
+        return self._period
 
     def tick(self, now: float, waiting: Callable[[], set[Any]]) -> None:
         """Staleness, reminders, holds and error-only platforms: what time alone decides.
