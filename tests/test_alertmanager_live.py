@@ -86,6 +86,7 @@ def _alerts(capture: CaptureServer, status: str) -> list[dict[str, Any]]:
             for a in doc.get("alerts", []) if a.get("status") == status]
 
 
+@pytest.mark.slow
 async def test_vanish_fires_through_a_real_alertmanager_then_resolves(
         alertmanager: Any, state_file: str) -> None:
     masto, capture = FakeMastodon({"alice": "present", "bob": "present"}), CaptureServer()

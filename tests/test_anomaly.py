@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from monitor import anomaly
 from monitor.config import AnomalyConfig
 from monitor.fakes.mastodon import FakeMastodon
@@ -72,6 +74,7 @@ def keys(pd: FakePagerDuty, action: str) -> list[str]:
     return [e["dedup_key"] for e in pd.accepted if e["event_action"] == action]
 
 
+@pytest.mark.slow
 async def test_mass_vanish_pages_once_then_releases_or_drops_held_pages(tmp_path: Path) -> None:
     handles = [f"u{i}" for i in range(8)]
     masto = FakeMastodon(dict.fromkeys(handles, "present"), rate_limit=10**6)

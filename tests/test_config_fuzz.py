@@ -141,6 +141,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @settings(max_examples=300, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])
+@pytest.mark.slow
 @given(content=st.one_of(structural(), textual()))
 def test_check_config_survives_mutations_of_the_bundled_config(workdir: Path,
                                                                content: bytes) -> None:

@@ -7,11 +7,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from monitor.demo import run_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 async def test_demo_pages_once_resolves_once_and_measures_eleven_minutes() -> None:
     printed: list[str] = []
     result = await run_demo(speed=120.0, out=printed.append)
@@ -30,6 +33,7 @@ async def test_demo_pages_once_resolves_once_and_measures_eleven_minutes() -> No
     assert result.real_seconds < 30
 
 
+@pytest.mark.slow
 def test_demo_command_runs_within_thirty_seconds() -> None:
     started = time.monotonic()
     out = subprocess.run([sys.executable, "-m", "monitor", "demo"], cwd=ROOT,

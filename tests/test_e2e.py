@@ -90,6 +90,7 @@ async def test_account_vanishes_pages_state_down_then_returns_with_an_honest_out
             assert metric(text, "accmon_account_outage_seconds", account="alice") == 0.0
 
 
+@pytest.mark.slow
 async def test_a_flaky_platform_never_takes_an_account_down(state_file: str) -> None:
     handles = [f"user{i}" for i in range(20)]
     # A budget big enough for the test's pace: what is measured here is the faults.

@@ -12,6 +12,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import pytest
+
 from monitor.app import Monitor
 from monitor.fakes.mastodon import FakeMastodon
 from monitor.fakes.pagers import FakePagerDuty, Scripted
@@ -41,6 +43,7 @@ async def poll(mon: Monitor, ok: Callable[[float, float], bool], what: str,
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last {seen[-3:]}")
 
 
+@pytest.mark.slow
 async def test_the_gauges_show_a_page_waiting_through_a_pager_outage(state_file: str) -> None:
     masto, pd = FakeMastodon({"alice": "present"}), FakePagerDuty()
     async with masto.running() as m_url, pd.running() as pd_url:
@@ -63,6 +66,7 @@ async def test_the_gauges_show_a_page_waiting_through_a_pager_outage(state_file:
         assert len(triggers(pd, pd.accepted[0]["dedup_key"])) == 1
 
 
+@pytest.mark.slow
 async def test_the_age_grows_while_a_delivery_waits_out_a_long_retry_after(
         state_file: str) -> None:
     """No attempt, no delivery for 30 s: only the periodic refresh can move the gauges."""

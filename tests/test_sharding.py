@@ -72,6 +72,7 @@ PINNED_16 = [11, 14, 4, 14, 10]
 PINNED_WEIGHT = 5710049178247834470
 
 
+@pytest.mark.slow
 def test_assignments_are_the_same_in_another_process() -> None:
     """Python's hash() is salted per process; the assignment must not be."""
     script = (

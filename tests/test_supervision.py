@@ -101,6 +101,7 @@ LOCKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 async def test_a_locked_state_file_delays_the_page_and_loses_nothing(state_file: str) -> None:
     handles = ["alice", "bob", "carol", "dave"]
     masto, pd = FakeMastodon(dict.fromkeys(handles, "present")), FakePagerDuty()
@@ -204,6 +205,7 @@ class LockingPagerDuty(FakePagerDuty):
         return await super()._enqueue(request)
 
 
+@pytest.mark.slow
 async def test_a_page_sent_while_the_file_is_locked_is_recorded_once_not_resent(
         state_file: str) -> None:
     handles = ["alice", "bob"]  # two: no anomaly grace, the page goes out at once

@@ -93,6 +93,7 @@ def actions(pd: FakePagerDuty) -> list[tuple[str, str]]:
     return [(e["event_action"], e["dedup_key"]) for e in pd.accepted]
 
 
+@pytest.mark.slow
 async def test_own_blindness_is_one_page_and_resolves_when_we_see_again(tmp_path: Path) -> None:
     handles = [f"u{i}" for i in range(5)]
     port = free_port()  # nothing listens here yet: every probe is error(connection)
