@@ -2,7 +2,8 @@
 """The two commands of README's quick start, on a machine with only Python 3.11+.
 
     python3 dev.py run [ARGS...]    start the monitor (bundled config, SQLite state file)
-    python3 dev.py test [ARGS...]   install what the tests need, then lint and run every test
+    python3 dev.py test [ARGS...]   install what the tests need, then lint, type-check and run
+                                    every test
 
 Both create ``.venv`` on first use and reinstall only when pyproject.toml changes.
 """
@@ -72,8 +73,9 @@ def main(argv: list[str]) -> int:
     ensure_venv("test")
     ensure_debian_packages()
     lint = subprocess.run([BIN / "ruff", "check", "."])
+    types = subprocess.run([BIN / "mypy", "--strict", "monitor"])
     tests = subprocess.run([BIN / "python", "-m", "pytest", *argv[1:]])
-    return tests.returncode or lint.returncode
+    return tests.returncode or lint.returncode or types.returncode
 
 
 if __name__ == "__main__":
