@@ -8,6 +8,7 @@ import inspect
 import selectors
 import signal
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,14 @@ import pytest
 from monitor.app import Monitor
 from monitor.config import parse_config
 from monitor.model import AccountKey, ErrorKind, State
+
+# With PYTHONDONTWRITEBYTECODE set (some shells and CI images set it), every pytest
+# process, each parallel worker included, would rewrite and compile every test module anew:
+# about 4 s of CPU each. Keep the compiled tests, but in .pytest_cache (git-ignored), not
+# beside the sources, which is what the setting is usually there to prevent.
+if sys.dont_write_bytecode:
+    sys.pycache_prefix = str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "pyc")
+    sys.dont_write_bytecode = False
 
 # Hostile answers every probe must turn into error(kind), never absent: (faults, kind).
 HOSTILE = [({"malformed_rate": 1.0}, ErrorKind.PARSE),
