@@ -74,9 +74,9 @@ def main(argv: list[str]) -> int:
     ensure_debian_packages()
     lint = subprocess.run([BIN / "ruff", "check", "."])
     types = subprocess.run([BIN / "mypy", "--strict", "monitor"])
-    # Four workers: the suite mostly waits (loopback servers, real timers), and the tests
-    # marked slow are handed out first, one at a time, so none is left running alone at the end.
-    tests = subprocess.run([BIN / "python", "-m", "pytest", "-n", "4", "--maxschedchunk", "1",
+    # Six workers, even on two cores: the suite mostly waits (loopback servers, real timers).
+    # The tests marked slow go out first, one at a time, so none is left running alone at the end.
+    tests = subprocess.run([BIN / "python", "-m", "pytest", "-n", "6", "--maxschedchunk", "1",
                             *argv[1:]])
     return tests.returncode or lint.returncode or types.returncode
 
