@@ -10,10 +10,8 @@ Watchdog route must deliver it to the dead man's switch receiver, and nothing el
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -68,17 +66,19 @@ def alertmanager(tmp_path: Path) -> Iterator[Any]:
 
 
 async def _ready(url: str, log: Path) -> None:
-    deadline = time.monotonic() + 20
     async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
+        async def ready() -> bool:
             try:
                 async with http.get(f"{url}/-/ready") as resp:
-                    if resp.status == 200:
-                        return
+                    return resp.status == 200
             except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    pytest.fail(f"alertmanager did not become ready:\n{log.read_text()[-2000:]}")
+                return False
+
+        try:
+            await wait_for(ready, timeout=20, what="alertmanager ready")
+        except BaseException:
+            print(f"alertmanager log:\n{log.read_text()[-2000:]}")
+            raise
 
 
 def _alerts(capture: CaptureServer, status: str) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 
 from monitor.fakes.mastodon import FakeMastodon
-from tests.conftest import free_port, mastodon_config
+from tests.conftest import free_port, mastodon_config, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 UID = 10001
@@ -106,11 +106,11 @@ async def test_entrypoint_runs_as_non_root_with_only_the_state_volume_writable(
         try:
             first = json.loads(await asyncio.wait_for(proc.stdout.readline(), 20))
             assert first["event"] == "monitor started", first
-            for _ in range(100):
+            async def ready() -> str | None:
                 status, body = await _get(f"http://127.0.0.1:{port}/readyz")
-                if status == 200:
-                    break
-                await asyncio.sleep(0.1)
+                return body if status == 200 else None
+
+            body = await wait_for(ready, timeout=10, what="/readyz answering 200")
             assert json.loads(body)["status"] == "ok"
             # The image's HEALTHCHECK command, as the image's user.
             health = json.loads(rows["HEALTHCHECK"].split("CMD", 1)[1].strip())
