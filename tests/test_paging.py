@@ -175,13 +175,14 @@ def outbox(db: Path) -> list[tuple[str, str]]:
 async def _probed_again(port: int, handle: str, times: int) -> None:
     """The monitor process answered and decided ``handle`` ``times`` more times from now
     (its API's ``last_probe_at`` moved past a fresh mark that often)."""
-    async def answered_after(mark: float) -> bool:
-        row = await _account(port, handle)
-        return bool(row) and (row["last_probe_at"] or 0) > mark  # type: ignore[index]
-
     for _ in range(times):
         mark = time.time()
-        await wait_for(lambda m=mark: answered_after(m), what=f"{handle} probed again")
+
+        async def answered_after(mark: float = mark) -> bool:
+            row = await _account(port, handle)
+            return row is not None and (row["last_probe_at"] or 0) > mark
+
+        await wait_for(answered_after, what=f"{handle} probed again")
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 from monitor.fakes.mastodon import FakeMastodon
 from monitor.fakes.pagers import FakePagerDuty, FakeSlack
 from monitor.model import AccountKey, State
+from monitor.store import OutboxRow
 from tests.conftest import (
     FAST_DEFAULTS,
     free_port,
@@ -111,8 +112,10 @@ async def test_own_blindness_is_one_page_and_resolves_when_we_see_again(tmp_path
             # answered again after it: they must stay held.
             store = mon.store
             assert store is not None
-            blind_rows = lambda: [r for r in store.outbox_rows("pd")  # noqa: E731
-                                  if r.payload["kind"] == "blind"]
+
+            def blind_rows() -> list[OutboxRow]:
+                return [r for r in store.outbox_rows("pd") if r.payload["kind"] == "blind"]
+
             await wait_for(lambda: len(blind_rows()) == 5, what="five blind pages written")
             grace_end = max(r.next_attempt_at for r in blind_rows())
             await wait_for(lambda: all(last_probed(mon, "masto", h) > grace_end
