@@ -210,7 +210,7 @@ async def test_a_page_sent_while_the_file_is_locked_is_recorded_once_not_resent(
         state_file: str) -> None:
     handles = ["alice", "bob"]  # two: no anomaly grace, the page goes out at once
     masto = FakeMastodon(dict.fromkeys(handles, "present"))
-    pd = LockingPagerDuty(state_file, 3.0)
+    pd = LockingPagerDuty(state_file, 1.0)  # past the 200 ms busy timeout: writes fail
     async with masto.running() as m_url, pd.running() as pd_url, \
             running_monitor(paging_config(m_url, pd_url, handles, state_file).replace(
                 "timeout: 300ms", "timeout: 10s")) as mon:
