@@ -380,7 +380,8 @@ class Scheduler:
                     wait = deadline - self.clock()
                     if wait <= 0:
                         break
-                    item = await asyncio.wait_for(lane.queue.get(), wait)
+                    async with asyncio.timeout(wait):  # not wait_for: it can eat a cancel
+                        item = await lane.queue.get()
                 else:
                     item = lane.queue.get_nowait()
             except TimeoutError:

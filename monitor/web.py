@@ -297,7 +297,8 @@ async def events(request: web.Request) -> web.StreamResponse:
                 break
         while True:
             try:
-                live = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE)
+                async with asyncio.timeout(SSE_KEEPALIVE):  # not wait_for: see outbox._wait
+                    live = await queue.get()
             except TimeoutError:
                 await response.write(b": keepalive\n\n")
                 continue

@@ -143,7 +143,8 @@ class FakePager:
             pause = self.latency + step.latency + (self.hang_seconds if step.hang else 0.0)
             if pause:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), pause)
+                    async with asyncio.timeout(pause):  # not wait_for: it can eat a cancel
+                        await self._closing.wait()
             if step.status is not None:
                 response: web.StreamResponse = self.error_answer(step.status)
             else:

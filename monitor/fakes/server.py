@@ -233,7 +233,8 @@ class FakeServer:
     async def pause(self, seconds: float) -> None:
         """Sleep, but end early when the server shuts down."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), seconds)
+            async with asyncio.timeout(seconds):  # not wait_for: it can swallow a cancel
+                await self._closing.wait()
 
     # ------------------------------------------------------------------ control endpoints
 

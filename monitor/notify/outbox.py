@@ -264,6 +264,9 @@ class OutboxWorker:
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:
+    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that arrives as
+    # the event is set, and then stop() waits for this task forever.
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await event.wait()
     event.clear()

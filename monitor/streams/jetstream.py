@@ -296,7 +296,8 @@ class JetstreamConsumer:
             attempt += 1
             self.recent_backoffs.append(delay)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
+                async with asyncio.timeout(delay):  # not wait_for: it can swallow a cancel
+                    await self._stop.wait()
 
     async def _session_once(self, cursor: int | None, established_at: list[float]) -> None:
         """One connection: subscribe, read until it ends. Raises on connection errors."""
@@ -336,7 +337,8 @@ class JetstreamConsumer:
             self.connected = False
             self._ws = None
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await ws.close()
 
     def _resume_cursor(self) -> int | None:
         if self.position_us is None:
