@@ -215,7 +215,7 @@ class Decisions:
             self.wake_outbox()
 
         self.writer.submit(Write(f"release {action.kinds}", lambda store: store.release_held(
-            action.kinds, now, action.platform), done))
+            action.kinds, now, action.platform, action.delay), done))
 
     def _hold_page(self, page: holds.Page) -> None:
         """A hold's own page, once: after a restart the same hold (same start, same dedup

@@ -46,6 +46,10 @@ class Release:
     kinds: tuple[str, ...]
     platform: str | None
     why: str
+    # Released pages wait this long first: an account that answers within it (the hold
+    # ended because accounts are answering again, and the rest follow a moment later)
+    # drops its page instead of paging after the fact.
+    delay: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +127,8 @@ def blindness_step(state: HoldState, verdict: blindness.Verdict, now: float,
     if not verdict.active and state.own_blind is not None:
         page = routing.monitor_blind_notification(state.own_blind, "", False, now, {})
         return (replace(state, own_blind=None),
-                [Page(page, owner), Release(BLIND_KINDS, None, "monitor sees again")])
+                [Page(page, owner), Release(BLIND_KINDS, None, "monitor sees again",
+                                            config.monitor.own_blindness.hold_for)])
     return state, []
 
 

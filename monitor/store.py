@@ -492,8 +492,8 @@ class Store:
                               " LIMIT 1", (dedup_key,)).fetchone()
         return row is not None
 
-    def release_held(self, kinds: Sequence[str], now: float,
-                     platform: str | None = None) -> tuple[int, int]:
+    def release_held(self, kinds: Sequence[str], now: float, platform: str | None = None,
+                     delay: float = 0.0) -> tuple[int, int]:
         """The anomaly (or own blindness) cleared: send what was held for accounts still
         gone; drop the held pages of outages that ended meanwhile (never paged, so never
         resolved). Returns (released, dropped) row counts."""
@@ -514,7 +514,7 @@ class Store:
                     dropped += 1
                 else:
                     self.db.execute("UPDATE outbox SET status = 'pending', next_attempt_at = ?"
-                                    " WHERE id = ?", (now, r["id"]))
+                                    " WHERE id = ?", (now + delay, r["id"]))
                     released += 1
         return released, dropped
 

@@ -142,6 +142,11 @@ def test_own_blindness_holds_blind_pages_everywhere() -> None:
     assert state.own_blind == 100.0 and hold == holds.Hold(holds.BLIND_KINDS, None)
     assert isinstance(page, holds.Page) and page.owner.team == "sre"
     assert holds.held(state, "mastodon", "blind") and not holds.held(state, "x", "vanished")
+    clear = blindness.evaluate(blind[:0], 3, CONFIG.monitor.own_blindness)
+    ended, (resolve, release) = holds.blindness_step(state, clear, 950.0, CONFIG)
+    assert ended.own_blind is None and isinstance(resolve, holds.Page)
+    # Released blind pages wait the grace: accounts answering a moment later drop theirs.
+    assert isinstance(release, holds.Release) and release.delay == 120.0
 
 
 def test_grace_only_where_a_hold_could_trip() -> None:
