@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from monitor.model import Observation, RateLimit
+from monitor.probes.base import Answer, classified
 from monitor.probes.ratelimit import (
     bluesky_rate_limit,
     github_rate_limit,
@@ -17,7 +18,6 @@ from monitor.probes.ratelimit import (
     reddit_rate_limit,
     retry_after,
     twitch_rate_limit,
-    with_rate_limit,
     x_rate_limit,
 )
 
@@ -118,7 +118,10 @@ def test_parsers_never_raise(headers: dict[str, str]) -> None:
         assert found is None or isinstance(found, RateLimit)
 
 
-def test_with_rate_limit_attaches_only_when_there_is_one() -> None:
+def test_the_classify_wrapper_attaches_the_budget_only_when_there_is_one() -> None:
     obs = Observation.present(NOW, "HTTP 200")
-    assert with_rate_limit(obs, None) is obs
-    assert with_rate_limit(obs, RateLimit(1, 2)).rate_limit == RateLimit(1, 2)
+    bare = Answer(200, {}, b"{}")
+    assert classified(bare, NOW, lambda answer, at: obs, x_rate_limit) is obs
+    budget = Answer(200, {"x-rate-limit-limit": "2", "x-rate-limit-remaining": "1"}, b"{}")
+    found = classified(budget, NOW, lambda answer, at: obs, x_rate_limit)
+    assert found.rate_limit == RateLimit(1, 2)
