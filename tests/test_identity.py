@@ -3,7 +3,6 @@ handle is never taken for the original, Mastodon moves are events."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from monitor.fakes.mastodon import FakeMastodon
@@ -12,7 +11,7 @@ from monitor.fakes.x import FakeX
 from monitor.model import AccountKey, State
 from monitor.store import Store
 from monitor.views import account_json
-from tests.conftest import FAST_DEFAULTS, running_monitor, state_of, wait_for
+from tests.conftest import FAST_DEFAULTS, probed_again, running_monitor, state_of, wait_for
 
 
 def config(platform: str, probe: str, base: str, handle: str, state: str, extra: str = "",
@@ -50,7 +49,7 @@ async def test_rename_is_an_event_and_the_id_is_still_followed(tmp_path: Path) -
             await wait_for(lambda: events(mon, "renamed"), what="renamed event")
             # A stranger takes the freed handle: we follow the id, not the handle.
             x.set_state("realDonaldTrump", "present")
-            await asyncio.sleep(0.5)
+            await probed_again(mon, ["realDonaldTrump"], platform="x", times=3)
             assert state_of(mon, "x", "realDonaldTrump") is State.UP
             (renamed,) = events(mon, "renamed")
             assert renamed["details"]["new_handle"] == "TheRealDonald"
@@ -88,7 +87,7 @@ async def test_mastodon_move_is_an_event_not_an_outage(tmp_path: Path) -> None:
             await wait_for(lambda: state_of(mon, "masto", "alice") is State.UP, what="up")
             masto.set_state("alice", "moved", moved_to="alice@new.example")
             await wait_for(lambda: events(mon, "moved"), what="moved event")
-            await asyncio.sleep(0.3)
+            await probed_again(mon, ["alice"], platform="masto", times=3)
             assert len(events(mon, "moved")) == 1  # once, not on every probe
             assert state_of(mon, "masto", "alice") is State.UP
             assert mon.accounts[AccountKey("masto", "alice")].moved_to == "alice@new.example"

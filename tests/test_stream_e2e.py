@@ -3,7 +3,6 @@ confirming poll (not the stream alone) takes an account down."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -68,8 +67,14 @@ async def test_pushed_takedown_goes_down_within_a_second_and_a_glitch_never_page
             assert mon.accounts[alice].view.state.reason is not None
 
             # A glitch: the stream says deactivated, the AppView says present. No page.
+            pushes = mon.streams["jetstream"].events["account"]
             js.emit_account(mon.accounts[bob].account_id or "", False, "deactivated")
-            await asyncio.sleep(0.5)
+            await wait_for(lambda: mon.streams["jetstream"].events["account"] > pushes,
+                           what="the glitch received")
+            # The push asks for one poll now; that poll's answer (present) is the verdict.
+            present = mon.metrics.probes.labels("bluesky", "present")
+            answered = present._value.get()
+            await wait_for(lambda: present._value.get() > answered, what="the confirming poll")
             assert state_of(mon, "bluesky", bob.handle) is State.UP
             assert mon.store is not None
             assert [o.key for o in mon.store.outages()] == [alice]
