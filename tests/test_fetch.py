@@ -29,6 +29,7 @@ from monitor.probes.base import (
     parse_json,
 )
 from monitor.probes.mastodon import MastodonProbe
+from tests.conftest import wait_for
 
 CAP = 64 * 1024
 TIMEOUT = 0.3
@@ -170,8 +171,8 @@ async def test_fake_shuts_down_quickly_while_a_patient_client_waits(
     async with fake.running() as url:
         patient = asyncio.create_task(fetch(session, "GET", f"{url}/api/v1/accounts/0", {},
                                             timeout=10, max_body_bytes=CAP))
-        await asyncio.sleep(0.2)  # the request is now hanging inside the fake
-        assert not patient.done()
+        await wait_for(lambda: fake.requests_total == 1, what="the request inside the fake")
+        assert not patient.done()  # it hangs there
         started = time.monotonic()
     assert time.monotonic() - started < 0.5
     answer = await asyncio.wait_for(patient, 1)

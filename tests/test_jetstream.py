@@ -214,7 +214,9 @@ async def test_disconnect_resumes_from_cursor_and_replays_are_deduplicated(
         await wait_for(lambda: len(sink.observations) == 3, 5, "the missed event")
         server.emit_account(BOB, active=True)
         await wait_for(lambda: len(sink.observations) == 4, 5, "a live event")
-        await asyncio.sleep(0.1)  # room for any duplicate to show up
+        # A marker after everything: in-order frames, so any duplicate came before it.
+        server.send_raw(json.dumps({"did": ALICE, "time_us": 1, "kind": "marker"}))
+        await wait_for(lambda: consumer.events["marker"] == 1, 5, "the marker")
 
     cursor = int(server.queries[1]["cursor"][0])
     assert cursor == last["time_us"] - int(REWIND * 1_000_000)
@@ -318,11 +320,11 @@ async def test_empty_set_never_subscribes_to_everything(fake: tuple[FakeJetstrea
     async with consuming(consumer, server):
         await consumer.update_dids([])
         await wait_for(lambda: not server.open_connections, 5, "the socket to close")
-        await asyncio.sleep(0.2)
-        assert server.connections == 1  # idle, not reconnected with wantedDids=[] (= all)
         await consumer.update_dids([CAROL])
         await wait_for(lambda: consumer.connected, 5, "a new connection")
-    assert server.queries[-1]["wantedDids"] == [CAROL]
+    # Idle meanwhile: never reconnected with wantedDids=[] (= everything) in between.
+    assert server.connections == 2
+    assert [q.get("wantedDids") for q in server.queries] == [[ALICE], [CAROL]]
 
 
 async def test_large_sets_go_in_the_hello_not_the_url(fake: tuple[FakeJetstream, str],
