@@ -10,6 +10,7 @@ decides about retries.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -141,12 +142,21 @@ def parse_retry_after(value: str | None) -> float | None:
 
 async def post_json(session: aiohttp.ClientSession, url: str, payload: Any, *,
                     headers: dict[str, str] | None = None, timeout: float = 10.0,
-                    data: bytes | None = None) -> str:
+                    data: bytes | None = None, secrets: Iterable[str] = ()) -> str:
     """POST JSON (or pre-serialised ``data``); raise :class:`DeliveryError` unless 2xx.
 
     Transport failures and timeouts are retryable. The URL is never put in the message:
-    Slack's webhook URL is itself the secret.
+    Slack's webhook URL is itself the secret. Every one of ``secrets`` is blanked from the
+    error (a receiver or proxy may echo the request back).
     """
+    try:
+        return await _post(session, url, payload, headers=headers, timeout=timeout, data=data)
+    except DeliveryError as exc:
+        raise redact(exc, *secrets) from None
+
+
+async def _post(session: aiohttp.ClientSession, url: str, payload: Any, *,
+                headers: dict[str, str] | None, timeout: float, data: bytes | None) -> str:
     try:
         kwargs: dict[str, Any] = {"data": data} if data is not None else {"json": payload}
         if data is not None:

@@ -31,13 +31,11 @@ from pydantic import Field, SecretStr, field_validator
 
 from monitor.config_types import Duration
 from monitor.notify.base import (
-    DeliveryError,
     Notification,
     NotifierSettings,
     detail_lines,
     headline,
     post_json,
-    redact,
     truncate,
     type_field,
 )
@@ -102,12 +100,10 @@ class NtfyNotifier:
 
     async def send(self, n: Notification) -> None:
         url, headers, body = self.build_request(n)
-        try:
-            await post_json(self.session, url, None, headers=headers, data=body,
-                            timeout=self.config.timeout)
-        except DeliveryError as exc:
-            token = self.config.token.get_secret_value() if self.config.token else ""
-            raise redact(exc, self.config.topic.get_secret_value(), token) from None
+        token = self.config.token.get_secret_value() if self.config.token else ""
+        await post_json(self.session, url, None, headers=headers, data=body,
+                        timeout=self.config.timeout,
+                        secrets=(self.config.topic.get_secret_value(), token))
 
 
 def publish_body(n: Notification, topic: str) -> dict[str, Any]:

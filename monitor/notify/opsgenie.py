@@ -18,13 +18,11 @@ from pydantic import Field, SecretStr
 
 from monitor.config_types import Duration
 from monitor.notify.base import (
-    DeliveryError,
     Notification,
     NotifierSettings,
     bounded_key,
     detail_lines,
     post_json,
-    redact,
     truncate,
     type_field,
 )
@@ -98,11 +96,8 @@ class OpsgenieNotifier:
 
     async def send(self, n: Notification) -> None:
         url, headers, body = self.build_request(n)
-        try:
-            await post_json(self.session, url, body, headers=headers,
-                            timeout=self.config.timeout)
-        except DeliveryError as exc:
-            raise redact(exc, self.config.api_key.get_secret_value()) from None
+        await post_json(self.session, url, body, headers=headers, timeout=self.config.timeout,
+                        secrets=(self.config.api_key.get_secret_value(),))
 
 
 def priority(severity: str, configured: str) -> str:

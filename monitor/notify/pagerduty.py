@@ -16,12 +16,10 @@ from pydantic import Field, SecretStr
 
 from monitor.config_types import Duration
 from monitor.notify.base import (
-    DeliveryError,
     Notification,
     NotifierSettings,
     bounded_key,
     post_json,
-    redact,
     truncate,
     type_field,
 )
@@ -61,11 +59,8 @@ class PagerDutyNotifier:
 
     async def send(self, n: Notification) -> None:
         url, headers, body = self.build_request(n)
-        try:
-            await post_json(self.session, url, body, headers=headers,
-                            timeout=self.config.timeout)
-        except DeliveryError as exc:
-            raise redact(exc, self.config.routing_key.get_secret_value()) from None
+        await post_json(self.session, url, body, headers=headers, timeout=self.config.timeout,
+                        secrets=(self.config.routing_key.get_secret_value(),))
 
 
 def event_body(n: Notification, routing_key: str) -> dict[str, Any]:

@@ -16,12 +16,10 @@ from pydantic import Field, SecretStr
 
 from monitor.config_types import Duration
 from monitor.notify.base import (
-    DeliveryError,
     Notification,
     NotifierSettings,
     headline,
     post_json,
-    redact,
     truncate,
     type_field,
 )
@@ -64,11 +62,8 @@ class SlackNotifier:
 
     async def send(self, n: Notification) -> None:
         url, headers, body = self.build_request(n)
-        try:
-            await post_json(self.session, url, body, headers=headers,
-                            timeout=self.config.timeout)
-        except DeliveryError as exc:
-            raise redact(exc, url, urlsplit(url).path) from None
+        await post_json(self.session, url, body, headers=headers, timeout=self.config.timeout,
+                        secrets=(url, urlsplit(url).path))
 
 
 def message(n: Notification) -> dict[str, Any]:

@@ -20,11 +20,9 @@ from pydantic import Field, SecretStr
 
 from monitor.config_types import Duration
 from monitor.notify.base import (
-    DeliveryError,
     Notification,
     NotifierSettings,
     post_json,
-    redact,
     type_field,
 )
 
@@ -74,12 +72,9 @@ class WebhookNotifier:
 
     async def send(self, n: Notification) -> None:
         url, headers, body = self.build_request(n)
-        try:
-            await post_json(self.session, url, None, headers=headers, data=body,
-                            timeout=self.config.timeout)
-        except DeliveryError as exc:
-            secret = self.config.secret.get_secret_value() if self.config.secret else ""
-            raise redact(exc, secret) from None
+        secret = self.config.secret.get_secret_value() if self.config.secret else ""
+        await post_json(self.session, url, None, headers=headers, data=body,
+                        timeout=self.config.timeout, secrets=(secret,))
 
 
 def serialise(n: Notification) -> bytes:
