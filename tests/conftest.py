@@ -225,6 +225,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class RefusedPort:
+    """A loopback port bound but not listening: connecting is refused at once, and no other
+    test (parallel workers included) can take the port meanwhile, as it could a port from
+    :func:`free_port`. ``release()`` lets a server of the test's own listen there."""
+
+    def __init__(self) -> None:
+        self._socket: socket.socket | None = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = int(self._socket.getsockname()[1])
+
+    def release(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    def __enter__(self) -> RefusedPort:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``slow`` (seconds of real processes and timers) run first, in their
     usual order: under pytest-xdist they start at once, spread over the workers, instead of

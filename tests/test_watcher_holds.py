@@ -21,7 +21,7 @@ from monitor.model import AccountKey, State
 from monitor.store import OutboxRow
 from tests.conftest import (
     FAST_DEFAULTS,
-    free_port,
+    RefusedPort,
     last_probed,
     outbox_settled,
     probed_again,
@@ -97,7 +97,8 @@ def actions(pd: FakePagerDuty) -> list[tuple[str, str]]:
 @pytest.mark.slow
 async def test_own_blindness_is_one_page_and_resolves_when_we_see_again(tmp_path: Path) -> None:
     handles = [f"u{i}" for i in range(5)]
-    port = free_port()  # nothing listens here yet: every probe is error(connection)
+    refused = RefusedPort()  # nothing listens here yet: every probe is error(connection)
+    port = refused.port
     pd = FakePagerDuty()
     state = str(tmp_path / "s.db")
     async with pd.running() as pd_url:
@@ -140,6 +141,7 @@ async def test_own_blindness_is_one_page_and_resolves_when_we_see_again(tmp_path
             assert len(pd.accepted) == 1
             # The platform comes back: one resolve, and the held blind pages are moot.
             masto = BackAtOnce(handles)
+            refused.release()
             async with masto.running(port=port):
                 await wait_for(lambda: all(state_of(mon, "masto", h) is State.UP
                                            for h in handles), what="sighted")
@@ -156,7 +158,8 @@ async def test_one_blind_account_still_pages_on_its_own(tmp_path: Path) -> None:
     handles = [f"u{i}" for i in range(5)]
     masto = FakeMastodon(dict.fromkeys(handles, "present"), rate_limit=10**6)
     pd = FakePagerDuty()
-    closed = free_port()
+    refused = RefusedPort()  # held for the whole test: nothing else can listen there
+    closed = refused.port
     async with masto.running() as base, pd.running() as pd_url:
         text = config(base, pd_url, handles, str(tmp_path / "s.db"), defaults=BLIND_FAST,
                       platform=f"  other:\n    probe: mastodon\n"
@@ -168,6 +171,7 @@ async def test_one_blind_account_still_pages_on_its_own(tmp_path: Path) -> None:
             assert pd.accepted[0]["dedup_key"].startswith("accmon/other/lonely/blind-")
             assert mon.own_blind is None
             assert all(state_of(mon, "masto", h) is State.UP for h in handles)
+    refused.release()
 
 
 async def test_a_vanish_shorter_than_its_grace_is_a_brief_outage_not_a_page(
