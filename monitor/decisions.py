@@ -73,23 +73,22 @@ class Decisions:
         if health is not None and (health.errors_since is not None
                                    or obs.result is Result.ERROR):
             health.saw(obs)
-        if identity.says_nothing_new(key, watched.identity, obs):
-            new, events = machine.step(key, view.state, obs, watched.policy)
-            if not events:
-                view.state = new  # the steady state: memory only, no disk, no events
-                return events
+        # Nearly every answer cannot change the identity: no Reconciled built for those.
+        seen = None if identity.says_nothing_new(key, watched.identity, obs) else \
+            identity.reconcile(key, watched.identity, view.state, obs)
+        new, events = machine.step(key, view.state, obs if seen is None else seen.observation,
+                                   watched.policy)
+        changed = seen is not None and seen.changed
+        if not (events or changed):
+            view.state = new  # the steady state: memory only, no disk, no events
+            return events
+        if seen is not None:
+            watched.identity = seen.identity
+            if seen.learned and (seen.identity.account_id or "").startswith("did:"):
+                self.learned_did()  # a push stream can follow it now
+            self.commit(watched, new, [*events, *seen.events], persist=changed)
+        else:
             self.commit(watched, new, events)
-            return events
-        seen = identity.reconcile(key, watched.identity, view.state, obs)
-        new, events = machine.step(key, view.state, seen.observation, watched.policy)
-        if not (events or seen.changed):
-            view.state = new
-            return events
-        watched.identity = seen.identity
-        if seen.learned and seen.identity.account_id and \
-                seen.identity.account_id.startswith("did:"):
-            self.learned_did()  # a push stream can follow it now
-        self.commit(watched, new, [*events, *seen.events], persist=seen.changed)
         return events
 
     def commit(self, watched: Watched, new: AccountState, events: list[Event],
