@@ -434,13 +434,10 @@ class Store:
     def hold_pending(self, kinds: Sequence[str], platform: str | None = None) -> int:
         """A platform anomaly (or the monitor's own blindness) began: hold the pages of
         these kinds (of this platform, or every platform) that are not delivered yet."""
-        marks = ", ".join("?" * len(kinds))
+        where, args = _of_hold(kinds, platform)
         with self.transaction():
             cur = self.db.execute(
-                "UPDATE outbox SET status = 'held' WHERE status = 'pending'"
-                " AND (? IS NULL OR json_extract(payload, '$.platform') = ?)"
-                f" AND json_extract(payload, '$.kind') IN ({marks})",
-                (platform, platform, *kinds))
+                f"UPDATE outbox SET status = 'held' WHERE status = 'pending' AND {where}", args)
         return cur.rowcount
 
     def outbox_retry(self, row_id: int, attempts: int, next_attempt_at: float,
@@ -497,13 +494,11 @@ class Store:
         """The anomaly (or own blindness) cleared: send what was held for accounts still
         gone; drop the held pages of outages that ended meanwhile (never paged, so never
         resolved). Returns (released, dropped) row counts."""
-        marks = ", ".join("?" * len(kinds))
+        where, args = _of_hold(kinds, platform)
         with self.transaction():
             rows = self.db.execute(
-                "SELECT id, dedup_key, action FROM outbox WHERE status = 'held'"
-                " AND (? IS NULL OR json_extract(payload, '$.platform') = ?)"
-                f" AND json_extract(payload, '$.kind') IN ({marks})",
-                (platform, platform, *kinds)).fetchall()
+                f"SELECT id, dedup_key, action FROM outbox WHERE status = 'held' AND {where}",
+                args).fetchall()
             ended = {r["dedup_key"] for r in rows if r["action"] == "resolve"}
             released = dropped = 0
             for r in rows:
@@ -519,12 +514,9 @@ class Store:
         return released, dropped
 
     def held_count(self, kinds: Sequence[str], platform: str | None = None) -> int:
-        marks = ", ".join("?" * len(kinds))
-        row = self.db.execute(
-            "SELECT COUNT(*) FROM outbox WHERE status = 'held'"
-            " AND (? IS NULL OR json_extract(payload, '$.platform') = ?)"
-            f" AND json_extract(payload, '$.kind') IN ({marks})",
-            (platform, platform, *kinds)).fetchone()
+        where, args = _of_hold(kinds, platform)
+        row = self.db.execute(f"SELECT COUNT(*) FROM outbox WHERE status = 'held' AND {where}",
+                              args).fetchone()
         return int(row[0])
 
     def last_action(self, dedup_key: str) -> str | None:
@@ -559,6 +551,13 @@ class _Transaction:
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _of_hold(kinds: Sequence[str], platform: str | None) -> tuple[str, tuple[Any, ...]]:
+    """The rows a hold covers: pages of these kinds, of ``platform`` (None: every one)."""
+    marks = ", ".join("?" * len(kinds))
+    return (f"(? IS NULL OR json_extract(payload, '$.platform') = ?)"
+            f" AND json_extract(payload, '$.kind') IN ({marks})", (platform, platform, *kinds))
 
 
 def _outage(row: sqlite3.Row) -> Outage:
