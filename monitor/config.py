@@ -370,6 +370,40 @@ class HeartbeatConfig(Strict):
                                                    description="The HTTP method of a ping.")
 
 
+class ApiConfig(Strict):
+    """Who may use the HTTP API. Every mutating endpoint (silences, acknowledgements,
+    watchlist changes, reload) needs the write token; reads need the read token (or the
+    write token) once one is set. Tokens may also come from ``ACCMON_WRITE_TOKEN`` /
+    ``ACCMON_READ_TOKEN`` or ``ACCMON_WRITE_TOKEN_FILE`` / ``ACCMON_READ_TOKEN_FILE``."""
+
+    write_token: SecretStr | None = Field(default=None, description=(
+        "Bearer token for changes (`write_token_file` reads it from a file). Unset (and no "
+        "`ACCMON_WRITE_TOKEN`): changes over HTTP are off."))
+    read_token: SecretStr | None = Field(default=None, description=(
+        "Bearer token for reads (`read_token_file` reads it from a file). Unset: reads are "
+        "open to whoever reaches the listener."))
+
+
+class RetentionConfig(Strict):
+    """How long history is kept, so the state file stays bounded. Pruning runs in small
+    batches off the decision path; nothing unsent, no open outage and no account's newest
+    transition is ever pruned."""
+
+    transitions: Duration = Field(default=90 * 86400.0, description=(
+        "Keep transitions (the event history `/api/v1/events` replays) this long."))
+    outbox: Duration = Field(default=90 * 86400.0, description=(
+        "Keep finished notifications (delivered, failed, dropped) this long."))
+    outages: Duration = Field(default=400 * 86400.0, description=(
+        "Keep recovered outages this long (availability reports look back up to a year)."))
+    audit: Duration = Field(default=400 * 86400.0, description=(
+        "Keep the audit trail (silences, acknowledgements, watchlist changes) this long."))
+    silences: Duration = Field(default=30 * 86400.0, description=(
+        "Keep silences this long after they end."))
+    interval: Duration = Field(default=600.0, description="How often pruning runs.")
+    batch: int = Field(default=500, ge=1, le=100_000, description=(
+        "Rows deleted per transaction: small, so a decision never waits long behind it."))
+
+
 class MonitorSettings(Strict):
     """The process itself: HTTP listener, state file, logs, shutdown and sharding."""
 
@@ -397,6 +431,10 @@ class MonitorSettings(Strict):
         description="Most accounts blind at once: one page, per-account blind pages held.")
     heartbeat: HeartbeatConfig | None = Field(
         default=None, description="A dead-man's-switch URL pinged while the monitor is healthy.")
+    api: ApiConfig = Field(default_factory=ApiConfig, description=(
+        "Tokens for the HTTP API's reads and writes."))
+    retention: RetentionConfig = Field(default_factory=RetentionConfig, description=(
+        "How long history is kept in the state file."))
 
 
     def needs_restart(self, old: MonitorSettings) -> list[str]:

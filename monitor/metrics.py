@@ -192,6 +192,17 @@ class Metrics:
         self.monitor_blind = Gauge("accmon_monitor_blind",
                                    "1 while most accounts are blind at once (our own trouble)",
                                    registry=r)
+        self.silences = Gauge("accmon_silences", "Silences by state (active, pending, "
+                              "expired and still kept)", ["state"], registry=r)
+        self.maintenance_active = Gauge("accmon_maintenance_window_active",
+                                        "1 while a maintenance window from the config is on",
+                                        ["window"], registry=r)
+        self.notifications_suppressed = Counter(
+            "accmon_notifications_suppressed", "Notifications kept back or dropped because a "
+            "silence or maintenance window covered them", ["reason", "kind"], registry=r)
+        self.acknowledgements = Counter("accmon_acknowledgements",
+                                        "Outages acknowledged through the API or CLI",
+                                        registry=r)
         self.heartbeats = Counter("accmon_heartbeats", "Dead-man's-switch pings by outcome",
                                   ["outcome"], registry=r)
 

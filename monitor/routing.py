@@ -17,15 +17,16 @@ from dataclasses import replace
 from typing import Any
 
 from monitor.config import AccountConfig, Config, Route, RouteMatch
-from monitor.model import AccountKey, Event, EventKind
+from monitor.model import AccountKey, Event, EventKind, Outage
 from monitor.notify import FALLBACK_NAME, pages
 from monitor.notify.base import Action, Notification, Severity
 from monitor.store import OutboxItem
 from monitor.timefmt import iso, span
 
 # Events that resolve or repeat another one route like it (see module docstring).
-ROUTES_LIKE = {"recovered": "vanished", "reminder": "vanished", "sighted": "blind"}
-PAGE_WORTHY = frozenset({"vanished", "recovered", "reminder", "blind", "sighted",
+ROUTES_LIKE = {"recovered": "vanished", "reminder": "vanished", "acknowledged": "vanished",
+               "sighted": "blind"}
+PAGE_WORTHY = frozenset({"vanished", "recovered", "reminder", "acknowledged", "blind", "sighted",
                          "platform_anomaly", "monitor_blind"})
 IMPLICIT_LOG = FALLBACK_NAME  # the notifier every monitor has (see monitor.notify)
 
@@ -115,6 +116,22 @@ def reminder_for(key: AccountKey, account: AccountConfig, config: Config, outage
         outage_id=outage_id, labels=dict(account.labels),
         details={"first_seen_absent_at": iso(first_absent_at), "down_for_seconds": down_for},
         links=links_for(account, config))
+
+
+def acknowledgement_for(outage: Outage, account: AccountConfig, by: str,
+                        comment: str | None, now: float) -> Notification:
+    """Someone is on it: the providers that track acknowledgements (PagerDuty, Opsgenie)
+    hear it with the outage's dedup key; the monitor stops reminding."""
+    key = outage.key
+    who = f"{'PROTECTED ' if account.protected else ''}{key.platform}/{key.handle}"
+    return Notification(
+        kind="acknowledged", action="acknowledge", dedup_key=outage_key(key, outage.id),
+        platform=key.platform, account=key.handle,
+        summary=f"{who} outage {outage.id} acknowledged by {by}", severity="info", at=now,
+        protected=account.protected, team=account.team, owner=account.owner,
+        reason=outage.reason, outage_id=outage.id, labels=dict(account.labels),
+        details={k: v for k, v in {"acknowledged_by": by, "acknowledged_at": iso(now),
+                                   "comment": comment}.items() if v})
 
 
 def anomaly_notification(platform: str, since: float, reason: str, active: bool,

@@ -34,6 +34,7 @@ class Watched:
     policy: Policy
     view: AccountView
     identity: Identity
+    source: str = "config"  # or "api": added through the API (monitor.additions)
     key: AccountKey = field(init=False)  # the view's key, kept at hand for the hot path
 
     def __post_init__(self) -> None:
