@@ -356,7 +356,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("notify-test", help="send a marked test page and its resolve through "
+                       "one notifier; print the provider's answers")
+    with_config(p)
+    p.add_argument("notifier", help="a name under `notifiers:` in the config")
+    p.set_defaults(func=cmd_notify_test)
     return parser
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    from monitor.notify.testpage import cmd_notify_test as send_test
+
+    return send_test(args)
 
 
 def main(argv: list[str] | None = None) -> int:
