@@ -270,6 +270,9 @@ class Outage:
     confirmed_at: float
     last_seen_absent_at: float | None = None
     recovered_at: float | None = None
+    acked_at: float | None = None  # when on-call acknowledged it (reminders stop)
+    acked_by: str | None = None
+    ack_comment: str | None = None
 
     @property
     def duration(self) -> float | None:

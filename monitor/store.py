@@ -14,10 +14,11 @@ import errno
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor.model import (
     AbsentReason,
@@ -29,6 +30,9 @@ from monitor.model import (
     Outage,
     State,
 )
+
+if TYPE_CHECKING:
+    from monitor.silences import Silence
 
 BUSY_TIMEOUT_MS = 200
 
@@ -101,6 +105,53 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX outbox_by_dedup_key ON outbox (dedup_key, id);
     """,
+    # 4: on call (silences, acks, watchlist additions, the audit trail) and bounded history:
+    # every hot query and every pruning query has its index (tests/test_query_plans.py).
+    # The outbox's status gains 'silenced': a trigger kept back by a silence or a
+    # maintenance window, released once nothing covers it any more.
+    """
+    CREATE TABLE silences (
+        id          TEXT PRIMARY KEY,
+        matchers    TEXT NOT NULL,          -- JSON list of Matcher.to_json()
+        starts_at   REAL NOT NULL,
+        ends_at     REAL NOT NULL,
+        created_by  TEXT NOT NULL,
+        comment     TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL
+    );
+    CREATE INDEX silences_by_end ON silences (ends_at);
+    CREATE TABLE watchlist_additions (
+        platform    TEXT NOT NULL,
+        handle      TEXT NOT NULL,
+        account     TEXT NOT NULL,          -- the AccountConfig fields as given, JSON
+        added_by    TEXT NOT NULL,
+        added_at    REAL NOT NULL,
+        PRIMARY KEY (platform, handle)
+    );
+    CREATE TABLE audit (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        at          REAL NOT NULL,
+        actor       TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        target      TEXT NOT NULL,
+        details     TEXT NOT NULL,          -- JSON object
+        remote      TEXT
+    );
+    CREATE INDEX audit_by_time ON audit (at);
+    ALTER TABLE outages ADD COLUMN acked_at REAL;
+    ALTER TABLE outages ADD COLUMN acked_by TEXT;
+    ALTER TABLE outages ADD COLUMN ack_comment TEXT;
+    CREATE INDEX outages_recovered ON outages (recovered_at) WHERE recovered_at IS NOT NULL;
+    CREATE INDEX transitions_by_account ON transitions (platform, handle, id);
+    CREATE INDEX transitions_by_time ON transitions (at);
+    DROP INDEX outbox_pending;
+    CREATE INDEX outbox_due ON outbox (notifier, next_attempt_at) WHERE status = 'pending';
+    CREATE INDEX outbox_by_status ON outbox (status, notifier);
+    CREATE INDEX outbox_finished ON outbox (finished_at)
+        WHERE status IN ('delivered', 'failed', 'dropped');
+    CREATE INDEX outbox_by_transition ON outbox (transition_id);
+    """,
 )
 
 
@@ -141,6 +192,7 @@ class OutboxStatus(enum.StrEnum):
 
     PENDING = "pending"  # waiting for its first attempt, or its next retry
     HELD = "held"  # kept back by a hold (platform anomaly, our own blindness)
+    SILENCED = "silenced"  # kept back by a silence or maintenance window, released after
     DELIVERED = "delivered"  # the receiver took it
     FAILED = "failed"  # refused for good (a permanent 4xx) or given up after max_age
     DROPPED = "dropped"  # made moot before it went out (its outage ended meanwhile)
@@ -154,7 +206,7 @@ class OutboxItem:
     action: str  # trigger | resolve | notify
     dedup_key: str
     payload: dict[str, Any]
-    status: OutboxStatus = OutboxStatus.PENDING  # or HELD: written during a hold
+    status: OutboxStatus = OutboxStatus.PENDING  # or HELD / SILENCED: written kept back
     delay: float = 0.0  # seconds before the first attempt (a vanish page's anomaly grace)
 
 
@@ -176,6 +228,18 @@ def _outbox_row(row: sqlite3.Row) -> OutboxRow:
     return OutboxRow(row["id"], row["notifier"], row["action"], row["dedup_key"],
                      json.loads(row["payload"]), row["created_at"], row["attempts"],
                      row["next_attempt_at"], OutboxStatus(row["status"]), row["last_error"])
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """Who did which on-call write, from where: stored in the same transaction as the write
+    itself, so the trail can neither miss a change nor name one that did not happen."""
+
+    actor: str
+    action: str  # e.g. silence.create, silence.expire, outage.ack, watch.add, watch.remove
+    target: str  # what it acted on: a silence id, an outage id, platform/handle
+    details: dict[str, Any] = field(default_factory=dict)
+    remote: str | None = None  # the client's address, when it came over HTTP
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +280,11 @@ class Store:
         # the shell (monitor.writer) instead of freezing the event loop for seconds.
         self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         self.migrate()
-        row = self.db.execute("SELECT MAX(id) FROM outages").fetchone()
+        # sqlite_sequence remembers the largest id ever written, so ids stay unique after
+        # retention deleted the newest outages (a reused id would reuse a dedup key).
+        row = self.db.execute(
+            "SELECT MAX(COALESCE((SELECT MAX(id) FROM outages), 0), COALESCE((SELECT seq FROM"
+            " sqlite_sequence WHERE name = 'outages'), 0))").fetchone()
         self._last_outage_id = int(row[0] or 0)
 
     # ----------------------------------------------------------------- schema
@@ -320,7 +388,8 @@ class Store:
                    for ev in events]
             for row_id, why in drop:
                 self.db.execute("UPDATE outbox SET status = 'dropped', finished_at = ?,"
-                                " last_error = ? WHERE id = ? AND status IN ('pending', 'held')",
+                                " last_error = ? WHERE id = ?"
+                                " AND status IN ('pending', 'held', 'silenced')",
                                 (now, why, row_id))
             for index, item in outbox:
                 self.db.execute(
@@ -422,11 +491,12 @@ class Store:
     def outbox_head(self, notifier: str) -> OutboxRow | None:
         """The next row one notifier should deliver: the soonest due among the pending rows
         that no earlier row of the same dedup key waits before (so a resolve never overtakes
-        its trigger, and one page held back for a while does not block the others)."""
+        its trigger, and one page held back or silenced for a while does not block the
+        others)."""
         row = self.db.execute(
             "SELECT * FROM outbox o WHERE o.notifier = ? AND o.status = 'pending'"
             " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.notifier = o.notifier"
-            " AND p.dedup_key = o.dedup_key AND p.status IN ('pending', 'held')"
+            " AND p.dedup_key = o.dedup_key AND p.status IN ('pending', 'held', 'silenced')"
             " AND p.id < o.id) ORDER BY o.next_attempt_at, o.id LIMIT 1",
             (notifier,)).fetchone()
         return None if row is None else _outbox_row(row)
@@ -476,17 +546,22 @@ class Store:
 
     def unsent_triggers(self, dedup_key: str, now: float) -> list[OutboxRow]:
         """Triggers of ``dedup_key`` that nobody has received and no worker can be sending:
-        held, or still waiting out their grace period untried. (A row already due may be in
-        a worker's hands right now, so it counts as sent.)"""
+        held, silenced, or still waiting out their grace period untried. (A row already due
+        may be in a worker's hands right now, so it counts as sent; so does a row already
+        tried once, which may have reached its receiver.)"""
         rows = self.db.execute(
             "SELECT * FROM outbox WHERE dedup_key = ? AND action = 'trigger' AND attempts = 0"
-            " AND (status = 'held' OR (status = 'pending' AND next_attempt_at > ?))",
+            " AND (status IN ('held', 'silenced') OR (status = 'pending'"
+            " AND next_attempt_at > ?))",
             (dedup_key, now))
         return [_outbox_row(r) for r in rows]
 
     def has_held(self, dedup_key: str) -> bool:
-        row = self.db.execute("SELECT 1 FROM outbox WHERE dedup_key = ? AND status = 'held'"
-                              " LIMIT 1", (dedup_key,)).fetchone()
+        """True while a row of ``dedup_key`` is kept back (held or silenced): nobody got
+        its page, so no reminder either."""
+        row = self.db.execute("SELECT 1 FROM outbox WHERE dedup_key = ?"
+                              " AND status IN ('held', 'silenced') LIMIT 1",
+                              (dedup_key,)).fetchone()
         return row is not None
 
     def release_held(self, kinds: Sequence[str], now: float, platform: str | None = None,
@@ -538,6 +613,150 @@ class Store:
         )
         return {r["notifier"]: r["n"] for r in rows}
 
+    # ----------------------------------------------------------------- silenced rows
+
+    def silence_row(self, row_id: int, why: str, now: float) -> bool:
+        """Keep a pending, never tried row back while a silence (or maintenance window)
+        covers it. A row already tried may have reached its receiver, so it is left to go:
+        a page already open is left as it is. False when the row was not silenced."""
+        with self.transaction():
+            cur = self.db.execute("UPDATE outbox SET status = 'silenced', last_error = ?"
+                                  " WHERE id = ? AND status = 'pending' AND attempts = 0",
+                                  (why, row_id))
+        return cur.rowcount == 1
+
+    def silenced_rows(self) -> list[OutboxRow]:
+        """Every row a silence keeps back, oldest first (re-examined as silences change)."""
+        rows = self.db.execute("SELECT * FROM outbox WHERE status = 'silenced' ORDER BY id")
+        return [_outbox_row(r) for r in rows]
+
+    def release_silenced(self, row_ids: Sequence[int], now: float) -> int:
+        """Nothing covers these rows any more: send them now. Their age (``max_age``,
+        reminders) counts from the release, not from when they were written."""
+        with self.transaction():
+            released = 0
+            for row_id in row_ids:
+                cur = self.db.execute("UPDATE outbox SET status = 'pending', created_at = ?,"
+                                      " next_attempt_at = ?, last_error = NULL"
+                                      " WHERE id = ? AND status = 'silenced'",
+                                      (now, now, row_id))
+                released += cur.rowcount
+        return released
+
+    def drop_row(self, row_id: int, why: str, now: float) -> bool:
+        """Make one unsent row moot (a suppressed reminder, a silenced page whose outage
+        ended). A row already delivered or failed is left as it is."""
+        with self.transaction():
+            cur = self.db.execute("UPDATE outbox SET status = 'dropped', finished_at = ?,"
+                                  " last_error = ? WHERE id = ?"
+                                  " AND status IN ('pending', 'held', 'silenced')",
+                                  (now, why, row_id))
+        return cur.rowcount == 1
+
+    def outbox_silenced(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT notifier, COUNT(*) AS n FROM outbox"
+                               " WHERE status = 'silenced' GROUP BY notifier")
+        return {r["notifier"]: r["n"] for r in rows}
+
+    # ----------------------------------------------------------------- on call
+
+    def save_silence(self, silence: Silence, audit: AuditEntry) -> None:
+        """Create or update (same id) a silence; expiring one is an update of its end."""
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO silences (id, matchers, starts_at, ends_at, created_by,"
+                " comment, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (silence.id, json.dumps([m.to_json() for m in silence.matchers]),
+                 silence.starts_at, silence.ends_at, silence.created_by, silence.comment,
+                 silence.created_at, silence.updated_at))
+            self._audit(audit, silence.updated_at)
+
+    def load_silences(self, expired_after: float | None = None) -> list[Silence]:
+        """Every silence not expired by ``expired_after`` (None: all), oldest first."""
+        from monitor.matchers import Matcher
+        from monitor.silences import Silence
+
+        rows = self.db.execute("SELECT * FROM silences WHERE ? IS NULL OR ends_at > ?"
+                               " ORDER BY created_at, id", (expired_after, expired_after))
+        return [Silence(id=r["id"],
+                        matchers=tuple(Matcher.from_json(m) for m in json.loads(r["matchers"])),
+                        starts_at=r["starts_at"], ends_at=r["ends_at"],
+                        created_by=r["created_by"], comment=r["comment"],
+                        created_at=r["created_at"], updated_at=r["updated_at"])
+                for r in rows]
+
+    def outage(self, outage_id: int) -> Outage | None:
+        row = self.db.execute("SELECT * FROM outages WHERE id = ?", (outage_id,)).fetchone()
+        return None if row is None else _outage(row)
+
+    def acknowledge(self, outage_id: int, by: str, comment: str | None, now: float,
+                    items: Sequence[OutboxItem], audit: AuditEntry) -> bool:
+        """Record that ``by`` took on an open outage, with the ack's outbox rows (to the
+        providers that take one) and its audit row, in one transaction. False, and nothing
+        written, when the outage is unknown, over, or already acknowledged."""
+        with self.transaction():
+            cur = self.db.execute(
+                "UPDATE outages SET acked_at = ?, acked_by = ?, ack_comment = ? WHERE id = ?"
+                " AND recovered_at IS NULL AND acked_at IS NULL",
+                (now, by, comment, outage_id))
+            if cur.rowcount != 1:
+                return False
+            self._insert_items(items, now)
+            self._audit(audit, now)
+        return True
+
+    def add_watch(self, account: dict[str, Any], audit: AuditEntry,
+                  now: float | None = None) -> None:
+        """Store an account added through the API (``account``: its AccountConfig fields
+        as given, with ``platform`` and ``handle``). Adding it again updates it in place."""
+        at = time.time() if now is None else now
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO watchlist_additions (platform, handle, account, added_by, added_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (platform, handle) DO UPDATE SET"
+                " account = excluded.account, added_by = excluded.added_by,"
+                " added_at = excluded.added_at",
+                (str(account["platform"]), str(account["handle"]), json.dumps(account),
+                 audit.actor, at))
+            self._audit(audit, at)
+
+    def remove_watch(self, platform: str, handle: str, audit: AuditEntry,
+                     now: float | None = None) -> bool:
+        """False, and nothing written, when no such account was added through the API."""
+        at = time.time() if now is None else now
+        with self.transaction():
+            cur = self.db.execute("DELETE FROM watchlist_additions WHERE platform = ?"
+                                  " AND handle = ?", (platform, handle))
+            if cur.rowcount != 1:
+                return False
+            self._audit(audit, at)
+        return True
+
+    def watch_additions(self) -> list[dict[str, Any]]:
+        """The stored account dicts, in the order they were first added."""
+        rows = self.db.execute("SELECT account FROM watchlist_additions ORDER BY rowid")
+        return [json.loads(r["account"]) for r in rows]
+
+    def audit_log(self, limit: int = 100, after_id: int = 0) -> list[dict[str, Any]]:
+        """Audit rows after ``after_id``, oldest first (page on with the last id seen)."""
+        rows = self.db.execute("SELECT * FROM audit WHERE id > ? ORDER BY id LIMIT ?",
+                               (after_id, limit))
+        return [dict(r) | {"details": json.loads(r["details"])} for r in rows]
+
+    def _audit(self, entry: AuditEntry, at: float) -> None:
+        self.db.execute("INSERT INTO audit (at, actor, action, target, details, remote)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (at, entry.actor, entry.action, entry.target,
+                         json.dumps(entry.details), entry.remote))
+
+    def _insert_items(self, items: Iterable[OutboxItem], now: float) -> None:
+        for item in items:
+            self.db.execute(
+                "INSERT INTO outbox (transition_id, notifier, action, dedup_key, payload,"
+                " created_at, next_attempt_at, status) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?)",
+                (item.notifier, item.action, item.dedup_key, json.dumps(item.payload),
+                 now, now + item.delay, item.status))
+
 
 class _Transaction:
     """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception."""
@@ -570,6 +789,9 @@ def _outage(row: sqlite3.Row) -> Outage:
         confirmed_at=row["confirmed_at"],
         last_seen_absent_at=row["last_seen_absent_at"],
         recovered_at=row["recovered_at"],
+        acked_at=row["acked_at"],
+        acked_by=row["acked_by"],
+        ack_comment=row["ack_comment"],
     )
 
 
