@@ -120,7 +120,12 @@ def parse_matcher(text: str) -> Matcher:
         raise ValueError(f"bad matcher {_shown(text)}: label name {name!r} must match "
                          f"[a-zA-Z_][a-zA-Z0-9_]*; {_FIX}")
     is_regex, is_equal = _OPERATORS[operator]
-    return Matcher(name, _unquote(raw, text), is_regex, is_equal)
+    try:
+        return Matcher(name, _unquote(raw, text), is_regex, is_equal)
+    except ValueError as exc:
+        if str(exc).startswith("bad matcher"):
+            raise
+        raise ValueError(f"bad matcher {_shown(text)}: {exc}") from None
 
 
 def _unquote(raw: str, text: str) -> str:
