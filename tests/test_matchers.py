@@ -222,3 +222,18 @@ def test_parse_never_crashes_and_its_str_reparses(text: str) -> None:
     except ValueError:
         return
     assert parse_matcher(str(matcher)) == matcher
+
+
+amtool_like = st.builds(lambda name, op, value: f"{name}{op}{value}", names,
+                        st.sampled_from(["=", "!=", "=~", "!~"]),
+                        st.text(alphabet='ab"\\ \n,.*', max_size=12))
+
+
+@given(amtool_like)
+def test_quotes_and_escapes_reparse_to_the_same_matcher(text: str) -> None:
+    try:
+        matcher = parse_matcher(text)
+    except ValueError as exc:
+        assert str(exc).startswith("bad matcher")
+        return
+    assert parse_matcher(str(matcher)) == matcher
