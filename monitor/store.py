@@ -36,6 +36,11 @@ if TYPE_CHECKING:
 
 BUSY_TIMEOUT_MS = 200
 
+# A prune batch's position (the last row examined: time, id) and its outcome (rows deleted,
+# where the next batch starts or None when there is no more to examine).
+PruneCursor = tuple[float, int]
+PruneStep = tuple[int, PruneCursor | None]
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
     """
@@ -146,8 +151,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX transitions_by_account ON transitions (platform, handle, id);
     CREATE INDEX transitions_by_time ON transitions (at);
     DROP INDEX outbox_pending;
-    CREATE INDEX outbox_due ON outbox (notifier, next_attempt_at) WHERE status = 'pending';
-    CREATE INDEX outbox_by_status ON outbox (status, notifier);
+    CREATE INDEX outbox_due ON outbox (status, notifier, next_attempt_at)
+        WHERE status = 'pending';
+    CREATE INDEX outbox_held ON outbox (status, notifier) WHERE status = 'held';
+    CREATE INDEX outbox_silenced ON outbox (status, notifier) WHERE status = 'silenced';
+    CREATE INDEX outbox_firing ON outbox (notifier, dedup_key)
+        WHERE status = 'delivered' AND action = 'trigger';
     CREATE INDEX outbox_finished ON outbox (finished_at)
         WHERE status IN ('delivered', 'failed', 'dropped');
     CREATE INDEX outbox_by_transition ON outbox (transition_id);
@@ -676,8 +685,11 @@ class Store:
         from monitor.matchers import Matcher
         from monitor.silences import Silence
 
-        rows = self.db.execute("SELECT * FROM silences WHERE ? IS NULL OR ends_at > ?"
-                               " ORDER BY created_at, id", (expired_after, expired_after))
+        if expired_after is None:
+            rows = self.db.execute("SELECT * FROM silences ORDER BY created_at, id")
+        else:
+            rows = self.db.execute("SELECT * FROM silences WHERE ends_at > ?"
+                                   " ORDER BY created_at, id", (expired_after,))
         return [Silence(id=r["id"],
                         matchers=tuple(Matcher.from_json(m) for m in json.loads(r["matchers"])),
                         starts_at=r["starts_at"], ends_at=r["ends_at"],
@@ -757,6 +769,77 @@ class Store:
                 (item.notifier, item.action, item.dedup_key, json.dumps(item.payload),
                  now, now + item.delay, item.status))
 
+    # ----------------------------------------------------------------- retention
+
+    def oldest_transition_id(self) -> int | None:
+        """The oldest transition still kept (SSE replay from before it has a gap)."""
+        row = self.db.execute("SELECT MIN(id) FROM transitions").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def prune_outbox(self, before: float, batch: int,
+                     after: PruneCursor | None = None) -> PruneStep:
+        """Delete up to ``batch`` rows finished (delivered, failed, dropped) before
+        ``before``, in one transaction. Unsent rows (pending, held, silenced) are never
+        touched, nor a delivered trigger that is still the last word of its notifier and
+        dedup key: Alertmanager's firing alerts are re-sent from it
+        (:meth:`outbox_firing`), and an outage open for months keeps its page."""
+        at, last = after or (float("-inf"), 0)
+        with self.transaction():
+            rows = self.db.execute(
+                "SELECT o.id, o.finished_at, (o.status = 'delivered' AND o.action = 'trigger'"
+                " AND NOT EXISTS (SELECT 1 FROM outbox x WHERE x.dedup_key = o.dedup_key"
+                " AND x.notifier = o.notifier AND x.id > o.id AND x.status != 'failed'))"
+                " AS firing FROM outbox o"
+                " WHERE o.status IN ('delivered', 'failed', 'dropped') AND o.finished_at < ?"
+                " AND o.finished_at >= ? AND (o.finished_at > ? OR o.id > ?)"
+                " ORDER BY o.finished_at, o.id LIMIT ?",
+                (before, at, at, last, batch)).fetchall()
+            doomed = [r["id"] for r in rows if not r["firing"]]
+            cur = self.db.execute("DELETE FROM outbox WHERE id IN"
+                                  " (SELECT value FROM json_each(?))", (json.dumps(doomed),))
+        return cur.rowcount, _cursor(rows, "finished_at", batch)
+
+    def prune_transitions(self, before: float, batch: int,
+                          after: PruneCursor | None = None) -> PruneStep:
+        """Delete up to ``batch`` transitions from before ``before``, in one transaction,
+        never the newest of an account (its current state's record). Outbox rows that still
+        point at one (pages kept back for long) lose the pointer, not their page."""
+        at, last = after or (float("-inf"), 0)
+        with self.transaction():
+            rows = self.db.execute(
+                "SELECT t.id, t.at, t.id = (SELECT MAX(n.id) FROM transitions n"
+                " WHERE n.platform = t.platform AND n.handle = t.handle) AS newest"
+                " FROM transitions t WHERE t.at < ? AND t.at >= ? AND (t.at > ? OR t.id > ?)"
+                " ORDER BY t.at, t.id LIMIT ?", (before, at, at, last, batch)).fetchall()
+            doomed = json.dumps([r["id"] for r in rows if not r["newest"]])
+            self.db.execute("UPDATE outbox SET transition_id = NULL WHERE transition_id IN"
+                            " (SELECT value FROM json_each(?))", (doomed,))
+            cur = self.db.execute("DELETE FROM transitions WHERE id IN"
+                                  " (SELECT value FROM json_each(?))", (doomed,))
+        return cur.rowcount, _cursor(rows, "at", batch)
+
+    def prune_outages(self, before: float, batch: int,
+                      after: PruneCursor | None = None) -> PruneStep:
+        """Delete up to ``batch`` outages recovered before ``before`` (open ones stay)."""
+        return self._prune_where("outages", "recovered_at", before, batch)
+
+    def prune_audit(self, before: float, batch: int,
+                    after: PruneCursor | None = None) -> PruneStep:
+        return self._prune_where("audit", "at", before, batch)
+
+    def prune_silences(self, before: float, batch: int,
+                       after: PruneCursor | None = None) -> PruneStep:
+        """Delete up to ``batch`` silences that ended before ``before``."""
+        return self._prune_where("silences", "ends_at", before, batch)
+
+    def _prune_where(self, table: str, column: str, before: float, batch: int) -> PruneStep:
+        """Every row matched goes, so the next batch starts again from the oldest left."""
+        with self.transaction():
+            cur = self.db.execute(
+                f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table}"
+                f" WHERE {column} < ? ORDER BY {column} LIMIT ?)", (before, batch))
+        return cur.rowcount, (before, 0) if cur.rowcount == batch else None
+
 
 class _Transaction:
     """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception."""
@@ -770,6 +853,14 @@ class _Transaction:
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _cursor(rows: Sequence[sqlite3.Row], column: str, batch: int) -> PruneCursor | None:
+    """Where the next prune batch starts: after the last row examined (kept ones too, so
+    they are not examined again), or None when this one was the last."""
+    if len(rows) < batch:
+        return None
+    return float(rows[-1][column]), int(rows[-1]["id"])
 
 
 def _of_hold(kinds: Sequence[str], platform: str | None) -> tuple[str, tuple[Any, ...]]:
