@@ -4,8 +4,10 @@ Each provider in :data:`monitor.notify.NOTIFIERS` must describe itself (a config
 every field described, a ``pages`` flag), have a fake receiver in
 :data:`monitor.fakes.pagers.RECEIVERS`, and behave like a notifier over real loopback HTTP:
 a trigger then its resolve are accepted by the fake (which validates the vendor's payload
-schema), a 5xx is retryable, the vendor's documented final 4xx is permanent, and no secret
-of its config reaches an error message even when the receiver echoes the request.
+schema), an acknowledge between them keeps the one incident open, a 5xx is retryable, the
+vendor's documented final 4xx is permanent, ``send`` returns the receiver's bounded answer,
+and no secret of its config reaches an error message or an answer even when the receiver
+echoes the request.
 A new provider gets all of this by adding its registry line and its fake.
 """
 
@@ -24,8 +26,10 @@ from pydantic import SecretStr
 
 from monitor.config import parse_config
 from monitor.fakes.pagers import RECEIVERS
-from monitor.notify import NOTIFIERS, build_notifier
+from monitor.notify import NOTIFIERS, acknowledges, build_notifier
 from monitor.notify.base import (
+    ANSWER_MAX,
+    Answer,
     DeliveryError,
     Notification,
     Notifier,
@@ -54,6 +58,10 @@ TRIGGER = Notification(
 RESOLVE = replace(TRIGGER, kind="recovered", action="resolve", severity="info",
                   at=TRIGGER.at + 303, summary="PROTECTED x/alice is back after 5m03s",
                   details={"duration_seconds": 303.0})
+ACK = replace(TRIGGER, kind="acknowledged", action="acknowledge", severity="info",
+              at=TRIGGER.at + 60, summary="PROTECTED x/alice: acknowledged by carol",
+              details={"acknowledged_by": "carol", "acknowledged_at": "2023-11-14T22:14:20Z",
+                       "comment": "looking <now> & then"})
 
 
 @pytest.fixture
@@ -109,6 +117,18 @@ def test_each_provider_describes_itself(type_name: str) -> None:
 
 
 @pytest.mark.parametrize("type_name", PROVIDERS)
+def test_each_provider_says_whether_it_acknowledges(type_name: str) -> None:
+    cls = NOTIFIERS[type_name]
+    assert "acknowledges" in vars(cls), f"{type_name}: declare acknowledges: ClassVar[bool]"
+    assert acknowledges(type_name) is cls.acknowledges
+    assert isinstance(cls.acknowledges, bool)
+
+
+def test_exactly_the_pagers_with_an_acknowledged_state_acknowledge() -> None:
+    assert sorted(name for name in PROVIDERS if acknowledges(name)) == ["opsgenie", "pagerduty"]
+
+
+@pytest.mark.parametrize("type_name", PROVIDERS)
 def test_the_config_file_builds_each_provider_from_the_registry(type_name: str) -> None:
     entry = RECEIVERS[type_name].config("http://127.0.0.1:9")
     config = parse_config(PLATFORMS + "accounts: [{platform: x, handle: alice}]\n"
@@ -156,6 +176,39 @@ async def test_trigger_then_resolve_are_accepted_by_the_fake(
             assert receiver.open_incidents(fake) == 0
     assert len(fake.accepted) == 2, "the fake refused a payload: see fake.requests"
     assert [r.status // 100 for r in fake.requests] == [2, 2]
+
+
+@pytest.mark.parametrize("type_name", NETWORKED)
+async def test_an_acknowledge_keeps_the_one_incident_open_until_the_resolve(
+        type_name: str, session: aiohttp.ClientSession) -> None:
+    receiver = RECEIVERS[type_name]
+    assert receiver.fake is not None
+    fake = receiver.fake()
+    async with fake.running() as url:
+        notifier, _ = notifier_for(type_name, url, session)
+        await notifier.send(TRIGGER)
+        answer = await notifier.send(ACK)
+        if receiver.open_incidents is not None:
+            assert receiver.open_incidents(fake) == 1
+        await notifier.send(RESOLVE)
+        if receiver.open_incidents is not None:
+            assert receiver.open_incidents(fake) == 0
+    assert all(r.status // 100 == 2 for r in fake.requests), "a fake refused: see requests"
+    # Providers without an acknowledged state send nothing, or one more accepted message.
+    assert len(fake.requests) == (3 if answer.status else 2)
+
+
+@pytest.mark.parametrize("type_name", NETWORKED)
+async def test_send_returns_the_receivers_answer(type_name: str,
+                                                 session: aiohttp.ClientSession) -> None:
+    receiver = RECEIVERS[type_name]
+    assert receiver.fake is not None
+    fake = receiver.fake()
+    async with fake.running() as url:
+        notifier, _ = notifier_for(type_name, url, session)
+        answer = await notifier.send(TRIGGER)
+    assert isinstance(answer, Answer)
+    assert answer.status == fake.requests[-1].status and 200 <= answer.status < 300
 
 
 @pytest.mark.parametrize("type_name", NETWORKED)
@@ -219,9 +272,41 @@ async def test_no_secret_reaches_an_error_even_when_the_receiver_echoes_it(
         assert secret not in repr(notifier)
 
 
+@pytest.fixture
+async def echo_ok_url() -> AsyncIterator[str]:
+    """A receiver that accepts (200) and echoes the request, padded past any answer bound."""
+    async def echo(request: web.Request) -> web.Response:
+        text = (f"{request.raw_path} {request.headers.get('Authorization')} "
+                f"{(await request.read()).decode()} {'p' * 5000}")
+        return web.Response(status=200, text=text)
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    yield f"http://{host}:{port}"
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize("type_name", NETWORKED)
+async def test_an_answer_is_bounded_and_never_shows_a_secret(
+        type_name: str, session: aiohttp.ClientSession, echo_ok_url: str) -> None:
+    notifier, settings = notifier_for(type_name, echo_ok_url, session)
+    answer = await notifier.send(TRIGGER)
+    assert answer.status == 200
+    assert len(answer.body) <= ANSWER_MAX
+    assert answer.body.count("p") < 5000, "the answer is not bounded"
+    for secret in secrets_of(settings):
+        assert secret not in answer.body, f"{type_name} leaks a secret into its answer"
+        assert secret not in str(answer)
+
+
 @pytest.mark.parametrize("type_name", OFFLINE)
 async def test_an_offline_provider_never_fails(type_name: str,
                                                session: aiohttp.ClientSession) -> None:
     notifier, _ = notifier_for(type_name, "http://127.0.0.1:9", session)
-    await notifier.send(TRIGGER)
-    await notifier.send(RESOLVE)
+    for n in (TRIGGER, ACK, RESOLVE):
+        answer = await notifier.send(n)
+        assert isinstance(answer, Answer) and answer.status == 0 and answer.body

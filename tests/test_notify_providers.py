@@ -205,15 +205,17 @@ async def test_pagerduty_resolve_closes_the_incident_its_trigger_opened(
     assert fake.open_incidents() == []
 
 
-async def test_pagerduty_notify_is_a_trigger_under_its_own_key(
+async def test_pagerduty_notify_is_a_change_event_not_an_incident(
         pd: tuple[FakePagerDuty, str], session: aiohttp.ClientSession) -> None:
     fake, url = pd
     n = vanished(kind="renamed", action="notify", severity="warning",
                  dedup_key="accmon/masto/alice/renamed-1700000000")
     await pagerduty(url, session).send(n)
-    event = fake.accepted[0]
-    assert (event["event_action"], event["dedup_key"], event["payload"]["class"]) == \
-        ("trigger", n.dedup_key, "renamed")
+    assert fake.requests[0].path == "/v2/change/enqueue"
+    event = fake.changes[0]
+    assert set(event) == {"routing_key", "payload", "links"}  # no event_action, no dedup_key
+    assert event["payload"]["custom_details"]["kind"] == "renamed"
+    assert fake.incidents == {}
 
 
 async def test_pagerduty_summary_is_cut_to_1024_characters_with_an_ellipsis(
@@ -533,7 +535,8 @@ async def test_webhook_body_is_the_notification_with_version_and_action(
         notifier = webhook(session, url + "/hooks/accmon", headers={"X-Team": "trust"})
         await notifier.send(vanished())
     doc = fake.accepted[0]
-    assert doc == {"version": 1, **vanished().to_json()}
+    assert doc == {"version": 1, "type": "accmon.vanished",
+                   "timestamp": "2023-11-14T22:13:20.000Z", **vanished().to_json()}
     assert doc["action"] == "trigger"
     assert Notification.from_json(doc) == vanished()
     headers = fake.headers[0]
@@ -578,9 +581,12 @@ def test_webhook_without_a_secret_sends_no_signature(session: aiohttp.ClientSess
 
 def test_webhook_configured_headers_cannot_forge_ours(session: aiohttp.ClientSession) -> None:
     notifier = webhook(session, "http://r.example", clock=lambda: AT,
-                       headers={"X-Accmon-Signature": "sha256=forged"})
+                       headers={"X-Accmon-Signature": "sha256=forged",
+                                "x-accmon-signature": "sha256=forged-lower",
+                                "X-Accmon-Timestamp": "1", "X-Team": "trust"})
     _, headers, body = notifier.build_request(vanished())
-    assert headers["X-Accmon-Signature"] == sign(WEBHOOK_SECRET, str(int(AT)), body)
+    assert headers == {"X-Team": "trust", "X-Accmon-Timestamp": str(int(AT)),
+                       "X-Accmon-Signature": sign(WEBHOOK_SECRET, str(int(AT)), body)}
 
 
 async def test_webhook_receiver_refuses_a_wrong_secret_permanently(

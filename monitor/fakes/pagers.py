@@ -8,10 +8,12 @@ fake also takes a script of the next answers — ``fake.script(500, 500, 429)``,
 ``fake.script(Scripted(429, retry_after=7))``, ``fake.script("hang")`` — served in order
 before normal service resumes, plus a ``latency`` for every answer.
 
-- :class:`FakePagerDuty` -- Events API v2 ``/v2/enqueue``; incidents by dedup key
-- :class:`FakeOpsgenie` -- ``/v2/alerts`` and ``/v2/alerts/{alias}/close``; alerts by alias
+- :class:`FakePagerDuty` -- Events API v2 ``/v2/enqueue`` (incidents by dedup key) and
+  Change Events ``/v2/change/enqueue``
+- :class:`FakeOpsgenie` -- ``/v2/alerts`` and ``/v2/alerts/{alias}/acknowledge|close``;
+  alerts by alias
 - :class:`FakeSlack` -- an incoming webhook (any path, or one secret path)
-- :class:`FakeWebhook` -- checks our HMAC signature
+- :class:`FakeWebhook` -- checks our HMAC and/or Standard Webhooks signature
 - :class:`FakeAlertmanager` -- API v2 ``/api/v2/alerts``; alerts by label set
 - :class:`FakeNtfy` -- the JSON publish form (``POST /``); messages by topic
 - :class:`CaptureServer` -- records any JSON POSTed (Alertmanager webhook receivers)
@@ -39,7 +41,13 @@ from typing import Any
 from aiohttp import web
 
 from monitor.fakes.server import serve
-from monitor.notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from monitor.notify.webhook import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WEBHOOK_ID,
+    verify_signature,
+    verify_standard,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -201,15 +209,24 @@ class Incident:
 
 
 class FakePagerDuty(FakePager):
-    """Events API v2: validates events, keeps incidents by dedup key."""
+    """Events API v2: validates events, keeps incidents by dedup key; Change Events apart.
+
+    As PagerDuty documents (02-Trigger-Events.md, "Alert De-duplication"), an acknowledge or
+    resolve is accepted (202) whether or not an alert is open under its key, and dropped
+    when none is: :attr:`dropped` keeps those. A trigger of an acknowledged incident leaves
+    it acknowledged ("it won't generate any additional notifications").
+    """
 
     def __init__(self, *, latency: float = 0.0) -> None:
         super().__init__(latency=latency)
         self.incidents: dict[str, Incident] = {}
         self.trigger_counts: Counter[str] = Counter()
+        self.changes: list[dict[str, Any]] = []  # accepted Change Events, in order
+        self.dropped: list[dict[str, Any]] = []  # acknowledge/resolve with no open alert
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v2/enqueue", self._enqueue)
+        app.router.add_post("/v2/change/enqueue", self._change)
 
     def error_answer(self, status: int) -> web.Response:
         if status == 400:
@@ -224,6 +241,19 @@ class FakePagerDuty(FakePager):
 
     def trigger_count(self, dedup_key: str) -> int:
         return self.trigger_counts[dedup_key]
+
+    async def _change(self, request: web.Request) -> web.Response:
+        try:
+            event = await _json_body(request)
+        except ValueError:
+            return _pd_invalid(["Request body is not valid JSON"])
+        errors = validate_pagerduty_change(event)
+        if errors:
+            return _pd_invalid(errors)
+        self.accepted.append(event)
+        self.changes.append(event)
+        return web.json_response({"status": "success", "message": "Event processed"},
+                                 status=202)
 
     async def _enqueue(self, request: web.Request) -> web.Response:
         try:
@@ -252,6 +282,9 @@ class FakePagerDuty(FakePager):
             incident.triggers += 1
         elif incident is not None and incident.status != "resolved":
             incident.status = "acknowledged" if action == "acknowledge" else "resolved"
+        else:
+            self.dropped.append(event)
+            return
         if incident is not None:
             incident.events.append(event)
 
@@ -285,6 +318,36 @@ def validate_pagerduty(event: Any) -> list[str]:
     return errors
 
 
+def validate_pagerduty_change(event: Any) -> list[str]:
+    """Problems with a Change Events body (03-Change-Events.md: ``routing_key`` and
+    ``payload.summary`` of at most 1,024 characters required; ``source``, ``timestamp``,
+    ``custom_details`` and ``links`` optional)."""
+    if not isinstance(event, dict):
+        return ["Event object must be a JSON object"]
+    errors: list[str] = []
+    key = event.get("routing_key")
+    if not isinstance(key, str) or len(key) != 32:
+        errors.append("'routing_key' must be a 32 character integration key")
+    payload = event.get("payload")
+    if not isinstance(payload, dict):
+        return [*errors, "'payload' is required"]
+    summary = payload.get("summary")
+    if not isinstance(summary, str) or not summary:
+        errors.append("'payload.summary' is required")
+    elif len(summary) > 1024:
+        errors.append("'payload.summary' must be at most 1024 characters")
+    if "source" in payload and not isinstance(payload["source"], str):
+        errors.append("'payload.source' must be a string")
+    if "timestamp" in payload and not _is_iso8601(payload["timestamp"]):
+        errors.append("'payload.timestamp' must be ISO 8601")
+    if "custom_details" in payload and not isinstance(payload["custom_details"], dict):
+        errors.append("'payload.custom_details' must be an object")
+    for link in event.get("links") or []:
+        if not isinstance(link, dict) or not isinstance(link.get("href"), str):
+            errors.append("'links' entries need an 'href'")
+    return errors
+
+
 def _validate_pd_payload(payload: Any) -> list[str]:
     if not isinstance(payload, dict):
         return ["'payload' is required for trigger"]
@@ -310,6 +373,7 @@ def _validate_pd_payload(payload: Any) -> list[str]:
 OG_PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
 OG_LIMITS = {"message": 130, "alias": 512, "description": 15000, "entity": 512,
              "source": 100, "user": 100, "note": 25000}
+OG_DETAILS_MAX = 8000  # "details ... 8 000 characters total": keys and values counted
 
 
 @dataclass(slots=True)
@@ -323,20 +387,27 @@ class OpsgenieAlert:
     count: int = 1  # creates collapsed into this open alert
     body: dict[str, Any] = field(default_factory=dict)
     close_note: str | None = None
+    acknowledged: bool = False
+    ack_user: str | None = None
+    ack_note: str | None = None
 
 
 class FakeOpsgenie(FakePager):
-    """Alert API: create (deduplicated by alias) and close by alias; checks the GenieKey."""
+    """Alert API: create (deduplicated by alias), acknowledge and close by alias; checks the
+    GenieKey. Like Opsgenie, an action on an alias with no open alert is still 202 (the
+    request is processed, and fails, asynchronously)."""
 
     def __init__(self, api_key: str, *, latency: float = 0.0) -> None:
         super().__init__(latency=latency)
         self.api_key = api_key
         self.alerts: dict[str, OpsgenieAlert] = {}
         self.closes: list[tuple[str, dict[str, Any]]] = []  # (alias, body) per accepted close
+        self.acks: list[tuple[str, dict[str, Any]]] = []  # (alias, body) per accepted ack
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v2/alerts", self._create)
         app.router.add_post("/v2/alerts/{alias}/close", self._close)
+        app.router.add_post("/v2/alerts/{alias}/acknowledge", self._acknowledge)
 
     def error_answer(self, status: int) -> web.Response:
         return _og_answer({"message": f"scripted {status}"}, status)
@@ -365,20 +436,9 @@ class FakeOpsgenie(FakePager):
         return _og_answer({"result": "Request will be processed"}, 202)
 
     async def _close(self, request: web.Request) -> web.Response:
-        if (refused := self._refuse(request)) is not None:
+        alias, body, refused = await self._alert_action(request)
+        if refused is not None:
             return refused
-        if request.query.get("identifierType") != "alias":
-            # Without it Opsgenie reads the path as an alert *id*: an alias would match nothing.
-            return _og_unprocessable({"identifierType": "this fake only knows alias"})
-        try:
-            body = await _json_body(request) if request.body_exists else {}
-        except ValueError:
-            return _og_unprocessable({"body": "not valid JSON"})
-        errors = _check_lengths(body, ("source", "user", "note")) if isinstance(body, dict) \
-            else {"body": "must be a JSON object"}
-        if errors:
-            return _og_unprocessable(errors)
-        alias = request.match_info["alias"]
         self.accepted.append({"close": alias, **body})
         self.closes.append((alias, body))
         alert = self.alerts.get(alias)
@@ -386,6 +446,36 @@ class FakeOpsgenie(FakePager):
             alert.status = "closed"
             alert.close_note = body.get("note")
         return _og_answer({"result": "Request will be processed"}, 202)
+
+    async def _acknowledge(self, request: web.Request) -> web.Response:
+        alias, body, refused = await self._alert_action(request)
+        if refused is not None:
+            return refused
+        self.accepted.append({"acknowledge": alias, **body})
+        self.acks.append((alias, body))
+        alert = self.alerts.get(alias)
+        if alert is not None and alert.status == "open":
+            alert.acknowledged = True
+            alert.ack_user, alert.ack_note = body.get("user"), body.get("note")
+        return _og_answer({"result": "Request will be processed"}, 202)
+
+    async def _alert_action(self, request: web.Request
+                            ) -> tuple[str, dict[str, Any], web.Response | None]:
+        """An alert action by alias (AlertActionPayload: optional user, source, note)."""
+        if (refused := self._refuse(request)) is not None:
+            return "", {}, refused
+        if request.query.get("identifierType") != "alias":
+            # Without it Opsgenie reads the path as an alert *id*: an alias would match nothing.
+            return "", {}, _og_unprocessable({"identifierType": "this fake only knows alias"})
+        try:
+            body = await _json_body(request) if request.body_exists else {}
+        except ValueError:
+            return "", {}, _og_unprocessable({"body": "not valid JSON"})
+        errors = _check_lengths(body, ("source", "user", "note")) if isinstance(body, dict) \
+            else {"body": "must be a JSON object"}
+        if errors:
+            return "", {}, _og_unprocessable(errors)
+        return request.match_info["alias"], body, None
 
     def _refuse(self, request: web.Request) -> web.Response | None:
         if request.headers.get("Authorization") != f"GenieKey {self.api_key}":
@@ -429,6 +519,8 @@ def validate_opsgenie_alert(body: Any) -> dict[str, str]:
     details = body.get("details", {})
     if not isinstance(details, dict) or any(not isinstance(v, str) for v in details.values()):
         errors["details"] = "must map strings to strings"
+    elif sum(len(k) + len(v) for k, v in details.items()) > OG_DETAILS_MAX:
+        errors["details"] = f"must be at most {OG_DETAILS_MAX} characters in total"
     if body.get("priority", "P3") not in OG_PRIORITIES:
         errors["priority"] = f"must be one of {', '.join(OG_PRIORITIES)}"
     responders = body.get("responders", [])
@@ -527,24 +619,42 @@ def _text_errors(where: str, obj: Any, limit: int, *, plain: bool = False) -> li
 
 
 class FakeWebhook(FakePager):
-    """A receiver that checks our signature (when given the secret) before accepting."""
+    """A receiver that checks our signature (when given the secret) before accepting.
 
-    def __init__(self, secret: str | None = None, *, tolerance: float = 300.0,
-                 clock: Callable[[], float] = time.time, latency: float = 0.0) -> None:
+    ``signing`` says which: ``hmac`` (``X-Accmon-Signature``), ``standard-webhooks`` (the
+    ``webhook-*`` headers, with a ``whsec_`` secret) or ``both``. Like the receiver the
+    Standard Webhooks spec describes, it counts each ``webhook-id`` (:attr:`ids`) as an
+    idempotency key: a redelivery is answered 200 but accepted only once.
+    """
+
+    def __init__(self, secret: str | None = None, *, signing: str = "hmac",
+                 tolerance: float = 300.0, clock: Callable[[], float] = time.time,
+                 latency: float = 0.0) -> None:
         super().__init__(latency=latency)
         self.secret = secret
+        self.signing = signing
         self.tolerance = tolerance
         self.clock = clock
         self.headers: list[Mapping[str, str]] = []  # of each accepted request
+        self.ids: Counter[str] = Counter()  # webhook-id -> deliveries
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/{tail:.*}", self._post)
 
+    def _signed(self, request: web.Request, body: bytes) -> bool:
+        if self.secret is None:
+            return True
+        now = self.clock()
+        if self.signing in ("hmac", "both") and not verify_signature(
+                self.secret, request.headers.get(TIMESTAMP_HEADER), body,
+                request.headers.get(SIGNATURE_HEADER), now, self.tolerance):
+            return False
+        return self.signing == "hmac" or verify_standard(self.secret, request.headers, body,
+                                                        now, self.tolerance)
+
     async def _post(self, request: web.Request) -> web.Response:
         body = await request.read()
-        if self.secret is not None and not verify_signature(
-                self.secret, request.headers.get(TIMESTAMP_HEADER), body,
-                request.headers.get(SIGNATURE_HEADER), self.clock(), self.tolerance):
+        if not self._signed(request, body):
             return web.json_response({"error": "bad signature"}, status=401)
         if request.content_type != "application/json":
             return web.json_response({"error": "expected application/json"}, status=415)
@@ -552,6 +662,11 @@ class FakeWebhook(FakePager):
             doc = json.loads(body)
         except ValueError:
             return web.json_response({"error": "invalid JSON"}, status=400)
+        msg_id = request.headers.get(WEBHOOK_ID)
+        if msg_id is not None:
+            self.ids[msg_id] += 1
+            if self.ids[msg_id] > 1:
+                return web.json_response({"ok": True, "duplicate": True})
         self.accepted.append(doc)
         self.headers.append(dict(request.headers))
         return web.json_response({"ok": True})
@@ -784,7 +899,8 @@ def validate_ntfy_message(doc: dict[str, Any]) -> tuple[int, str] | None:
 CONTRACT_ROUTING_KEY = "C0ntractR0utingKey0123456789abcd"  # 32 characters, as PagerDuty's are
 CONTRACT_GENIE_KEY = "c0ntract-gen1e-key-0000-000000000000"
 CONTRACT_SLACK_PATH = "/services/T000/B000/C0NTRACTSECRETPATH"
-CONTRACT_WEBHOOK_SECRET = "c0ntract-webhook-secret"
+# A Standard Webhooks secret (32 random bytes in base64), used for both signatures.
+CONTRACT_WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw2Ao8D0CN1bA="
 CONTRACT_NTFY_TOPIC = "accmon-c0ntract-topic-4e1f"
 CONTRACT_NTFY_TOKEN = "tk_c0ntract0token0000000000000"
 
@@ -821,9 +937,9 @@ RECEIVERS: dict[str, Receiver] = {
         lambda url: {"type": "slack", "webhook_url": url + CONTRACT_SLACK_PATH}, 404),
     # Our own webhook contract: a receiver's 4xx (400 here) refuses the body for good.
     "webhook": Receiver(
-        lambda: FakeWebhook(CONTRACT_WEBHOOK_SECRET),
+        lambda: FakeWebhook(CONTRACT_WEBHOOK_SECRET, signing="both"),
         lambda url: {"type": "webhook", "url": f"{url}/hooks/accmon",
-                     "secret": CONTRACT_WEBHOOK_SECRET}, 400),
+                     "secret": CONTRACT_WEBHOOK_SECRET, "signing": "both"}, 400),
     # API v2: 400 for alerts that are not valid postable alerts.
     "alertmanager": Receiver(
         FakeAlertmanager, lambda url: {"type": "alertmanager", "urls": [url]}, 400,

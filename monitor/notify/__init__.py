@@ -1,9 +1,10 @@
 """Notifier registry: provider type -> notifier class.
 
 Each provider module holds its notifier class, its config model (``config_model``, every
-field described) and whether it pages (``pages``). Everything else is built from this
-registry: the config's ``notifiers:`` union (:data:`NotifierConfig`), default routing
-(:func:`pages`) and the config reference. Adding a provider is one module plus one entry in
+field described), whether it pages (``pages``) and whether its receiver keeps an
+acknowledged state (``acknowledges``). Everything else is built from this registry: the
+config's ``notifiers:`` union (:data:`NotifierConfig`), default routing (:func:`pages`,
+:func:`acknowledges`) and the config reference. Adding a provider is one module plus one entry in
 :data:`PROVIDERS` (and its fake receiver in :mod:`monitor.fakes.pagers`, and its tests).
 """
 
@@ -57,6 +58,16 @@ else:
 def pages(notifier_type: str) -> bool:
     """Whether default routing sends pages (True) or chat (False) to this provider type."""
     return NOTIFIERS[notifier_type].pages
+
+
+def acknowledges(notifier_type: str) -> bool:
+    """Whether this provider type sets an incident's acknowledged state (PagerDuty, Opsgenie).
+
+    The others are told of an acknowledgement only as far as their receiver can use it: chat
+    and push providers post a one-line note, the generic webhook forwards the event, the log
+    logs it and Alertmanager sends nothing (a silence is its acknowledgement).
+    """
+    return NOTIFIERS[notifier_type].acknowledges
 
 
 def build_notifier(name: str, config: NotifierSettings,

@@ -15,6 +15,9 @@ posts ``endsAt`` = now, which resolves at once (clocks must agree: an ``endsAt``
 Alertmanager's future merges into the firing alert, which then lapses on its own).
 Delivery succeeds when at least one replica accepted (they gossip the rest); it fails
 retryably unless every replica refused the payload itself.
+
+Alertmanager has no acknowledged state (a silence is how its users acknowledge), and posting
+the alert again would only re-assert it, so an ``acknowledge`` sends nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from pydantic import Field
 
 from monitor.config_types import Duration
 from monitor.notify.base import (
+    NO_HTTP,
+    Answer,
     DeliveryError,
     Notification,
     NotifierSettings,
@@ -77,6 +82,7 @@ class AlertmanagerNotifier:
     config_model: ClassVar[type[AlertmanagerConfig]] = AlertmanagerConfig
     type: ClassVar[str] = "alertmanager"
     pages: ClassVar[bool] = True
+    acknowledges: ClassVar[bool] = False
 
     def __init__(self, name: str, config: AlertmanagerConfig, session: aiohttp.ClientSession,
                  *, clock: Callable[[], float] = time.time):
@@ -116,7 +122,10 @@ class AlertmanagerNotifier:
             alert["generatorURL"] = self.config.generator_url
         return alert
 
-    async def send(self, n: Notification) -> None:
+    async def send(self, n: Notification) -> Answer:
+        if n.action == "acknowledge":
+            return Answer(NO_HTTP, "not sent: Alertmanager has no acknowledgements "
+                                   "(silence the alert there instead)")
         urls, headers, body = self.build_request(n)
         results = await asyncio.gather(
             *(post_json(self.session, url, body, headers=headers, timeout=self.config.timeout)
@@ -125,7 +134,8 @@ class AlertmanagerNotifier:
         errors: list[tuple[int, DeliveryError]] = []
         for i, result in enumerate(results):
             if not isinstance(result, BaseException):
-                return  # one replica has it; gossip tells the others
+                # One replica has it; gossip tells the others. By index, like errors.
+                return Answer.of(result.status, f"alertmanager[{i}]: {result.body}")
             if not isinstance(result, DeliveryError):
                 raise result
             errors.append((i, result))

@@ -3,8 +3,9 @@
 A :class:`Notification` is built by :mod:`monitor.routing` from a state-machine event, stored
 as JSON in the SQLite outbox in the same transaction as the decision, and handed to a
 notifier by the outbox worker — possibly after a restart, so it carries everything a provider
-needs (no lookups at delivery time). Providers raise :class:`DeliveryError`; the worker
-decides about retries.
+needs (no lookups at delivery time). Providers return the receiver's :class:`Answer` (what
+``notify-test`` prints; the outbox worker ignores it) or raise :class:`DeliveryError`; the
+worker decides about retries.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from pydantic import Field
 
 from monitor.config_types import Strict
 
-Action = Literal["trigger", "resolve", "notify"]
+# trigger opens (or re-asserts) an incident, resolve closes it, acknowledge tells the pager a
+# human is on it (only providers with ``acknowledges``), notify is FYI.
+Action = Literal["trigger", "resolve", "notify", "acknowledge"]
 Severity = Literal["critical", "error", "warning", "info"]
 
 
@@ -27,9 +30,10 @@ Severity = Literal["critical", "error", "warning", "info"]
 class Notification:
     """One thing to tell humans, provider-neutral and JSON-serialisable."""
 
-    # vanished | recovered | renamed | moved | blind | sighted | reminder | platform_anomaly
+    # vanished | recovered | renamed | moved | blind | sighted | reminder | platform_anomaly |
+    # brief_outage | acknowledged | test ...
     kind: str
-    action: Action  # trigger opens (or re-asserts) an incident, resolve closes it, notify is FYI
+    action: Action
     dedup_key: str  # stable per incident, e.g. "accmon/x/realDonaldTrump/outage-17"
     platform: str
     account: str
@@ -66,13 +70,37 @@ class DeliveryError(Exception):
         self.status = status
 
 
+# An answer's body is for a human at a terminal (notify-test), not a log of the exchange.
+ANSWER_MAX = 2048
+NO_HTTP = 0  # Answer.status when nothing went over HTTP (the log; an ack a provider skips)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the receiver said to an accepted delivery: its HTTP status (``NO_HTTP``, 0, when
+    nothing was sent over HTTP) and its body, at most :data:`ANSWER_MAX` characters with
+    every secret of the notifier blanked (a receiver may echo the request)."""
+
+    status: int
+    body: str
+
+    @classmethod
+    def of(cls, status: int, body: str, secrets: Iterable[str] = ()) -> Answer:
+        return cls(status, truncate(redact_text(body, secrets), ANSWER_MAX))
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status}: {self.body}" if self.status else self.body
+
+
 class Notifier(Protocol):
-    """One configured destination. ``send`` returns on success, raises DeliveryError."""
+    """One configured destination. ``send`` returns the receiver's answer on success and
+    raises DeliveryError otherwise."""
 
     type: ClassVar[str]
+    acknowledges: ClassVar[bool]
     name: str
 
-    async def send(self, notification: Notification) -> None: ...
+    async def send(self, notification: Notification) -> Answer: ...
 
 
 @runtime_checkable
@@ -101,7 +129,9 @@ class NotifierClass(Protocol):
 
     ``type`` names it in the config; ``config_model`` is its entry in ``notifiers:``;
     ``pages`` says whether default routing sends it pages (True: it wakes someone up) or
-    chat (False). Calling it builds the notifier for one configured entry.
+    chat (False); ``acknowledges`` whether the receiver has an acknowledged state that an
+    ``acknowledge`` notification sets (PagerDuty, Opsgenie). Calling it builds the notifier
+    for one configured entry.
     """
 
     @property
@@ -112,6 +142,9 @@ class NotifierClass(Protocol):
 
     @property
     def pages(self) -> bool: ...
+
+    @property
+    def acknowledges(self) -> bool: ...
 
     def __call__(self, name: str, config: Any, session: aiohttp.ClientSession) -> Notifier: ...
 
@@ -142,21 +175,26 @@ def parse_retry_after(value: str | None) -> float | None:
 
 async def post_json(session: aiohttp.ClientSession, url: str, payload: Any, *,
                     headers: dict[str, str] | None = None, timeout: float = 10.0,
-                    data: bytes | None = None, secrets: Iterable[str] = ()) -> str:
-    """POST JSON (or pre-serialised ``data``); raise :class:`DeliveryError` unless 2xx.
+                    data: bytes | None = None, secrets: Iterable[str] = ()) -> Answer:
+    """POST JSON (or pre-serialised ``data``); the receiver's :class:`Answer` when 2xx, else
+    raise :class:`DeliveryError`.
 
     Transport failures and timeouts are retryable. The URL is never put in the message:
     Slack's webhook URL is itself the secret. Every one of ``secrets`` is blanked from the
-    error (a receiver or proxy may echo the request back).
+    error and from the answer (a receiver or proxy may echo the request back).
     """
+    secrets = tuple(secrets)
     try:
-        return await _post(session, url, payload, headers=headers, timeout=timeout, data=data)
+        status, body = await _post(session, url, payload, headers=headers, timeout=timeout,
+                                   data=data)
     except DeliveryError as exc:
         raise redact(exc, *secrets) from None
+    return Answer.of(status, body, secrets)
 
 
 async def _post(session: aiohttp.ClientSession, url: str, payload: Any, *,
-                headers: dict[str, str] | None, timeout: float, data: bytes | None) -> str:
+                headers: dict[str, str] | None, timeout: float,
+                data: bytes | None) -> tuple[int, str]:
     try:
         kwargs: dict[str, Any] = {"data": data} if data is not None else {"json": payload}
         if data is not None:
@@ -167,7 +205,7 @@ async def _post(session: aiohttp.ClientSession, url: str, payload: Any, *,
             error = classify_status(resp.status, body, resp.headers)
             if error is not None:
                 raise error
-            return body
+            return resp.status, body
     except DeliveryError:
         raise
     except TimeoutError:
@@ -191,6 +229,9 @@ TITLES = {
     "renamed": "Account renamed",
     "moved": "Account moved",
     "platform_anomaly": "Platform anomaly",
+    "brief_outage": "Brief outage",
+    "acknowledged": "Acknowledged",
+    "test": "Test page",
 }
 
 
@@ -198,6 +239,16 @@ def headline(n: Notification) -> str:
     """``Account vanished: x/alice``: the kind in words, then the account."""
     return f"{TITLES.get(n.kind, n.kind.replace('_', ' ').capitalize())}: " \
            f"{n.platform}/{n.account}"
+
+
+def acknowledged_by(n: Notification) -> str:
+    """Who acknowledged (an ``acknowledge`` notification's ``details.acknowledged_by``)."""
+    return str(n.details.get("acknowledged_by") or "someone")
+
+
+def ack_comment(n: Notification) -> str:
+    """The acknowledgement's comment, "" when none was given."""
+    return str(n.details.get("comment") or "")
 
 
 def detail_lines(n: Notification) -> list[str]:
@@ -222,18 +273,23 @@ def bounded_key(key: str, limit: int) -> str:
     return f"{key[: limit - 17]}~{digest}"
 
 
-def redact(error: DeliveryError, *secrets: str) -> DeliveryError:
-    """The same error with every secret blanked: a receiver or proxy may echo the request."""
-    message = str(error)
+def redact_text(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret blanked, a secret cut off at the very end included."""
     for secret in secrets:
         if not secret:
             continue
-        message = message.replace(secret, "[redacted]")
-        # The message cuts the body at 200 characters, possibly in the middle of a secret.
+        text = text.replace(secret, "[redacted]")
+        # An error message cuts the body at 200 characters, possibly in a secret's middle.
         for size in range(len(secret) - 1, 3, -1):
-            if message.endswith(secret[:size]):
-                message = message[:-size] + "[redacted]"
+            if text.endswith(secret[:size]):
+                text = text[:-size] + "[redacted]"
                 break
+    return text
+
+
+def redact(error: DeliveryError, *secrets: str) -> DeliveryError:
+    """The same error with every secret blanked: a receiver or proxy may echo the request."""
+    message = redact_text(str(error), secrets)
     if message == str(error):
         return error
     return DeliveryError(message, permanent=error.permanent, retry_after=error.retry_after,

@@ -7,7 +7,9 @@ server's *root* URL (not the topic URL) with ``topic``, ``title``, ``message``, 
 Priority follows severity: ``critical`` is 5 ("max": long vibration bursts and a pop-over),
 ``error`` 4, ``warning`` 3 (the default) and ``info`` 2 (no sound, no vibration). It pages:
 a priority-5 push is how a team without a pager service gets woken. There are no incidents:
-a resolve is one more message, a redelivery after a crash a second push.
+a resolve is one more message, a redelivery after a crash a second push. An acknowledgement
+is one more message too, at priority 2 (no sound): the others who were woken learn that
+someone is on it without being woken again.
 
 Limits ("Limitations", "Action buttons"; server/server.go): a message is at most 4,096
 bytes (longer ones arrive as an attachment, not as text), so it is cut on a UTF-8 boundary;
@@ -31,6 +33,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from monitor.config_types import Duration
 from monitor.notify.base import (
+    Answer,
     Notification,
     NotifierSettings,
     detail_lines,
@@ -47,7 +50,9 @@ ACTIONS_MAX = 3
 TOPIC = re.compile(r"^[-_A-Za-z0-9]{1,64}$")
 PRIORITIES = {"critical": 5, "error": 4, "warning": 3, "info": 2}
 # Tags that match an emoji short code are shown as that emoji in front of the title.
-EMOJI = {"resolve": "white_check_mark", "notify": "information_source"}
+EMOJI = {"resolve": "white_check_mark", "notify": "information_source",
+         "acknowledge": "raised_hand"}
+ACK_PRIORITY = 2  # "low": no vibration, no sound
 
 
 class NtfyConfig(NotifierSettings):
@@ -79,6 +84,7 @@ class NtfyNotifier:
     config_model: ClassVar[type[NtfyConfig]] = NtfyConfig
     type: ClassVar[str] = "ntfy"
     pages: ClassVar[bool] = True
+    acknowledges: ClassVar[bool] = False
 
     def __init__(self, name: str, config: NtfyConfig, session: aiohttp.ClientSession):
         self.name = name
@@ -98,12 +104,12 @@ class NtfyNotifier:
         body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
         return f"{self.config.server.rstrip('/')}/", headers, body
 
-    async def send(self, n: Notification) -> None:
+    async def send(self, n: Notification) -> Answer:
         url, headers, body = self.build_request(n)
         token = self.config.token.get_secret_value() if self.config.token else ""
-        await post_json(self.session, url, None, headers=headers, data=body,
-                        timeout=self.config.timeout,
-                        secrets=(self.config.topic.get_secret_value(), token))
+        return await post_json(self.session, url, None, headers=headers, data=body,
+                               timeout=self.config.timeout,
+                               secrets=(self.config.topic.get_secret_value(), token))
 
 
 def publish_body(n: Notification, topic: str) -> dict[str, Any]:
@@ -112,7 +118,8 @@ def publish_body(n: Notification, topic: str) -> dict[str, Any]:
         "topic": topic,
         "title": truncate(headline(n), TITLE_MAX),
         "message": cut_utf8("\n".join([n.summary, *detail_lines(n)]), MESSAGE_MAX_BYTES),
-        "priority": PRIORITIES.get(n.severity, 3),
+        "priority": ACK_PRIORITY if n.action == "acknowledge" else
+        PRIORITIES.get(n.severity, 3),
         "tags": tags(n),
     }
     links = [link for link in n.links if link.get("href")]

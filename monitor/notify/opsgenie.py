@@ -1,6 +1,9 @@
-"""Opsgenie Alert API: create an alert per outage (alias = dedup key), close it by alias.
+"""Opsgenie Alert API: create an alert per outage (alias = dedup key), acknowledge and close
+it by alias (``POST /v2/alerts/{alias}/acknowledge|close?identifierType=alias`` with
+``user``, ``source``, ``note``: opsgenie-oas, paths/alert.yaml, AlertActionPayload).
 
-Opsgenie answers 202 and processes asynchronously, so a 202 means "queued", not "paged".
+Opsgenie answers 202 and processes asynchronously, so a 202 means "queued", not "paged"
+(an acknowledge of an alias with no open alert is accepted too, and fails later).
 Severity to priority: ``critical``/``error`` use the configured priority; ``warning`` is at
 most P3 and ``info`` is P5, so an FYI never outranks a page. Atlassian has announced
 Opsgenie's end of sale and support (in favour of Jira Service Management), so this module
@@ -18,8 +21,11 @@ from pydantic import Field, SecretStr
 
 from monitor.config_types import Duration
 from monitor.notify.base import (
+    Answer,
     Notification,
     NotifierSettings,
+    ack_comment,
+    acknowledged_by,
     bounded_key,
     detail_lines,
     post_json,
@@ -35,8 +41,12 @@ NOTE_MAX = 25000
 ENTITY_MAX = 512
 TAGS_MAX = 20  # Opsgenie keeps at most 20 tags of at most 50 characters each
 TAG_MAX = 50
-DETAIL_VALUE_MAX = 8000
+DETAILS_MAX = 8000  # "details ... 8 000 characters total" (Opsgenie's alert field limits)
+USER_MAX = 100  # user and source of an alert action
+DETAIL_FLOOR = 64  # a value shortened to fit is kept at least this long before keys go
 SOURCE = "account-monitor"
+# The details that say what the alert is about: never shortened or dropped to fit.
+CORE_DETAILS = ("account", "platform", "kind", "protected", "reason", "outage_id")
 
 
 class OpsgenieConfig(NotifierSettings):
@@ -61,6 +71,7 @@ class OpsgenieNotifier:
     config_model: ClassVar[type[OpsgenieConfig]] = OpsgenieConfig
     type: ClassVar[str] = "opsgenie"
     pages: ClassVar[bool] = True
+    acknowledges: ClassVar[bool] = True
 
     def __init__(self, name: str, config: OpsgenieConfig, session: aiohttp.ClientSession):
         self.name = name
@@ -69,15 +80,21 @@ class OpsgenieNotifier:
         self.base_url = (config.base_url or BASE_URLS[config.region]).rstrip("/")
 
     def build_request(self, n: Notification) -> tuple[str, dict[str, str], dict[str, Any]]:
-        """``(url, headers, body)``: a create for trigger/notify, a close-by-alias for resolve."""
+        """``(url, headers, body)``: a create for trigger/notify, an acknowledge or close by
+        alias for acknowledge/resolve."""
         headers = {"Authorization": f"GenieKey {self.config.api_key.get_secret_value()}"}
         alias = bounded_key(n.dedup_key, ALIAS_MAX)
         if n.action == "resolve":
-            # The alias is a path segment: dedup keys contain "/", so quote everything.
-            url = f"{self.base_url}/v2/alerts/{quote(alias, safe='')}/close?identifierType=alias"
             body = {"source": SOURCE, "user": SOURCE, "note": truncate(n.summary, NOTE_MAX)}
-            return url, headers, body
+            return self.alert_action_url(alias, "close"), headers, body
+        if n.action == "acknowledge":
+            return self.alert_action_url(alias, "acknowledge"), headers, ack_body(n)
         return f"{self.base_url}/v2/alerts", headers, self.alert_body(n, alias)
+
+    def alert_action_url(self, alias: str, action: str) -> str:
+        # The alias is a path segment: dedup keys contain "/", so quote everything. Without
+        # identifierType=alias Opsgenie reads the segment as an alert id.
+        return f"{self.base_url}/v2/alerts/{quote(alias, safe='')}/{action}?identifierType=alias"
 
     def alert_body(self, n: Notification, alias: str) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -94,10 +111,19 @@ class OpsgenieNotifier:
             body["responders"] = [dict(r) for r in self.config.responders]
         return body
 
-    async def send(self, n: Notification) -> None:
+    async def send(self, n: Notification) -> Answer:
         url, headers, body = self.build_request(n)
-        await post_json(self.session, url, body, headers=headers, timeout=self.config.timeout,
-                        secrets=(self.config.api_key.get_secret_value(),))
+        return await post_json(self.session, url, body, headers=headers,
+                               timeout=self.config.timeout,
+                               secrets=(self.config.api_key.get_secret_value(),))
+
+
+def ack_body(n: Notification) -> dict[str, str]:
+    """``user`` is who acknowledged (Opsgenie shows it in the alert's log), ``note`` the
+    comment (or what acknowledged it, so the log line is never bare)."""
+    note = ack_comment(n) or f"acknowledged through {SOURCE}"
+    return {"user": truncate(acknowledged_by(n), USER_MAX), "source": SOURCE,
+            "note": truncate(note, NOTE_MAX)}
 
 
 def priority(severity: str, configured: str) -> str:
@@ -122,17 +148,49 @@ def tags(n: Notification) -> list[str]:
 
 
 def flat_details(n: Notification) -> dict[str, str]:
-    """Opsgenie's ``details`` is a map of strings: nested values become JSON text."""
+    """Opsgenie's ``details``: a map of strings (nested values become JSON text) of at most
+    :data:`DETAILS_MAX` characters in total, fitted by :func:`fit_details`."""
     merged: dict[str, Any] = {
         "account": n.account, "platform": n.platform, "kind": n.kind,
         "protected": n.protected, "reason": n.reason, "outage_id": n.outage_id,
         "team": n.team, "owner": n.owner,
-        **{f"label.{k}": v for k, v in n.labels.items()},
         **n.details,
+        **{f"label.{k}": v for k, v in n.labels.items()},
     }
-    return {k: truncate(v if isinstance(v, str) else json.dumps(v, default=str),
-                        DETAIL_VALUE_MAX)
+    flat = {k: v if isinstance(v, str) else json.dumps(v, default=str, ensure_ascii=False)
             for k, v in merged.items() if v is not None}
+    return fit_details(flat, DETAILS_MAX)
+
+
+def details_size(details: dict[str, str]) -> int:
+    """Characters of the map as JSON text: the strictest reading of "8 000 characters
+    total" (keys, values, quotes and separators all count)."""
+    return len(json.dumps(details, ensure_ascii=False, separators=(",", ":")))
+
+
+def fit_details(details: dict[str, str], limit: int) -> dict[str, str]:
+    """``details`` cut to ``limit`` characters in total, losing the least first.
+
+    The :data:`CORE_DETAILS` (what the alert is about) are never touched. Of the others the
+    longest value is shortened first (that is the evidence blob or a big nested detail,
+    never a short field), each down to :data:`DETAIL_FLOOR` characters at most; if that is
+    not enough, whole keys are dropped from the end: labels first (they are tags too),
+    then details, last first. Nothing is lost for good: the description repeats every
+    detail within its own 15,000 characters.
+    """
+    out = dict(details)
+    while details_size(out) > limit:
+        cuttable = [k for k in out if k not in CORE_DETAILS and len(out[k]) > DETAIL_FLOOR]
+        if not cuttable:
+            break
+        longest = max(cuttable, key=lambda k: len(out[k]))
+        excess = details_size(out) - limit
+        out[longest] = truncate(out[longest], max(DETAIL_FLOOR, len(out[longest]) - excess))
+    for key in reversed([k for k in details if k not in CORE_DETAILS]):
+        if details_size(out) <= limit:
+            break
+        del out[key]
+    return out
 
 
 def description(n: Notification) -> str:

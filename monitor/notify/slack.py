@@ -3,11 +3,19 @@
 Slack answers 200 ``ok``; 400 ``invalid_payload``, 403 ``action_prohibited``, 404
 ``no_service`` and 410 ``channel_is_archived`` are permanent (the shared status reading
 makes every 4xx but 408/429 permanent); 429 carries ``Retry-After``. The webhook URL *is*
-the credential, so it never reaches an error message, a log line or ``repr``.
+the credential, so it never reaches an error message, an answer, a log line or ``repr``.
+
+Every text Slack parses as mrkdwn (the fallback ``text`` too: incoming webhooks format it
+unless ``mrkdwn: false``) has ``&``, ``<`` and ``>`` escaped as ``&amp;``, ``&lt;`` and
+``&gt;``, exactly these three (api.slack.com/reference/surfaces/formatting#escaping), so an
+account name cannot become a link or an ``@channel``. Slack has no acknowledged state; an
+acknowledgement is one short line in the channel that got the page, which is what people
+there want to know ("someone is on it").
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -16,8 +24,12 @@ from pydantic import Field, SecretStr
 
 from monitor.config_types import Duration
 from monitor.notify.base import (
+    ELLIPSIS,
+    Answer,
     Notification,
     NotifierSettings,
+    ack_comment,
+    acknowledged_by,
     headline,
     post_json,
     truncate,
@@ -30,6 +42,8 @@ SECTION_MAX = 3000
 FIELD_MAX = 2000
 FIELDS_MAX = 10
 TEXT_MAX = 4000  # the notification fallback; Slack truncates longer messages anyway
+# An entity cut by truncation ("&am…") would show as text: cut before it instead.
+_CUT_ENTITY = re.compile(r"&[a-z]{0,3}$")
 
 
 class SlackConfig(NotifierSettings):
@@ -47,6 +61,7 @@ class SlackNotifier:
     config_model: ClassVar[type[SlackConfig]] = SlackConfig
     type: ClassVar[str] = "slack"
     pages: ClassVar[bool] = False
+    acknowledges: ClassVar[bool] = False
 
     def __init__(self, name: str, config: SlackConfig, session: aiohttp.ClientSession):
         self.name = name
@@ -58,12 +73,26 @@ class SlackNotifier:
 
     def build_request(self, n: Notification) -> tuple[str, dict[str, str], dict[str, Any]]:
         """``(url, headers, body)``; the URL is the secret, so callers must not log it."""
-        return self.config.webhook_url.get_secret_value(), {}, message(n)
+        body = ack_message(n) if n.action == "acknowledge" else message(n)
+        return self.config.webhook_url.get_secret_value(), {}, body
 
-    async def send(self, n: Notification) -> None:
+    async def send(self, n: Notification) -> Answer:
         url, headers, body = self.build_request(n)
-        await post_json(self.session, url, body, headers=headers, timeout=self.config.timeout,
-                        secrets=(url, urlsplit(url).path))
+        return await post_json(self.session, url, body, headers=headers,
+                               timeout=self.config.timeout, secrets=(url, urlsplit(url).path))
+
+
+def ack_message(n: Notification) -> dict[str, Any]:
+    """One line: who acknowledged which account's page, and their comment."""
+    by, comment = escape(acknowledged_by(n)), escape(ack_comment(n))
+    who = escape(f"{n.platform}/{n.account}")
+    line = f":raised_hand: *Acknowledged* {who} by *{by}*" + (f": {comment}" if comment else "")
+    text = f"Acknowledged {who} by {by}" + (f": {comment}" if comment else "")
+    return {"text": cut(text, TEXT_MAX), "blocks": [
+        _mrkdwn_section(line),
+        {"type": "context", "elements": [
+            {"type": "mrkdwn", "text": cut(f"account-monitor · `{escape(n.dedup_key)}`",
+                                           FIELD_MAX)}]}]}
 
 
 def message(n: Notification) -> dict[str, Any]:
@@ -72,7 +101,7 @@ def message(n: Notification) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": truncate(title, HEADER_MAX)}},
         _mrkdwn_section(escape(n.summary)),
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": truncate(text, FIELD_MAX)}
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": cut(text, FIELD_MAX)}
                                        for text in _fields(n)][:FIELDS_MAX]},
     ]
     evidence = n.details.get("evidence")
@@ -82,9 +111,9 @@ def message(n: Notification) -> dict[str, Any]:
                for link in n.links if link.get("href")]
     context.append(f"account-monitor · `{escape(n.dedup_key)}`")
     blocks.append({"type": "context",
-                   "elements": [{"type": "mrkdwn", "text": truncate(" · ".join(context),
-                                                                     FIELD_MAX)}]})
-    return {"text": truncate(f"{title}. {n.summary}", TEXT_MAX), "blocks": blocks}
+                   "elements": [{"type": "mrkdwn", "text": cut(" · ".join(context),
+                                                                FIELD_MAX)}]})
+    return {"text": cut(escape(f"{title}. {n.summary}"), TEXT_MAX), "blocks": blocks}
 
 
 def _fields(n: Notification) -> list[str]:
@@ -114,7 +143,14 @@ def _fields(n: Notification) -> list[str]:
 
 
 def _mrkdwn_section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, SECTION_MAX)}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": cut(text, SECTION_MAX)}}
+
+
+def cut(escaped: str, limit: int) -> str:
+    """:func:`truncate` for escaped text: never ends in half an entity (``&am…``)."""
+    if len(escaped) <= limit:
+        return escaped
+    return _CUT_ENTITY.sub("", escaped[: limit - 1]) + ELLIPSIS
 
 
 def _number(value: Any) -> float | None:
