@@ -171,22 +171,30 @@ def details_size(details: dict[str, str]) -> int:
 def fit_details(details: dict[str, str], limit: int) -> dict[str, str]:
     """``details`` cut to ``limit`` characters in total, losing the least first.
 
-    The :data:`CORE_DETAILS` (what the alert is about) are never touched. Of the others the
-    longest value is shortened first (that is the evidence blob or a big nested detail,
-    never a short field), each down to :data:`DETAIL_FLOOR` characters at most; if that is
-    not enough, whole keys are dropped from the end: labels first (they are tags too),
-    then details, last first. Nothing is lost for good: the description repeats every
-    detail within its own 15,000 characters.
+    The :data:`CORE_DETAILS` (what the alert is about) are never touched. The others are
+    capped at one common length, the longest that fits, so the longest values give way
+    first and evenly (the evidence blob or a big nested detail, never a short field), down
+    to :data:`DETAIL_FLOOR` characters at most; if that is not enough, whole keys are
+    dropped from the end: labels first (they are tags too), then details, last first.
+    Nothing is lost for good: the description repeats every detail within its own 15,000
+    characters.
     """
-    out = dict(details)
-    while details_size(out) > limit:
-        cuttable = [k for k in out if k not in CORE_DETAILS and len(out[k]) > DETAIL_FLOOR]
-        if not cuttable:
-            break
-        longest = max(cuttable, key=lambda k: len(out[k]))
-        excess = details_size(out) - limit
-        out[longest] = truncate(out[longest], max(DETAIL_FLOOR, len(out[longest]) - excess))
-    for key in reversed([k for k in details if k not in CORE_DETAILS]):
+    if details_size(details) <= limit:
+        return dict(details)
+    others = [k for k in details if k not in CORE_DETAILS]
+
+    def capped(cap: int) -> dict[str, str]:
+        return {k: v if k in CORE_DETAILS else truncate(v, cap) for k, v in details.items()}
+
+    low, high = DETAIL_FLOOR, max((len(details[k]) for k in others), default=DETAIL_FLOOR)
+    while low < high:  # the largest cap that fits (sizes grow with the cap)
+        middle = (low + high + 1) // 2
+        if details_size(capped(middle)) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    out = capped(low)
+    for key in reversed(others):
         if details_size(out) <= limit:
             break
         del out[key]
