@@ -10,28 +10,40 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import aiohttp
 import structlog
 from aiohttp import web as aioweb
 
-from monitor import capacity, heartbeat, readiness, sharding, signals, web
-from monitor.config import Config, ConfigError, load_config
+from monitor import additions, capacity, heartbeat, readiness, routing, sharding, signals, web
+from monitor.additions import Additions
+from monitor.config import AccountConfig, Config, ConfigError, load_config
 from monitor.decisions import Decisions
 from monitor.events import EventBus
 from monitor.metrics import Metrics
-from monitor.model import AccountKey
-from monitor.notify import build_notifiers
+from monitor.model import AccountKey, Outage
+from monitor.notify import acknowledges, build_notifiers
 from monitor.notify.outbox import OutboxWorker
 from monitor.probing import Prober, client_session
 from monitor.scheduler import Scheduler
-from monitor.store import Store
+from monitor.silencing import SilenceBook
+from monitor.store import AuditEntry, Store
 from monitor.streaming import Streams
 from monitor.watchlist import Watched, Watchlist
-from monitor.writer import StoreWriter
+from monitor.writer import StoreWriter, Write
 
 log = structlog.get_logger("monitor")
+
+
+@dataclass(frozen=True, slots=True)
+class AckResult:
+    """What an acknowledgement did: ``acknowledged`` now, ``already`` (by someone, kept as
+    it was), ``closed`` (the outage is over) or ``unknown`` (no such outage)."""
+
+    status: Literal["acknowledged", "already", "closed", "unknown"]
+    outage: Outage | None = None
 
 
 class Monitor:
@@ -42,6 +54,7 @@ class Monitor:
                  listen_port: int | None = None, shard: sharding.Shard | None = None,
                  reload_token: str | None = None):
         self.config, self.config_path, self.reload_token = config, config_path, reload_token
+        self.file_config = config  # as loaded; self.config adds the API's watchlist additions
         self.shard = shard if shard is not None else config.monitor.shard
         self.state_path = state_path or config.monitor.state_path
         self.listen_host = listen_host or config.monitor.listen_host
@@ -49,6 +62,9 @@ class Monitor:
         self.watchlist, self.bus = Watchlist(), EventBus()
         self.metrics = Metrics(self.watchlist.views, lambda: self.streams)
         self.scheduler = Scheduler(_not_started, jitter=config.defaults.jitter)
+        self.silencing = SilenceBook(lambda: self.store, self.metrics)
+        self.additions = Additions(lambda: self.store, lambda: self.file_config,
+                                   lambda: self.shard, self._apply_additions, {})
         self.store: Store | None = None
         self.writer: StoreWriter | None = None
         self.decisions: Decisions | None = None
@@ -77,8 +93,11 @@ class Monitor:
         self.streaming = Streams(self.watchlist, self.decisions, self.scheduler, store,
                                  self.metrics)
         self.decisions.learned_did = self._follow_dids
+        self.decisions.covering = self.silencing.covering
+        self.silencing.load(store, self.config.monitor.retention.silences)
+        self.additions.accounts = additions.load(store, self.file_config)
         self.session = client_session(self.config)
-        self._configure(self.config)
+        self._configure(self.file_config)
         await self._restart_outbox()  # pending rows from before a restart go out first
         await self.streaming.sync(self.config, self.session)
         await self.scheduler.start()
@@ -90,13 +109,18 @@ class Monitor:
                  listen=f"{self.listen_host}:{self.port}", state=self.state_path)
         self.watchlist.report(capacity.estimate(self.config, self.shard))
 
-    def _configure(self, config: Config) -> None:
-        """Make the running monitor match ``config`` (at start and on every reload)."""
+    def _configure(self, file_config: Config, *, at_once: bool = False) -> None:
+        """Make the running monitor match the config file plus the API's additions (at
+        start, on every reload and on every addition; ``at_once``: new accounts are probed
+        now instead of spread over a minute)."""
         assert self.store is not None and self.session is not None
         assert self.prober is not None and self.decisions is not None
+        self.file_config = file_config
+        config = additions.merged(file_config, self.additions.accounts.values())
         self.prober.configure(config, self.session)
         self.config = config
         self.decisions.configure(config)
+        self.silencing.configure(config.maintenance)
         wanted = self.watchlist.wanted(config, self.shard)
         fresh = wanted.keys() - self.watchlist.accounts.keys()
         removed, added = self.watchlist.apply(
@@ -105,9 +129,17 @@ class Monitor:
             self.scheduler.remove(key)
         for watched in added:
             self.scheduler.add(watched.key, watched.key.platform,
-                               spread=min(watched.policy.interval, 60.0),
+                               spread=0.0 if at_once else min(watched.policy.interval, 60.0),
                                priority=0 if watched.config.protected else 1)
+        listed = {a.key for a in file_config.accounts}
+        for watched in self.watchlist:
+            watched.source = "config" if watched.key in listed else "api"
         self.metrics.watchlist(self.watchlist.counts, self.watchlist.intervals)
+
+    def _apply_additions(self) -> None:
+        """An account was added or removed through the API: apply it now, no reload."""
+        self._configure(self.file_config, at_once=True)
+        self.watchlist.report(capacity.estimate(self.config, self.shard))
 
     async def reload(self) -> list[str]:
         """Re-read the config file; apply it, or keep the running one and return the problems.
@@ -126,6 +158,7 @@ class Monitor:
             return problems
         old = self.config
         self._configure(config)
+        config = self.config
         if (config.notifiers, config.routing) != (old.notifiers, old.routing):
             await self._restart_outbox()
         assert self.streaming is not None and self.session is not None
@@ -144,11 +177,11 @@ class Monitor:
         assert self.session is not None and self.store is not None
         if self.outbox is not None:
             await self.outbox.stop()
-        store, routing = self.store, self.config.routing
+        store, policy = self.store, self.config.routing
         notifiers = build_notifiers(self.config.notifiers, self.session)
         self.outbox = OutboxWorker(lambda: store, notifiers, self.metrics,
-                                   max_age=routing.max_age, retry_initial=routing.retry_initial,
-                                   retry_max=routing.retry_max)
+                                   max_age=policy.max_age, retry_initial=policy.retry_initial,
+                                   retry_max=policy.retry_max, gate=self.silencing.gate)
         await self.outbox.start()
 
     def _wake_outbox(self) -> None:
@@ -206,8 +239,59 @@ class Monitor:
                 self.metrics.scheduling({n: lane.queue.qsize() for n, lane in
                                          sched.lanes.items()}, sched.lag())
                 decisions.tick(time.time(), sched.waiting)
+                self._release_silenced()
             except Exception as exc:  # the watcher of the watcher must not die either
                 prober.internal("*", "tick", exc)
+
+    def _release_silenced(self) -> None:
+        """Kept-back pages whose silence or window ended go out (through the writer, so
+        after any decision still queued that drops them)."""
+        assert self.writer is not None and self.store is not None
+        self.silencing.count()
+        if not any(self.store.outbox_silenced().values()):
+            return
+
+        def done(released: int) -> None:
+            if released:
+                self._wake_outbox()
+
+        self.writer.submit(Write("release silenced pages", lambda store: self.silencing
+                                 .release_due(store, time.time()), done))
+
+    # ----------------------------------------------------------------- on-call actions
+
+    async def acknowledge(self, outage_id: int, by: str, comment: str | None,
+                          remote: str | None) -> AckResult:
+        """Acknowledge an open outage: reminders stop, and the providers that take an
+        acknowledgement (PagerDuty, Opsgenie) get one, through the outbox."""
+        assert self.store is not None
+        store, now = self.store, time.time()
+        outage = store.outage(outage_id)
+        if outage is None:
+            return AckResult("unknown")
+        if outage.recovered_at is not None:
+            return AckResult("closed", outage)
+        if outage.acked_at is not None:
+            return AckResult("already", outage)
+        watched = self.watchlist.accounts.get(outage.key)
+        account = watched.config if watched is not None else AccountConfig(
+            platform=outage.key.platform, handle=outage.key.handle)
+        n = routing.acknowledgement_for(outage, account, by, comment, now)
+        items = [item for item in routing.outbox_items(n, account, self.config)
+                 if item.notifier in self.config.notifiers
+                 and acknowledges(self.config.notifiers[item.notifier].type)]
+        done = store.acknowledge(outage_id, by, comment, now, items, AuditEntry(
+            by, "outage.ack", str(outage_id), {"comment": comment} if comment else {},
+            remote))
+        outage = store.outage(outage_id)
+        if not done:  # lost a race with a recovery or another ack
+            closed = outage is None or outage.recovered_at is not None
+            return AckResult("closed" if closed else "already", outage)
+        self.metrics.acknowledgements.inc()
+        self._wake_outbox()
+        log.info("outage acknowledged", outage_id=outage_id, platform=outage.key.platform
+                 if outage else None, by=by, forwarded_to=[i.notifier for i in items])
+        return AckResult("acknowledged", outage)
 
     # ----------------------------------------------------------------- what others read
 

@@ -175,6 +175,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
           f"{len(config.accounts)} account(s), {protected} protected")
     loads = capacity.estimate(config, shard)
     print_capacity(loads)
+    if config.maintenance:
+        now = time.time()
+        print(f"maintenance windows ({len(config.maintenance)}):")
+        for window in config.maintenance:
+            print(f"  {window.describe(now)}")
     return 0
 
 

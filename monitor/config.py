@@ -35,6 +35,7 @@ from monitor import yamlsafe
 from monitor.config_types import Duration, DurationOrZero, Size, Strict
 from monitor.config_types import parse_duration as parse_duration  # re-exported
 from monitor.config_types import parse_size as parse_size  # re-exported: it was defined here
+from monitor.maintenance import MaintenanceWindow
 from monitor.model import AccountKey, Policy
 from monitor.notify import FALLBACK_NAME, NOTIFIERS, NotifierConfig
 from monitor.notify.alertmanager import AlertmanagerConfig as AlertmanagerConfig
@@ -459,6 +460,9 @@ class Config(Strict):
         "Push sources that report changes between polls, by name."))
     routing: Routing = Field(default_factory=Routing, description=(
         "Which events go to which notifiers; delivery retries."))
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list, description=(
+        "Planned windows (one-off or weekly) when matching accounts are watched but not "
+        "paged; a page still due when the window ends goes out then, once."))
     _policies: dict[Policy, Policy] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
@@ -484,6 +488,12 @@ class Config(Strict):
                         f"routing.routes[{i}].notifiers: {name!r} is not configured under "
                         f"notifiers (have: {', '.join(sorted(self.notifiers)) or 'none'})"
                     )
+        names: set[str] = set()
+        for i, window in enumerate(self.maintenance):
+            if window.name in names:
+                problems.append(f"maintenance[{i}].name: {window.name!r} is used twice; "
+                                "give each window its own name")
+            names.add(window.name)
         seen: set[AccountKey] = set()
         for i, account in enumerate(self.accounts):
             if account.platform not in self.platforms:

@@ -24,8 +24,10 @@ from monitor import state as machine
 from monitor.config import Config
 from monitor.events import EventBus
 from monitor.health import ALL_ERRORS_FOR, PlatformHealth
+from monitor.matchers import subject_labels
 from monitor.metrics import Metrics
 from monitor.model import AccountKey, AccountState, Event, EventKind, Observation, Result, State
+from monitor.silences import Suppression
 from monitor.store import OutboxItem, Store
 from monitor.watchlist import Watched, Watchlist
 from monitor.writer import StoreWriter, Write
@@ -47,6 +49,9 @@ class Decisions:
         self.holds = holds.HoldState()
         self.health: dict[str, PlatformHealth] = {}
         self.learned_did: Callable[[], None] = lambda: None  # a DID to follow on a stream
+        # The silence or maintenance window covering an account's labels now, if any
+        # (monitor.silencing): a covered account gets no reminders.
+        self.covering: Callable[[dict[str, str]], Suppression | None] = lambda _: None
         self._reminded: dict[str, float] = {}  # outage dedup key -> last notified
         self._holds_checked = False
         self._period: float | None = None  # tick_period(), once per config
@@ -288,6 +293,8 @@ class Decisions:
             self._reminded[key] = last
         if now - last < every:
             return
+        if self._quiet(watched, st, now):
+            return
         n = routing.reminder_for(watched.key, watched.config, self.config, st.outage_id,
                                  st.first_absent_at, st.reason.value if st.reason else None, now)
         self.enqueue(f"reminder {watched.key}",
@@ -295,6 +302,21 @@ class Decisions:
         self._reminded[key] = now
         log.info("reminder queued", platform=watched.key.platform, account=watched.key.handle,
                  outage_id=st.outage_id)
+
+    def _quiet(self, watched: Watched, st: AccountState, now: float) -> bool:
+        """No reminder for an outage someone acknowledged, or while a silence or maintenance
+        window covers the account (counted as suppressed; the clock restarts)."""
+        a = watched.config
+        covered = self.covering(subject_labels(a.platform, a.handle, a.team, a.protected,
+                                               a.labels))
+        if covered is not None:
+            self.metrics.notifications_suppressed.labels(covered.reason, "reminder").inc()
+        else:
+            outage = self.store.outage(st.outage_id) if st.outage_id is not None else None
+            if outage is None or outage.acked_at is None:
+                return False
+        self._reminded[routing.outage_key(watched.key, st.outage_id)] = now
+        return True
 
     # ----------------------------------------------------------------- accounting
 

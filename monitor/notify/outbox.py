@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import structlog
 from tenacity import (
@@ -38,7 +39,13 @@ from monitor.metrics import Metrics
 from monitor.notify.base import DeliveryError, Notification, Notifier, Resending
 from monitor.store import OutboxRow, Store, retryable
 
+if TYPE_CHECKING:
+    from monitor.silences import Suppression
+
 log = structlog.get_logger("outbox")
+
+# Whether a notification may go out now: "send", "defer" (kept back) or "drop", and why.
+Gate = Callable[[Notification], "tuple[str, Suppression | None]"]
 
 
 STORE_RETRY_INITIAL = 0.1  # seconds: recording an outcome the state file refused
@@ -52,7 +59,7 @@ class OutboxWorker:
 
     def __init__(self, store: Callable[[], Store | None], notifiers: Mapping[str, Notifier],
                  metrics: Metrics, *, max_age: float, retry_initial: float, retry_max: float,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, gate: Gate | None = None):
         self.store = store
         self.notifiers = dict(notifiers)
         self.metrics = metrics
@@ -60,6 +67,7 @@ class OutboxWorker:
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.clock = clock
+        self.gate = gate
         self._wake: dict[str, asyncio.Event] = {}
         self._gauges_due = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -114,6 +122,8 @@ class OutboxWorker:
         if delay > 0:  # a retry scheduled before a restart: keep to it
             await _wait(wake, delay)
             return
+        if self.gate is not None and row.attempts == 0 and self._gated(store, row):
+            return
         try:
             await self._deliver(name, notifier, row)
         except asyncio.CancelledError:
@@ -122,6 +132,26 @@ class OutboxWorker:
             log.exception("delivery crashed", notifier=name, outbox_id=row.id)
             await self._finish(row, "failed", row.attempts + 1, "internal error")
         self._gauges_due.set()
+
+    def _gated(self, store: Store | None, row: OutboxRow) -> bool:
+        """A silence or maintenance window covers the row's account: keep a trigger back
+        (sent once it ends, :mod:`monitor.silencing`), drop a reminder or notice. True when
+        the row is not to be sent now. (A row already tried was sent once, maybe received:
+        it is finished as it began.)"""
+        assert self.gate is not None
+        what, covered = self.gate(Notification.from_json(row.payload))
+        if what == "send" or covered is None or store is None:
+            return False
+        why = covered.describe()
+        if what == "defer":
+            store.silence_row(row.id, why, self.clock())
+        else:
+            store.drop_row(row.id, f"suppressed by {why}", self.clock())
+        log.info("notification suppressed", notifier=row.notifier, outbox_id=row.id,
+                 dedup_key=row.dedup_key, action=row.action, kept_back=what == "defer",
+                 by=why)
+        self._gauges_due.set()
+        return True
 
     async def _deliver(self, name: str, notifier: Notifier, row: OutboxRow) -> None:
         notification = Notification.from_json(row.payload)
