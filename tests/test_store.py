@@ -21,7 +21,7 @@ def vanished(at: float) -> tuple[AccountState, list[Event]]:
     events = [Event(EventKind.TRANSITION, KEY, at, State.SUSPECT, State.DOWN,
                     AbsentReason.DEACTIVATED),
               Event(EventKind.VANISHED, KEY, at, State.SUSPECT, State.DOWN,
-                    AbsentReason.DEACTIVATED, details)]
+                    AbsentReason.DEACTIVATED, details)]  # type: ignore[arg-type]
     return st, events
 
 
@@ -30,7 +30,8 @@ def recovered(at: float, outage_id: int) -> tuple[AccountState, list[Event]]:
     details = {"outage_id": outage_id, "recovered_at": at, "last_absent_at": at - 5,
                "first_absent_at": at - 670, "duration": 660.0}
     return st, [Event(EventKind.TRANSITION, KEY, at, State.DOWN, State.UP),
-                Event(EventKind.RECOVERED, KEY, at, State.DOWN, State.UP, details=details)]
+                Event(EventKind.RECOVERED, KEY, at, State.DOWN, State.UP,
+                      details=details)]  # type: ignore[arg-type]
 
 
 def test_fresh_file_gets_the_latest_schema(tmp_path: Path) -> None:
@@ -112,3 +113,21 @@ def test_a_version_1_file_is_migrated_in_place_keeping_its_data(tmp_path: Path) 
     assert saved.identity.current_handle is None  # the new column, empty for old rows
     store.save_cursor("jetstream", 42, 2.0)  # the new table
     assert store.load_cursor("jetstream") == 42
+
+
+def test_a_state_is_stored_as_the_json_of_all_its_fields() -> None:
+    """The hand-rolled serialisation (asdict deep-copies, on every decision) says the same
+    as ``dataclasses.asdict`` for a state with every field set."""
+    import dataclasses
+    import json
+
+    from monitor.store import _state_from_json, _state_to_json
+
+    values: dict[str, object] = {"state": State.DOWN, "reason": AbsentReason.DELETED,
+                                 "blind": True}
+    for n, (name, f) in enumerate(AccountState.__dataclass_fields__.items()):
+        if name not in values:
+            values[name] = n + 0.5 if "float" in str(f.type) else n
+    st = AccountState(**values)  # type: ignore[arg-type]
+    assert _state_to_json(st) == json.dumps(dataclasses.asdict(st))
+    assert _state_from_json(_state_to_json(st)) == st
