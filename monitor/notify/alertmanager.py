@@ -55,6 +55,7 @@ ALERTNAMES = {
     "platform_anomaly": "PlatformAnomaly",
     "renamed": "AccountRenamed",
     "moved": "AccountMoved",
+    "test": "AccountMonitorTestPage",  # notify-test: trigger and resolve, both "page"
 }
 _LABEL_NAME = re.compile(r"[^a-zA-Z0-9_]")
 RESERVED = frozenset({"alertname", "dedup_key", "platform", "account", "severity", "team"})
@@ -167,7 +168,7 @@ def label_severity(n: Notification) -> str:
         return "page" if n.protected else "warning"
     if name == "MonitoringBlind":
         return "warning"
-    if name == "PlatformAnomaly":
+    if name in ("PlatformAnomaly", "AccountMonitorTestPage"):
         return "page"
     return {"critical": "page", "info": "info"}.get(n.severity, "warning")
 
