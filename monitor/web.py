@@ -3,32 +3,49 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import re
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from monitor.config import Config
+from monitor import auth
+from monitor.additions import Additions
+from monitor.config import AccountConfig, Config
 from monitor.events import EventBus
+from monitor.matchers import subject_labels
 from monitor.metrics import Metrics
-from monitor.model import AccountKey, AccountState, Event, EventKind, State
+from monitor.model import AccountKey, AccountState, Event, EventKind, Outage, State
+from monitor.silences import Suppression
+from monitor.silencing import SilenceBook
 from monitor.store import Store
 from monitor.views import account_json
 from monitor.watchlist import Watched
 
 
+class AckOutcome(Protocol):
+    """What :meth:`Monitor.acknowledge` did (monitor.app.AckResult)."""
+
+    @property
+    def status(self) -> str: ...  # acknowledged | already | closed | unknown
+
+    @property
+    def outage(self) -> Outage | None: ...
+
+
 class Monitor(Protocol):
-    """What the HTTP surface reads of the running monitor (and the one thing it asks)."""
+    """What the HTTP surface reads of the running monitor, and the changes it asks for."""
 
     config: Config
     store: Store | None
     metrics: Metrics
     bus: EventBus
     reload_token: str | None
+    silencing: SilenceBook
+    additions: Additions
 
     @property
     def accounts(self) -> Mapping[AccountKey, Watched]: ...
@@ -36,6 +53,9 @@ class Monitor(Protocol):
     def not_ready(self) -> dict[str, str]: ...
 
     async def reload(self) -> list[str]: ...
+
+    async def acknowledge(self, outage_id: int, by: str, comment: str | None,
+                          remote: str | None) -> AckOutcome: ...
 
 
 SseQueue = asyncio.Queue[dict[str, Any] | None]
@@ -59,9 +79,24 @@ async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunn
     return runner, int(addresses[0][1]) if addresses else port
 
 
+BODY_MAX = 1024**2  # bytes of a request body; a silence or an account is a few hundred
+GUARD: web.AppKey[auth.Guard] = web.AppKey("guard")
+
+
+def _is_reload(request: web.Request) -> bool:
+    return request.path == "/-/reload"
+
+
 def build_app(monitor: Monitor) -> web.Application:
-    app = web.Application()
+    """The routes, behind :func:`monitor.auth.middleware`: changes need the write token,
+    API reads a token when a read token is configured (see monitor/auth.py)."""
+    from monitor import api
+
+    guard = auth.Guard()
+    app = web.Application(client_max_size=BODY_MAX, middlewares=[
+        auth.middleware(guard, lambda request: request.app[MONITOR].config, _is_reload)])
     app[MONITOR] = monitor
+    app[GUARD] = guard
     app[STREAMS] = set()
     app.on_shutdown.append(_close_streams)
     app.router.add_get("/metrics", metrics)
@@ -71,6 +106,7 @@ def build_app(monitor: Monitor) -> web.Application:
     app.router.add_get("/api/v1/outages", outages)
     app.router.add_post("/-/reload", reload)
     app.router.add_get("/api/v1/events", events)
+    api.add_routes(app)
     return app
 
 
@@ -199,40 +235,27 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def reload(request: web.Request) -> web.Response:
-    """Re-read the config file; ``Authorization: Bearer $ACCMON_RELOAD_TOKEN`` required.
+    """Re-read the config file; ``Authorization: Bearer <token>`` with
+    ``$ACCMON_RELOAD_TOKEN`` or the write token required.
 
     200 when applied; 422 with the problems when rejected (the running config is kept).
     """
     monitor = _monitor(request)
-    token = monitor.reload_token
-    if not token:
+    tokens = request.app[GUARD].tokens(monitor.config)
+    accepted = [t for t in (monitor.reload_token, tokens.write) if t]
+    if not accepted:
         return web.json_response({"status": "disabled", "error": "reload over HTTP is off: "
-                                  "set ACCMON_RELOAD_TOKEN (or send SIGHUP)"}, status=403)
-    if not _bearer_matches(request, token):
-        return web.json_response({"status": "unauthorized",
-                                  "error": "send exactly 'Authorization: Bearer <token>'"},
-                                 status=401, headers={"WWW-Authenticate": 'Bearer realm="reload"'})
+                                  "set ACCMON_RELOAD_TOKEN or ACCMON_WRITE_TOKEN (or send "
+                                  "SIGHUP)"}, status=403)
+    given = auth.presented_token(request)
+    # Both comparisons run whatever the first says: timing tells nothing of which was near.
+    matches = [auth.token_matches(given, token) for token in accepted]
+    if not any(matches):
+        return auth.unauthorized("" if given is None else "invalid_token")
     problems = await monitor.reload()
     if problems:
         return web.json_response({"status": "rejected", "problems": problems}, status=422)
     return web.json_response({"status": "reloaded", "accounts": len(monitor.accounts)})
-
-
-def _bearer_matches(request: web.Request, token: str) -> bool:
-    """``Authorization: Bearer <token>`` and nothing else (RFC 6750 section 2.1).
-
-    One header, the scheme spelt ``Bearer``, one space, the token: no bare token, no other
-    scheme, no padding. The token is compared in constant time, so response timing says
-    nothing about how much of a guess was right.
-    """
-    values = request.headers.getall("Authorization", [])
-    if len(values) != 1 or not values[0].startswith("Bearer "):
-        return False
-    try:  # aiohttp keeps undecodable bytes as surrogates; they can never match
-        given = values[0].removeprefix("Bearer ").encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return False
-    return hmac.compare_digest(given, token.encode())
 
 
 SSE_KEEPALIVE = 15.0  # seconds between comment lines, so proxies keep the stream open
@@ -256,11 +279,26 @@ def _sse(row: dict[str, Any]) -> bytes:
     return f"id: {row['id']}\nevent: {row['kind']}\ndata: {json.dumps(row)}\n\n".encode()
 
 
+def replay_gap(store: Store | None, last: int) -> bytes | None:
+    """``event: gap`` when the client resumes from an id older than what retention kept:
+    the events after ``last`` up to the oldest kept one are gone, and the client should
+    re-read the current state (``/api/v1/accounts``) instead of trusting the replay.
+
+    It carries no ``id:``, so the client's Last-Event-ID stays where it was.
+    """
+    oldest = store.oldest_transition_id() if store is not None and last > 0 else None
+    if oldest is None or last >= oldest - 1:
+        return None
+    data = json.dumps({"last_event_id": last, "oldest_kept": oldest})
+    return f"event: gap\ndata: {data}\n\n".encode()
+
+
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events of every decision (transitions, vanished, recovered, renamed, …).
 
     ``Last-Event-ID`` (header, or ``?last_event_id=``) replays what was missed from the
-    store, then the stream goes live; ids are the store's transition ids.
+    store, then the stream goes live; ids are the store's transition ids. When what was
+    missed is partly pruned already, an ``event: gap`` comes first (:func:`replay_gap`).
     """
     monitor = _monitor(request)
     Query(request, "last_event_id")
@@ -288,6 +326,9 @@ async def events(request: web.Request) -> web.StreamResponse:
         # timeout) must not wait for the first event or keepalive to learn the stream is up.
         await response.prepare(request)
         await response.write(SSE_RETRY)
+        gap = replay_gap(monitor.store, last)
+        if gap is not None:
+            await response.write(gap)
         while monitor.store is not None:
             rows = monitor.store.transitions(after_id=last, limit=1000)
             for row in rows:
@@ -327,9 +368,9 @@ async def accounts(request: web.Request) -> web.Response:
     platform = q.choice("platform", monitor.config.platforms)
     state = q.choice("state", [s.value for s in State])
     protected = q.boolean("protected")
-    rows = []
+    rows, now = [], time.time()
     for watched in monitor.accounts.values():
-        row = account_json(watched)
+        row = account_json(watched, silenced_now(monitor, watched.config, now))
         if platform is not None and row["platform"] != platform:
             continue
         if state is not None and row["state"] != state:
@@ -342,6 +383,7 @@ async def accounts(request: web.Request) -> web.Response:
 
 async def outages(request: web.Request) -> web.Response:
     """Outages from the store, newest first; ?platform=, ?account=, ?open=true, ?limit=.
+    An open one of a watched account says whether a silence or window covers it now.
 
     ``limit`` is 1 to :data:`LIMIT_MAX` (default 100). ``platform`` and ``account`` are free
     text (history outlives the config: a platform removed since still has its outages).
@@ -355,13 +397,30 @@ async def outages(request: web.Request) -> web.Response:
         raise web.HTTPServiceUnavailable(text="store not open")
     rows = monitor.store.outages(limit=limit, platform=platform, handle=handle,
                                  open_only=bool(open_only))
-    return web.json_response({"outages": [outage_json(o) for o in rows]})
+    now = time.time()
+    answer = []
+    for o in rows:
+        row = outage_json(o)
+        watched = monitor.accounts.get(o.key) if o.recovered_at is None else None
+        covered = silenced_now(monitor, watched.config, now) if watched else None
+        row["silenced"] = _suppression_json(covered)
+        answer.append(row)
+    return web.json_response({"outages": answer})
 
 
-def outage_json(o: object) -> dict[str, object]:
-    from monitor.model import Outage
+def silenced_now(monitor: Monitor, account: AccountConfig, now: float) -> Suppression | None:
+    """The silence or maintenance window covering ``account`` now (its pages wait)."""
+    return monitor.silencing.covering(subject_labels(
+        account.platform, account.handle, account.team, account.protected, account.labels),
+        now)
 
-    assert isinstance(o, Outage)
+
+def _suppression_json(covered: Suppression | None) -> dict[str, object] | None:
+    return None if covered is None else {"reason": covered.reason, "by": covered.by,
+                                         "until": covered.until}
+
+
+def outage_json(o: Outage) -> dict[str, object]:
     bounds = o.duration_bounds
     return {
         "id": o.id, "platform": o.key.platform, "account": o.key.handle, "reason": o.reason,
@@ -371,4 +430,5 @@ def outage_json(o: object) -> dict[str, object]:
         "duration_seconds": o.duration,
         "duration_bounds_seconds": list(bounds) if bounds else None,
         "open": o.recovered_at is None,
+        "acked_at": o.acked_at, "acked_by": o.acked_by, "ack_comment": o.ack_comment,
     }
