@@ -39,9 +39,9 @@ BUSY_TIMEOUT_MS = 200
 # A prune batch's position (the last row examined: time, id) and its outcome (rows deleted,
 # where the next batch starts or None when there is no more to examine).
 PruneCursor = tuple[float, int]
+PruneStep = tuple[int, PruneCursor | None]
 # The largest transition id pruned so far, kept in ``cursors`` (see oldest_transition_id).
 PRUNED_TRANSITIONS = "pruned:transitions"
-PruneStep = tuple[int, PruneCursor | None]
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
