@@ -305,8 +305,11 @@ def cmd_history(args: argparse.Namespace) -> int:
             lo, hi = o.duration_bounds or (0.0, 0.0)
             took = (f"{timefmt.span(o.duration, '-')} ({timefmt.span(lo, '-')} to "
                     f"{timefmt.span(hi, '-')})")
+        acked = "" if o.acked_at is None else (
+            f"  acked by {o.acked_by} at {timefmt.when(o.acked_at)}"
+            + (f": {o.ack_comment}" if o.ack_comment else ""))
         print(f"{o.id:>5}  {o.key!s:<32} {o.reason:<12} {timefmt.when(o.first_seen_absent_at):<23} "
-              f"{timefmt.when(o.recovered_at):<21} {took}")
+              f"{timefmt.when(o.recovered_at):<21} {took}{acked}")
     return 0
 
 
@@ -366,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "one notifier; print the provider's answers")
     with_config(p)
     p.add_argument("notifier", help="a name under `notifiers:` in the config")
+    p.add_argument("--resolve-after", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long before the resolve, so the page can ring")
     p.set_defaults(func=cmd_notify_test)
     return parser
 

@@ -48,6 +48,9 @@ class SilenceBook:
         self.count()
 
     def configure(self, windows: Sequence[MaintenanceWindow]) -> None:
+        gone = {w.name for w in self.windows} - {w.name for w in windows}
+        for name in gone:  # a window removed from the config no longer has a series
+            self.metrics.maintenance_active.remove(name)
         self.windows = tuple(windows)
 
     # ----------------------------------------------------------------- the API's side
@@ -130,3 +133,11 @@ class SilenceBook:
             states[s.state(now)] += 1
         for state, n in states.items():
             self.metrics.silences.labels(state).set(n)
+        for window in self.windows:
+            on = window.active_at(now) is not None
+            self.metrics.maintenance_active.labels(window.name).set(1 if on else 0)
+
+    def account(self, platform: str, handle: str, team: str | None, protected: bool,
+                labels: dict[str, str]) -> Suppression | None:
+        """What covers one watched account now (for the API's account views)."""
+        return self.covering(subject_labels(platform, handle, team, protected, labels))

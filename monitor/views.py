@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from monitor.silences import Suppression
 from monitor.watchlist import Watched
 
 
-def account_json(watched: Watched) -> dict[str, object]:
+def account_json(watched: Watched, silenced: Suppression | None = None) -> dict[str, object]:
+    """``silenced``: the silence or maintenance window covering the account now, if any
+    (still probed and recorded; its pages wait or are dropped, see monitor.silences)."""
     st, key, view = watched.view.state, watched.key, watched.view
     err = view.last_error
     return {
@@ -21,4 +24,7 @@ def account_json(watched: Watched) -> dict[str, object]:
         "blind_reason": view.blind_reason if st.blind else None,
         "last_error": None if err is None else {
             "kind": str(err.error), "evidence": err.evidence, "at": err.at},
+        "source": watched.source,
+        "silenced": None if silenced is None else {
+            "reason": silenced.reason, "by": silenced.by, "until": silenced.until},
     }
