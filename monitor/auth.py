@@ -176,11 +176,6 @@ def token_matches(given: bytes | None, token: str | None) -> bool:
     return hmac.compare_digest(_digest(given), _digest(token.encode()))
 
 
-def bearer_matches(request: web.Request, token: str) -> bool:
-    """``Authorization: Bearer <token>`` and nothing else, compared in constant time."""
-    return token_matches(presented_token(request), token)
-
-
 def grant(request: web.Request, tokens: Tokens) -> Grant:
     """What the request's credentials allow. Both comparisons always run, so the timing
     does not say which token (if any) a guess was close to."""
