@@ -17,7 +17,17 @@ import aiohttp
 import structlog
 from aiohttp import web as aioweb
 
-from monitor import additions, capacity, heartbeat, readiness, routing, sharding, signals, web
+from monitor import (
+    additions,
+    capacity,
+    heartbeat,
+    readiness,
+    retention,
+    routing,
+    sharding,
+    signals,
+    web,
+)
 from monitor.additions import Additions
 from monitor.config import AccountConfig, Config, ConfigError, load_config
 from monitor.decisions import Decisions
@@ -102,6 +112,9 @@ class Monitor:
         await self.streaming.sync(self.config, self.session)
         await self.scheduler.start()
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))
+        self._tasks.append(asyncio.create_task(retention.prune_forever(
+            lambda: self.store, lambda: self.config.monitor.retention, time.time,
+            self._count_pruned), name="retention"))
         self._sync_heartbeat()
         self.runner, self.port = await web.serve(web.build_app(self), self.listen_host,
                                                  self.listen_port)
@@ -242,6 +255,11 @@ class Monitor:
                 self._release_silenced()
             except Exception as exc:  # the watcher of the watcher must not die either
                 prober.internal("*", "tick", exc)
+
+    def _count_pruned(self, counts: dict[str, int]) -> None:
+        for table, n in counts.items():
+            if n:
+                self.metrics.pruned_rows.labels(table).inc(n)
 
     def _release_silenced(self) -> None:
         """Kept-back pages whose silence or window ended go out (through the writer, so

@@ -200,6 +200,8 @@ class Metrics:
         self.notifications_suppressed = Counter(
             "accmon_notifications_suppressed", "Notifications kept back or dropped because a "
             "silence or maintenance window covered them", ["reason", "kind"], registry=r)
+        self.pruned_rows = Counter("accmon_history_pruned_rows", "Rows deleted from the state "
+                                   "file by retention, by table", ["table"], registry=r)
         self.acknowledgements = Counter("accmon_acknowledgements",
                                         "Outages acknowledged through the API or CLI",
                                         registry=r)

@@ -121,9 +121,11 @@ async def prune(store: Store, policy: RetentionSettings, now: float) -> dict[str
 
 async def prune_forever(store: Callable[[], Store | None],
                         policy: Callable[[], RetentionSettings],
-                        clock: Callable[[], float]) -> None:
+                        clock: Callable[[], float],
+                        pruned: Callable[[dict[str, int]], None] = lambda _: None) -> None:
     """Prune every ``policy().interval`` until cancelled (the app's periodic task).
-    Getters, so a reload's new policy and a reopened store are picked up."""
+    Getters, so a reload's new policy and a reopened store are picked up; ``pruned``
+    hears the rows deleted per table (for the metrics)."""
     while True:
         current, settings = store(), policy()
         if current is not None:
@@ -132,6 +134,7 @@ async def prune_forever(store: Callable[[], Store | None],
             except Exception as exc:  # a bug in one round must not end pruning for good
                 log.error("pruning failed", exc_info=exc)
             else:
+                pruned(counts)
                 if any(counts.values()):
                     log.info("history pruned", **{f"{t}_rows": n for t, n in counts.items()})
         await asyncio.sleep(settings.interval)
