@@ -1,4 +1,6 @@
-"""Command line: ``account-monitor run|check-config|probe|demo|history`` (``python -m monitor``).
+"""Command line: ``account-monitor run|check-config|probe|demo|history|notify-test`` and the
+on-call clients of the HTTP API, ``silence|ack|watch`` (:mod:`monitor.oncall_cli`); also
+``python -m monitor``.
 
 Exit codes: 0 ok, 2 a problem the operator must fix (bad config, unusable state file, busy
 port), each reported as one line naming the file or port and the fix, never a traceback;
@@ -372,6 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolve-after", type=float, default=0.0, metavar="SECONDS",
                    help="wait this long before the resolve, so the page can ring")
     p.set_defaults(func=cmd_notify_test)
+
+    from monitor.oncall_cli import add_subparsers  # silence, ack, watch: the API's clients
+
+    add_subparsers(sub, with_config)
     return parser
 
 
