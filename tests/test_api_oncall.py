@@ -26,10 +26,6 @@ from tests.conftest import mastodon_config, state_of, wait_for
 WRITE = "write-T0ken-oncall-3e9d"
 UUID_CHARS = set("0123456789abcdef-")
 
-pytestmark = pytest.mark.skipif(not hasattr(Monitor, "acknowledge"),
-                                reason="the lead's on-call services have not landed yet")
-
-
 @dataclass
 class Running:
     mon: Monitor
