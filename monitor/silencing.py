@@ -52,6 +52,7 @@ class SilenceBook:
         for name in gone:  # a window removed from the config no longer has a series
             self.metrics.maintenance_active.remove(name)
         self.windows = tuple(windows)
+        self.count()
 
     # ----------------------------------------------------------------- the API's side
 

@@ -106,3 +106,45 @@ async def test_a_page_open_before_the_silence_is_left_open_and_resolved_truthful
             masto.set_state("alice", "present")
             await wait_for(lambda: resolves(pd, key), what="resolved")
             assert pd.open_incidents() == []
+
+
+async def test_a_maintenance_window_keeps_pages_back_until_it_leaves_the_config(
+        state_file: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    from monitor.config import parse_config
+
+    masto, pd = FakeMastodon({"alice": "present"}), FakePagerDuty()
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    window = f"""
+maintenance:
+  - name: masto-migration
+    matchers: ['platform="masto"', 'protected="true"']
+    starts: {start.isoformat()}
+    ends: {(start + timedelta(hours=2)).isoformat()}
+"""
+    async with masto.running() as m_url, pd.running() as pd_url:
+        plain = paging_config(m_url, pd_url, ["alice"], state_file)
+        cfg = tmp_path / "monitor.yaml"
+        cfg.write_text(plain + window)
+        mon = Monitor(parse_config(cfg.read_text(), str(cfg), env={}), config_path=str(cfg))
+        await mon.start()
+        try:
+            await wait_for(lambda: state_of(mon, "masto", "alice") is State.UP, what="up")
+            text = await scrape(mon.port or 0)
+            assert metric(text, "accmon_maintenance_window_active",
+                          window="masto-migration") == 1
+            masto.set_state("alice", "gone")
+            await wait_for(lambda: OutboxStatus.SILENCED in statuses(mon), what="kept back")
+            await quiet(mon, ["alice"])
+            assert pd.requests == []
+            text = await scrape(mon.port or 0)
+            assert metric(text, "accmon_notifications_suppressed_total",
+                          reason="maintenance", kind="vanished") == 1
+            cfg.write_text(plain)  # the window is taken out: its page is due now
+            assert await mon.reload() == []
+            await wait_for(lambda: triggers(pd, outage_key(mon, "alice")), what="paged")
+            await quiet(mon, ["alice"])
+            assert len(pd.accepted) == 1
+        finally:
+            await mon.stop()
