@@ -62,6 +62,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     config, shard = loaded
+    from monitor import auth
+
+    token_problems = auth.resolve_tokens(config).problems
+    if token_problems:  # a token file that cannot be read: say so now, not as 503s later
+        print(token_problems[0], file=sys.stderr)
+        return 2
     state_path = args.state or config.monitor.state_path
     host = args.host or config.monitor.listen_host
     port = config.monitor.listen_port if args.port is None else args.port
