@@ -235,7 +235,9 @@ def table(outages_by_account: Mapping[AccountKey, Iterable[Outage]], end: float,
             name: account_availability(rows, end, length, first_watched.get(key), gaps,
                                        still_absent_at=later.get(key))
             for name, length in windows.items()}
-    platforms = sorted({key.platform for key in per_account})
+    by_platform: dict[str, list[dict[str, Availability]]] = {}
+    for key, figures in per_account.items():
+        by_platform.setdefault(key.platform, []).append(figures)
     return {
         "end": end,
         "windows": dict(windows),
@@ -243,10 +245,8 @@ def table(outages_by_account: Mapping[AccountKey, Iterable[Outage]], end: float,
                       "availability": {n: a.to_json() for n, a in figures.items()}}
                      for key, figures in per_account.items()],
         "platforms": [{"platform": platform, "availability": {
-            name: platform_availability(
-                figures[name] for key, figures in per_account.items()
-                if key.platform == platform).to_json()
-            for name in windows}} for platform in platforms],
+            name: platform_availability(f[name] for f in by_platform[platform]).to_json()
+            for name in windows}} for platform in sorted(by_platform)],
     }
 
 
