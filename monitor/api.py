@@ -5,7 +5,7 @@ Shapes follow what on-call tooling already speaks: silences are Alertmanager API
 the same sort order), so amtool habits and scripts carry over. Every other answer is JSON;
 every refusal is ``{"error": "..."}`` with 400 (malformed), 404 (no such thing), 409 (it
 conflicts with what exists: the config file wins, an outage already over), 413 (a body over
-:data:`monitor.web.BODY_MAX`) or 422 (well-formed but invalid).
+:data:`monitor.webbase.BODY_MAX`) or 422 (well-formed but invalid).
 
 Authentication is :mod:`monitor.auth`'s middleware (every write needs the write token);
 the services behind (the silence book, acknowledgements, watchlist additions) write each
@@ -27,7 +27,7 @@ from monitor.additions import SOURCE_API, SOURCE_CONFIG, AdditionRejected
 from monitor.config import AccountConfig
 from monitor.matchers import Matcher, parse_matcher
 from monitor.silences import Silence, silence_from_json
-from monitor.web import (
+from monitor.webbase import (
     BODY_MAX,
     EVENT_ID_MAX,
     LIMIT_MAX,

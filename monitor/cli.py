@@ -276,7 +276,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     from monitor.store import Store, StoreError
-    from monitor.web import outage_json
+    from monitor.webbase import outage_json
 
     state_path = args.state
     if state_path is None:

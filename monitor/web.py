@@ -6,60 +6,30 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from monitor import auth
-from monitor.additions import Additions
-from monitor.config import AccountConfig, Config
-from monitor.events import EventBus
-from monitor.matchers import subject_labels
-from monitor.metrics import Metrics
-from monitor.model import AccountKey, AccountState, Event, EventKind, Outage, State
-from monitor.silences import Suppression
-from monitor.silencing import SilenceBook
+from monitor import api, auth
+from monitor.model import AccountState, Event, EventKind, State
 from monitor.store import Store
 from monitor.views import account_json
-from monitor.watchlist import Watched
-
-
-class AckOutcome(Protocol):
-    """What :meth:`Monitor.acknowledge` did (monitor.app.AckResult)."""
-
-    @property
-    def status(self) -> str: ...  # acknowledged | already | closed | unknown
-
-    @property
-    def outage(self) -> Outage | None: ...
-
-
-class Monitor(Protocol):
-    """What the HTTP surface reads of the running monitor, and the changes it asks for."""
-
-    config: Config
-    store: Store | None
-    metrics: Metrics
-    bus: EventBus
-    reload_token: str | None
-    silencing: SilenceBook
-    additions: Additions
-
-    @property
-    def accounts(self) -> Mapping[AccountKey, Watched]: ...
-
-    def not_ready(self) -> dict[str, str]: ...
-
-    async def reload(self) -> list[str]: ...
-
-    async def acknowledge(self, outage_id: int, by: str, comment: str | None,
-                          remote: str | None) -> AckOutcome: ...
-
+from monitor.webbase import (
+    BODY_MAX,
+    EVENT_ID_MAX,
+    LIMIT_MAX,
+    MONITOR,
+    Monitor,
+    Query,
+    bad_parameter,
+    monitor_of,
+    outage_json,
+    silenced_now,
+    suppression_json,
+)
 
 SseQueue = asyncio.Queue[dict[str, Any] | None]
-MONITOR: web.AppKey[Monitor] = web.AppKey("monitor")
 STREAMS: web.AppKey[set[SseQueue]] = web.AppKey("streams")  # the SSE clients' queues
 
 
@@ -79,7 +49,6 @@ async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunn
     return runner, int(addresses[0][1]) if addresses else port
 
 
-BODY_MAX = 1024**2  # bytes of a request body; a silence or an account is a few hundred
 GUARD: web.AppKey[auth.Guard] = web.AppKey("guard")
 
 
@@ -90,8 +59,6 @@ def _is_reload(request: web.Request) -> bool:
 def build_app(monitor: Monitor) -> web.Application:
     """The routes, behind :func:`monitor.auth.middleware`: changes need the write token,
     API reads a token when a read token is configured (see monitor/auth.py)."""
-    from monitor import api
-
     guard = auth.Guard()
     app = web.Application(client_max_size=BODY_MAX, middlewares=[
         auth.middleware(guard, lambda request: request.app[MONITOR].config, _is_reload)])
@@ -110,77 +77,9 @@ def build_app(monitor: Monitor) -> web.Application:
     return app
 
 
-def _monitor(request: web.Request) -> Monitor:
-    return request.app[MONITOR]
-
-
 # ----------------------------------------------------------------- query parameters
 
-LIMIT_MAX = 1000  # outages per answer; page further with ?platform= / ?account=
-TEXT_MAX = 200  # characters of a free-text filter (platform, account handle)
-EVENT_ID_MAX = 2**63 - 1  # SQLite's largest INTEGER, which transition ids are
 _EVENT_ID = re.compile(r"[0-9]{1,19}")  # ASCII only: int() also takes "+1", "1_0", "\u0661"
-
-
-def bad_parameter(name: str, allowed: str, got: str | None = None) -> web.HTTPBadRequest:
-    """A 400 with a JSON body naming the parameter and what it accepts."""
-    body: dict[str, str] = {"error": "invalid parameter", "parameter": name,
-                            "allowed": allowed}
-    if got is not None:
-        body["got"] = got[:64]
-    return web.HTTPBadRequest(text=json.dumps(body), content_type="application/json")
-
-
-class Query:
-    """A request's query string read strictly: every parameter known, given once, in range.
-
-    A typo (``?limt=5``) or an out-of-range value answers 400 rather than being ignored or
-    passed down to SQLite, where ``LIMIT -1`` means "every row".
-    """
-
-    def __init__(self, request: web.Request, *names: str):
-        self.query = request.query
-        for name in self.query:
-            if name not in names:
-                raise bad_parameter(name, "one of: " + ", ".join(names) if names
-                                    else "no query parameters")
-            if len(self.query.getall(name)) > 1:
-                raise bad_parameter(name, "given at most once")
-
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        raw = self.query.get(name)
-        if raw is None:
-            return default
-        allowed = f"an integer from {low} to {high}"
-        if not re.fullmatch(r"-?[0-9]{1,20}", raw):
-            raise bad_parameter(name, allowed, raw)
-        number = int(raw)
-        if not low <= number <= high:
-            raise bad_parameter(name, allowed, raw)
-        return number
-
-    def boolean(self, name: str) -> bool | None:
-        raw = self.query.get(name)
-        if raw is None:
-            return None
-        if raw not in ("true", "false"):
-            raise bad_parameter(name, "true or false", raw)
-        return raw == "true"
-
-    def choice(self, name: str, choices: Iterable[str]) -> str | None:
-        raw = self.query.get(name)
-        options = sorted(choices)
-        if raw is not None and raw not in options:
-            raise bad_parameter(name, "one of: " + ", ".join(options), raw)
-        return raw
-
-    def text(self, name: str) -> str | None:
-        raw = self.query.get(name)
-        if raw is None:
-            return None
-        if not 1 <= len(raw) <= TEXT_MAX or not raw.isprintable():
-            raise bad_parameter(name, f"1 to {TEXT_MAX} printable characters", raw)
-        return raw
 
 
 def last_event_id(request: web.Request) -> int:
@@ -208,7 +107,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_LATEST})
     response.enable_compression()  # gzip when the scraper asks for it (Prometheus does)
     await response.prepare(request)
-    for chunk in _monitor(request).metrics.exposition():
+    for chunk in monitor_of(request).metrics.exposition():
         await response.write(chunk)
     await response.write_eof()
     return response
@@ -223,7 +122,7 @@ async def readyz(request: web.Request) -> web.Response:
     """Ready: config loaded, store open and writable, scheduler running. While the state
     file refuses writes (decisions kept in memory and retried) this is 503 with the reason,
     so a load balancer or Kubernetes stops trusting this replica's view."""
-    monitor = _monitor(request)
+    monitor = monitor_of(request)
     problems = monitor.not_ready()
     checks = {"config": monitor.config is not None, "store": "store" not in problems,
               "scheduler": "scheduler" not in problems}
@@ -240,7 +139,7 @@ async def reload(request: web.Request) -> web.Response:
 
     200 when applied; 422 with the problems when rejected (the running config is kept).
     """
-    monitor = _monitor(request)
+    monitor = monitor_of(request)
     tokens = request.app[GUARD].tokens(monitor.config)
     accepted = [t for t in (monitor.reload_token, tokens.write) if t]
     if not accepted:
@@ -300,7 +199,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     store, then the stream goes live; ids are the store's transition ids. When what was
     missed is partly pruned already, an ``event: gap`` comes first (:func:`replay_gap`).
     """
-    monitor = _monitor(request)
+    monitor = monitor_of(request)
     Query(request, "last_event_id")
     last = last_event_id(request)
     if monitor.store is None:
@@ -363,7 +262,7 @@ async def accounts(request: web.Request) -> web.Response:
     ``platform`` must be a configured platform and ``state`` a state, so a typo is a 400
     naming the choices rather than an empty list that looks like "nothing watched".
     """
-    monitor = _monitor(request)
+    monitor = monitor_of(request)
     q = Query(request, "platform", "state", "protected")
     platform = q.choice("platform", monitor.config.platforms)
     state = q.choice("state", [s.value for s in State])
@@ -389,7 +288,7 @@ async def outages(request: web.Request) -> web.Response:
     text (history outlives the config: a platform removed since still has its outages).
     ``open=true`` keeps the open outages only; ``open=false`` (the default) keeps all.
     """
-    monitor = _monitor(request)
+    monitor = monitor_of(request)
     q = Query(request, "platform", "account", "open", "limit")
     limit = q.integer("limit", 100, 1, LIMIT_MAX)
     platform, handle, open_only = q.text("platform"), q.text("account"), q.boolean("open")
@@ -403,32 +302,8 @@ async def outages(request: web.Request) -> web.Response:
         row = outage_json(o)
         watched = monitor.accounts.get(o.key) if o.recovered_at is None else None
         covered = silenced_now(monitor, watched.config, now) if watched else None
-        row["silenced"] = _suppression_json(covered)
+        row["silenced"] = suppression_json(covered)
         answer.append(row)
     return web.json_response({"outages": answer})
 
 
-def silenced_now(monitor: Monitor, account: AccountConfig, now: float) -> Suppression | None:
-    """The silence or maintenance window covering ``account`` now (its pages wait)."""
-    return monitor.silencing.covering(subject_labels(
-        account.platform, account.handle, account.team, account.protected, account.labels),
-        now)
-
-
-def _suppression_json(covered: Suppression | None) -> dict[str, object] | None:
-    return None if covered is None else {"reason": covered.reason, "by": covered.by,
-                                         "until": covered.until}
-
-
-def outage_json(o: Outage) -> dict[str, object]:
-    bounds = o.duration_bounds
-    return {
-        "id": o.id, "platform": o.key.platform, "account": o.key.handle, "reason": o.reason,
-        "last_seen_present_at": o.last_seen_present_at,
-        "first_seen_absent_at": o.first_seen_absent_at, "confirmed_at": o.confirmed_at,
-        "last_seen_absent_at": o.last_seen_absent_at, "recovered_at": o.recovered_at,
-        "duration_seconds": o.duration,
-        "duration_bounds_seconds": list(bounds) if bounds else None,
-        "open": o.recovered_at is None,
-        "acked_at": o.acked_at, "acked_by": o.acked_by, "ack_comment": o.ack_comment,
-    }
