@@ -1,4 +1,5 @@
-"""Silences through the running monitor and a PagerDuty fake: pages, never observations."""
+"""On call through the running monitor and a PagerDuty fake: silences and maintenance windows
+suppress pages, never observations; acks stop reminders; additions join the watchlist."""
 
 from __future__ import annotations
 
@@ -148,3 +149,55 @@ maintenance:
             assert len(pd.accepted) == 1
         finally:
             await mon.stop()
+
+
+async def test_an_ack_stops_reminders_and_reaches_pagerduty_once(state_file: str) -> None:
+    masto, pd = FakeMastodon({"alice": "present"}), FakePagerDuty()
+    async with masto.running() as m_url, pd.running() as pd_url:
+        config = paging_config(m_url, pd_url, ["alice"], state_file).replace(
+            "reminder_interval: null", "reminder_interval: 300ms")
+        async with running_monitor(config) as mon:
+            await wait_for(lambda: state_of(mon, "masto", "alice") is State.UP, what="up")
+            masto.set_state("alice", "gone")
+            await pd.wait_for(2, timeout=10)  # the page and a first reminder
+            key = outage_key(mon, "alice")
+            outage = mon.accounts[AccountKey("masto", "alice")].view.state.outage_id
+            assert outage is not None
+            result = await mon.acknowledge(outage, "bob", "on it", "127.0.0.1")
+            assert result.status == "acknowledged"
+            assert result.outage is not None and result.outage.acked_by == "bob"
+            await wait_for(lambda: [e for e in pd.accepted
+                                    if e["event_action"] == "acknowledge"], what="PD ack")
+            sent = len(pd.accepted)
+            await quiet(mon, ["alice"])
+            await quiet(mon, ["alice"])  # reminders came every 300 ms before the ack
+            assert len(pd.accepted) == sent
+            again = await mon.acknowledge(outage, "carol", None, None)
+            assert again.status == "already" and again.outage is not None
+            assert again.outage.acked_by == "bob"
+            assert [e["event_action"] for e in pd.accepted].count("acknowledge") == 1
+            assert mon.store is not None
+            assert [(a["actor"], a["action"]) for a in mon.store.audit_log()] == [
+                ("bob", "outage.ack")]
+            masto.set_state("alice", "present")
+            await wait_for(lambda: resolves(pd, key), what="resolved")
+            closed = await mon.acknowledge(outage, "dave", None, None)
+            assert closed.status == "closed"
+            unknown = await mon.acknowledge(outage + 100, "dave", None, None)
+            assert unknown.status == "unknown"
+
+
+async def test_an_addition_counts_in_the_capacity_estimate(state_file: str) -> None:
+    from monitor import capacity
+
+    masto = FakeMastodon({"alice": "present", "carol": "present"})
+    async with masto.running() as m_url:
+        config = paging_config(m_url, "http://127.0.0.1:9", ["alice"], state_file)
+        async with running_monitor(config) as mon:
+            before = {load.platform: load for load in capacity.estimate(mon.config, None)}
+            mon.additions.add({"platform": "masto", "handle": "carol", "protected": True},
+                              "bob", None)
+            after = {load.platform: load for load in capacity.estimate(mon.config, None)}
+            assert after["masto"].accounts == before["masto"].accounts + 1
+            await wait_for(lambda: state_of(mon, "masto", "carol") is State.UP, what="up")
+            assert mon.accounts[AccountKey("masto", "carol")].source == "api"
