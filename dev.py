@@ -21,13 +21,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
-# Debian packages the suite runs for real (installed with apt-get when missing, as root).
+# Debian packages the suite runs for real (installed with apt-get when missing, as root),
+# each keyed by the command (or absolute path) that shows it is there.
 DEBIAN_PACKAGES: dict[str, str] = {
     "promtool": "prometheus",  # tests/test_prometheus_rules.py: check and unit-test rules
     "prometheus": "prometheus",  # tests/test_prometheus_live.py: dashboards vs a real one
     # tests/test_alertmanager_live.py: our alerts through a real Alertmanager
     "prometheus-alertmanager": "prometheus-alertmanager",
+    # tests/browser.py: pages tested in real headless Chromium, driven by Playwright with
+    # executable_path (never `playwright install`, whose browser download is blocked here).
+    "/usr/bin/chromium": "chromium",
+    # ... and a font, so its screenshots show letters, not boxes, where an image has none.
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf": "fonts-dejavu-core",
 }
+
+
+def is_present(need: str) -> bool:
+    """A need of DEBIAN_PACKAGES is met: an absolute path exists, or a command is on PATH."""
+    return Path(need).exists() if need.startswith("/") else shutil.which(need) is not None
 
 
 def ensure_venv(extras: str) -> None:
@@ -48,7 +59,7 @@ def ensure_venv(extras: str) -> None:
 
 
 def ensure_debian_packages() -> None:
-    missing = [pkg for binary, pkg in DEBIAN_PACKAGES.items() if shutil.which(binary) is None]
+    missing = sorted({pkg for need, pkg in DEBIAN_PACKAGES.items() if not is_present(need)})
     if not missing:
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
