@@ -405,6 +405,39 @@ class RetentionConfig(Strict):
         "Rows deleted per transaction: small, so a decision never waits long behind it."))
 
 
+class PublicPage(Strict):
+    """A status page anyone who reaches the listener may see, without a token: only the
+    accounts its matchers choose, and none of their evidence, labels or errors."""
+
+    enabled: bool = Field(default=False, description=(
+        "Serve the public view to visitors without a token (on every listener, loopback "
+        "included: behind a reverse proxy everyone is a loopback visitor)."))
+    title: str = Field(default="Account status", max_length=200, description=(
+        "The page's heading."))
+    accounts: list[str] = Field(default_factory=lambda: ['protected="true"'], description=(
+        "Matchers (amtool syntax, all must match) choosing the accounts shown, over platform, "
+        "account, team, protected and labels."))
+
+    @field_validator("accounts")
+    @classmethod
+    def _matchers(cls, value: list[str]) -> list[str]:
+        from monitor.matchers import parse_matcher
+
+        for text in value:
+            parse_matcher(text)  # ValueError names the bad matcher and the fix
+        return value
+
+
+class UiConfig(Strict):
+    """The built-in web UI at `/`. On a loopback listener it shows everything; on any other
+    it needs the read token (as a Bearer header, or as the password of the browser's login
+    prompt) unless the public page is on."""
+
+    enabled: bool = Field(default=True, description="Serve the UI at `/`.")
+    public: PublicPage = Field(default_factory=PublicPage, description=(
+        "What visitors without a token see, if anything."))
+
+
 class MonitorSettings(Strict):
     """The process itself: HTTP listener, state file, logs, shutdown and sharding."""
 
@@ -460,6 +493,8 @@ class Config(Strict):
         "Push sources that report changes between polls, by name."))
     routing: Routing = Field(default_factory=Routing, description=(
         "Which events go to which notifiers; delivery retries."))
+    ui: UiConfig = Field(default_factory=UiConfig, description=(
+        "The built-in status UI: who sees what."))
     maintenance: list[MaintenanceWindow] = Field(default_factory=list, description=(
         "Planned windows (one-off or weekly) when matching accounts are watched but not "
         "paged; a page still due when the window ends goes out then, once."))
