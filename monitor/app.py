@@ -33,9 +33,10 @@ from monitor.config import AccountConfig, Config, ConfigError, load_config
 from monitor.decisions import Decisions
 from monitor.events import EventBus
 from monitor.metrics import Metrics
-from monitor.model import AccountKey, Outage
+from monitor.model import AccountKey, Observation, Outage
 from monitor.notify import acknowledges, build_notifiers
 from monitor.notify.outbox import OutboxWorker
+from monitor.peers import QuorumKeeper
 from monitor.probing import Prober, client_session
 from monitor.scheduler import Scheduler
 from monitor.silencing import SilenceBook
@@ -75,6 +76,9 @@ class Monitor:
         self.silencing = SilenceBook(lambda: self.store, self.metrics)
         self.additions = Additions(lambda: self.store, lambda: self.file_config,
                                    lambda: self.shard, self._apply_additions, {})
+        self.quorum = QuorumKeeper(lambda: self.config, self.watchlist, lambda: self.store,
+                                   lambda: self.writer, lambda: self.session, self.metrics,
+                                   self._wake_outbox)
         self.store: Store | None = None
         self.writer: StoreWriter | None = None
         self.decisions: Decisions | None = None
@@ -109,6 +113,7 @@ class Monitor:
         self.session = client_session(self.config)
         self._configure(self.file_config)
         await self._restart_outbox()  # pending rows from before a restart go out first
+        self.quorum.resume(store)  # vanish pages that waited for votes when we stopped
         await self.streaming.sync(self.config, self.session)
         await self.scheduler.start()
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))
@@ -194,7 +199,8 @@ class Monitor:
         notifiers = build_notifiers(self.config.notifiers, self.session)
         self.outbox = OutboxWorker(lambda: store, notifiers, self.metrics,
                                    max_age=policy.max_age, retry_initial=policy.retry_initial,
-                                   retry_max=policy.retry_max, gate=self.silencing.gate)
+                                   retry_max=policy.retry_max, gate=self.silencing.gate,
+                                   quorum=self.quorum.gate)
         await self.outbox.start()
 
     def _wake_outbox(self) -> None:
@@ -219,6 +225,7 @@ class Monitor:
         if self.streaming is not None:
             await self.streaming.stop()
         await self.scheduler.stop(self.config.monitor.shutdown_grace)
+        await self.quorum.stop()  # an unfinished check is redone at the next start
         if self.writer is not None:
             await self.writer.flush(self.config.monitor.shutdown_grace)
             await self.writer.stop()
@@ -310,6 +317,12 @@ class Monitor:
         log.info("outage acknowledged", outage_id=outage_id, platform=outage.key.platform
                  if outage else None, by=by, forwarded_to=[i.notifier for i in items])
         return AckResult("acknowledged", outage)
+
+    async def fresh_probe(self, key: AccountKey) -> Observation | None:
+        """A peer vantage asks for this vantage's view of ``key`` now (quorum)."""
+        if self.prober is None:
+            return None
+        return await self.prober.fresh(key)
 
     # ----------------------------------------------------------------- what others read
 

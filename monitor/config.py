@@ -383,6 +383,10 @@ class ApiConfig(Strict):
     read_token: SecretStr | None = Field(default=None, description=(
         "Bearer token for reads (`read_token_file` reads it from a file). Unset: reads are "
         "open to whoever reaches the listener."))
+    peer_token: SecretStr | None = Field(default=None, description=(
+        "Bearer token the other vantages present to ask this one for a fresh probe "
+        "(`POST /api/v1/probe`; `peer_token_file`, or `ACCMON_PEER_TOKEN`). It allows "
+        "nothing else; the write token is accepted there too."))
 
 
 class RetentionConfig(Strict):
@@ -438,6 +442,33 @@ class UiConfig(Strict):
         "What visitors without a token see, if anything."))
 
 
+class Peer(Strict):
+    """Another monitor watching the same accounts from elsewhere (the same shard)."""
+
+    url: str = Field(pattern=r"^https?://[^\s/]+", description=(
+        "The peer's base URL, e.g. `http://accmon-us-0.accmon-us:9464`."))
+    token: SecretStr | None = Field(default=None, description=(
+        "The peer's `monitor.api.peer_token` (`token_file` reads it from a file)."))
+    timeout: Duration = Field(default=3.0, description=(
+        "How long a fresh probe by this peer may take; later, it casts no vote."))
+    name: str | None = Field(default=None, description=(
+        "What to call it until it answers with its own vantage name."))
+
+
+class QuorumConfig(Strict):
+    """How many vantages must see an account gone before its vanish page goes out."""
+
+    required: int = Field(default=2, ge=1, le=16, description=(
+        "Vantages (this one included) that must see the account absent."))
+    when_too_few: Literal["page", "hold"] = Field(default="page", description=(
+        "When too few peers answer and none contradicts: `page` anyway (the page says "
+        "\"single vantage\") or `hold` until enough answer or the account is back."))
+    ask_again: Duration = Field(default=30.0, description=(
+        "While vantages disagree (or too few answer under `hold`), ask again this often."))
+    serve_rate: float = Field(default=5.0, gt=0, description=(
+        "Fresh probes this monitor does for its peers, per second at most (429 beyond)."))
+
+
 class MonitorSettings(Strict):
     """The process itself: HTTP listener, state file, logs, shutdown and sharding."""
 
@@ -460,6 +491,10 @@ class MonitorSettings(Strict):
     shard: Annotated[Shard | None, BeforeValidator(_shard)] = Field(default=None, description=(
         "Watch only this shard of the accounts, `I/N` (0-based, by stable hash); `--shard` "
         "and `ACCMON_SHARD` override it. Unset: every account."))
+    vantage: str = Field(default="local", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+                         description=(
+        "This monitor's vantage name (where it watches from, e.g. `eu-west`); peers and "
+        "pages name it."))
     own_blindness: OwnBlindnessConfig = Field(
         default_factory=OwnBlindnessConfig,
         description="Most accounts blind at once: one page, per-account blind pages held.")
@@ -493,6 +528,11 @@ class Config(Strict):
         "Push sources that report changes between polls, by name."))
     routing: Routing = Field(default_factory=Routing, description=(
         "Which events go to which notifiers; delivery retries."))
+    peers: list[Peer] = Field(default_factory=list, description=(
+        "Other monitors watching the same accounts from elsewhere, asked before a vanish "
+        "page goes out (multi-vantage quorum); empty: this vantage pages alone."))
+    quorum: QuorumConfig = Field(default_factory=QuorumConfig, description=(
+        "How many vantages must agree, when `peers` are configured."))
     ui: UiConfig = Field(default_factory=UiConfig, description=(
         "The built-in status UI: who sees what."))
     maintenance: list[MaintenanceWindow] = Field(default_factory=list, description=(
@@ -523,6 +563,11 @@ class Config(Strict):
                         f"routing.routes[{i}].notifiers: {name!r} is not configured under "
                         f"notifiers (have: {', '.join(sorted(self.notifiers)) or 'none'})"
                     )
+        if self.peers and self.quorum.required > len(self.peers) + 1:
+            problems.append(
+                f"quorum.required: {self.quorum.required} vantages can never agree: there "
+                f"are {len(self.peers) + 1} (this one and {len(self.peers)} peer(s)); lower "
+                "it or add peers")
         names: set[str] = set()
         for i, window in enumerate(self.maintenance):
             if window.name in names:

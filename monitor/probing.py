@@ -21,7 +21,7 @@ from monitor import state as machine
 from monitor.config import Config
 from monitor.decisions import Decisions
 from monitor.metrics import Metrics
-from monitor.model import ErrorKind, Observation
+from monitor.model import AccountKey, ErrorKind, Observation
 from monitor.probes import PROBES, BatchProbe, Probe, Target, batch_size_of
 from monitor.scheduler import Scheduler
 from monitor.watchlist import Watched, Watchlist
@@ -83,6 +83,20 @@ class Prober:
         except Exception as exc:  # a probe bug must not end the worker (supervision)
             obs = self.internal(account.platform, "probe", exc)
         return self._take(watched, obs, spend=True)
+
+    async def fresh(self, key: AccountKey) -> Observation | None:
+        """Probe one watched account now, outside its schedule (a peer asks for a vote),
+        and decide on the answer like any other; None when it is not watched here."""
+        watched = self.watchlist.accounts.get(key)
+        if watched is None:
+            return None
+        try:
+            obs = await self.probes[key.platform].check(Target(key.handle,
+                                                               watched.identity.account_id))
+        except Exception as exc:  # supervision, as in probe()
+            obs = self.internal(key.platform, "probe", exc)
+        self._take(watched, obs, spend=True)
+        return obs
 
     async def probe_batch(self, keys: list[object]) -> dict[object, float | None]:
         """Many accounts of one platform in one request (X: 100 ids, Bluesky: 25 DIDs).

@@ -20,6 +20,7 @@ from monitor.config import AccountConfig, Config, Route, RouteMatch
 from monitor.model import AccountKey, Event, EventKind, Outage
 from monitor.notify import FALLBACK_NAME, pages
 from monitor.notify.base import Action, Notification, Severity
+from monitor.quorum import Verdict
 from monitor.store import OutboxItem
 from monitor.timefmt import iso, span
 
@@ -132,6 +133,17 @@ def acknowledgement_for(outage: Outage, account: AccountConfig, by: str,
         reason=outage.reason, outage_id=outage.id, labels=dict(account.labels),
         details={k: v for k, v in {"acknowledged_by": by, "acknowledged_at": iso(now),
                                    "comment": comment}.items() if v})
+
+
+def disagreement_for(vanished: Notification, verdict: Verdict, now: float) -> Notification:
+    """Vantages disagree about a vanish (:mod:`monitor.quorum`): information for chat,
+    with each vantage's evidence, not a page."""
+    return replace(
+        vanished, kind="vantage_disagreement", action="notify", severity="warning", at=now,
+        dedup_key=f"{vanished.dedup_key}/disagreement",
+        summary=(f"{vanished.platform}/{vanished.account}: vantages disagree, not paged: "
+                 f"{verdict.summary()}"),
+        details={"quorum": verdict.to_json(), "evidence": vanished.details.get("evidence")})
 
 
 def anomaly_notification(platform: str, since: float, reason: str, active: bool,

@@ -204,6 +204,7 @@ class OutboxStatus(enum.StrEnum):
     PENDING = "pending"  # waiting for its first attempt, or its next retry
     HELD = "held"  # kept back by a hold (platform anomaly, our own blindness)
     SILENCED = "silenced"  # kept back by a silence or maintenance window, released after
+    QUORUM = "quorum"  # a vanish page waiting for the other vantages' votes (monitor.peers)
     DELIVERED = "delivered"  # the receiver took it
     FAILED = "failed"  # refused for good (a permanent 4xx) or given up after max_age
     DROPPED = "dropped"  # made moot before it went out (its outage ended meanwhile)
@@ -400,7 +401,7 @@ class Store:
             for row_id, why in drop:
                 self.db.execute("UPDATE outbox SET status = 'dropped', finished_at = ?,"
                                 " last_error = ? WHERE id = ?"
-                                " AND status IN ('pending', 'held', 'silenced')",
+                                " AND status IN ('pending', 'held', 'silenced', 'quorum')",
                                 (now, why, row_id))
             for index, item in outbox:
                 self.db.execute(
@@ -507,7 +508,8 @@ class Store:
         row = self.db.execute(
             "SELECT * FROM outbox o WHERE o.notifier = ? AND o.status = 'pending'"
             " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.notifier = o.notifier"
-            " AND p.dedup_key = o.dedup_key AND p.status IN ('pending', 'held', 'silenced')"
+            " AND p.dedup_key = o.dedup_key"
+            " AND p.status IN ('pending', 'held', 'silenced', 'quorum')"
             " AND p.id < o.id) ORDER BY o.next_attempt_at, o.id LIMIT 1",
             (notifier,)).fetchone()
         return None if row is None else _outbox_row(row)
@@ -562,7 +564,7 @@ class Store:
         tried once, which may have reached its receiver.)"""
         rows = self.db.execute(
             "SELECT * FROM outbox WHERE dedup_key = ? AND action = 'trigger' AND attempts = 0"
-            " AND (status IN ('held', 'silenced') OR (status = 'pending'"
+            " AND (status IN ('held', 'silenced', 'quorum') OR (status = 'pending'"
             " AND next_attempt_at > ?))",
             (dedup_key, now))
         return [_outbox_row(r) for r in rows]
@@ -571,7 +573,7 @@ class Store:
         """True while a row of ``dedup_key`` is kept back (held or silenced): nobody got
         its page, so no reminder either."""
         row = self.db.execute("SELECT 1 FROM outbox WHERE dedup_key = ?"
-                              " AND status IN ('held', 'silenced') LIMIT 1",
+                              " AND status IN ('held', 'silenced', 'quorum') LIMIT 1",
                               (dedup_key,)).fetchone()
         return row is not None
 
@@ -660,7 +662,7 @@ class Store:
         with self.transaction():
             cur = self.db.execute("UPDATE outbox SET status = 'dropped', finished_at = ?,"
                                   " last_error = ? WHERE id = ?"
-                                  " AND status IN ('pending', 'held', 'silenced')",
+                                  " AND status IN ('pending', 'held', 'silenced', 'quorum')",
                                   (now, why, row_id))
         return cur.rowcount == 1
 
@@ -668,6 +670,28 @@ class Store:
         rows = self.db.execute("SELECT notifier, COUNT(*) AS n FROM outbox"
                                " WHERE status = 'silenced' GROUP BY notifier")
         return {r["notifier"]: r["n"] for r in rows}
+
+    def await_quorum(self, row_id: int, now: float) -> bool:
+        """Keep an untried vanish page back until the other vantages have voted."""
+        with self.transaction():
+            cur = self.db.execute("UPDATE outbox SET status = 'quorum', last_error ="
+                                  " 'waiting for the other vantages' WHERE id = ?"
+                                  " AND status = 'pending' AND attempts = 0", (row_id,))
+        return cur.rowcount == 1
+
+    def quorum_rows(self) -> list[OutboxRow]:
+        """Pages waiting for votes (checked again at start; rare, so no index of its own)."""
+        rows = self.db.execute("SELECT * FROM outbox WHERE status = 'quorum' ORDER BY id")
+        return [_outbox_row(r) for r in rows]
+
+    def release_quorum(self, dedup_key: str, payload: dict[str, Any], now: float) -> int:
+        """Enough vantages agree: the outage's kept-back pages go out, carrying the votes."""
+        with self.transaction():
+            cur = self.db.execute(
+                "UPDATE outbox SET status = 'pending', payload = ?, next_attempt_at = ?,"
+                " last_error = NULL WHERE dedup_key = ? AND status = 'quorum'",
+                (json.dumps(payload), now, dedup_key))
+        return cur.rowcount
 
     # ----------------------------------------------------------------- on call
 

@@ -16,7 +16,7 @@ from monitor.config import AccountConfig, Config
 from monitor.events import EventBus
 from monitor.matchers import subject_labels
 from monitor.metrics import Metrics
-from monitor.model import AccountKey, Outage
+from monitor.model import AccountKey, Observation, Outage
 from monitor.silences import Suppression
 from monitor.silencing import SilenceBook
 from monitor.store import Store
@@ -53,6 +53,8 @@ class Monitor(Protocol):
 
     async def acknowledge(self, outage_id: int, by: str, comment: str | None,
                           remote: str | None) -> AckOutcome: ...
+
+    async def fresh_probe(self, key: AccountKey) -> Observation | None: ...
 
 
 MONITOR: web.AppKey[Monitor] = web.AppKey("monitor")

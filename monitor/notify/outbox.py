@@ -59,7 +59,8 @@ class OutboxWorker:
 
     def __init__(self, store: Callable[[], Store | None], notifiers: Mapping[str, Notifier],
                  metrics: Metrics, *, max_age: float, retry_initial: float, retry_max: float,
-                 clock: Callable[[], float] = time.time, gate: Gate | None = None):
+                 clock: Callable[[], float] = time.time, gate: Gate | None = None,
+                 quorum: Callable[[Notification], bool] | None = None):
         self.store = store
         self.notifiers = dict(notifiers)
         self.metrics = metrics
@@ -67,7 +68,7 @@ class OutboxWorker:
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.clock = clock
-        self.gate = gate
+        self.gate, self.quorum = gate, quorum
         self._wake: dict[str, asyncio.Event] = {}
         self._gauges_due = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -122,7 +123,7 @@ class OutboxWorker:
         if delay > 0:  # a retry scheduled before a restart: keep to it
             await _wait(wake, delay)
             return
-        if self.gate is not None and row.attempts == 0 and self._gated(store, row):
+        if row.attempts == 0 and self._gated(store, row):
             return
         try:
             await self._deliver(name, notifier, row)
@@ -134,22 +135,30 @@ class OutboxWorker:
         self._gauges_due.set()
 
     def _gated(self, store: Store | None, row: OutboxRow) -> bool:
-        """A silence or maintenance window covers the row's account: keep a trigger back
-        (sent once it ends, :mod:`monitor.silencing`), drop a reminder or notice. True when
-        the row is not to be sent now. (A row already tried was sent once, maybe received:
-        it is finished as it began.)"""
-        assert self.gate is not None
-        what, covered = self.gate(Notification.from_json(row.payload))
-        if what == "send" or covered is None or store is None:
+        """Whether the row is not to be sent now. A silence or maintenance window covering
+        its account keeps a trigger back (sent once it ends, :mod:`monitor.silencing`) and
+        drops a reminder or notice; then a vanish page without the other vantages' verdict
+        waits for it (:mod:`monitor.peers`). (A row already tried was sent once, maybe
+        received: it is finished as it began.)"""
+        if store is None or (self.gate is None and self.quorum is None):
             return False
-        why = covered.describe()
-        if what == "defer":
-            store.silence_row(row.id, why, self.clock())
+        n = Notification.from_json(row.payload)
+        what, covered = self.gate(n) if self.gate is not None else ("send", None)
+        if what != "send" and covered is not None:
+            why = covered.describe()
+            if what == "defer":
+                store.silence_row(row.id, why, self.clock())
+            else:
+                store.drop_row(row.id, f"suppressed by {why}", self.clock())
+            log.info("notification suppressed", notifier=row.notifier, outbox_id=row.id,
+                     dedup_key=row.dedup_key, action=row.action, kept_back=what == "defer",
+                     by=why)
+        elif self.quorum is not None and not self.quorum(n):
+            store.await_quorum(row.id, self.clock())
+            log.info("vanish page waits for the other vantages", notifier=row.notifier,
+                     outbox_id=row.id, dedup_key=row.dedup_key)
         else:
-            store.drop_row(row.id, f"suppressed by {why}", self.clock())
-        log.info("notification suppressed", notifier=row.notifier, outbox_id=row.id,
-                 dedup_key=row.dedup_key, action=row.action, kept_back=what == "defer",
-                 by=why)
+            return False
         self._gauges_due.set()
         return True
 
