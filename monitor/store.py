@@ -163,6 +163,19 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE status IN ('delivered', 'failed', 'dropped');
     CREATE INDEX outbox_by_transition ON outbox (transition_id);
     """,
+    # 5: availability reports. One row per monitor process: written at start, its alive_at
+    # moved on every minute, stopped_at set at a clean stop (a crash leaves it NULL, and
+    # alive_at bounds the run). The time between one run's end and the next one's start
+    # nobody watched (monitor/reports.py).
+    """
+    CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        started_at  REAL NOT NULL,
+        alive_at    REAL NOT NULL,
+        stopped_at  REAL
+    );
+    CREATE INDEX runs_by_start ON runs (started_at);
+    """,
 )
 
 
@@ -252,6 +265,32 @@ class AuditEntry:
     target: str  # what it acted on: a silence id, an outage id, platform/handle
     details: dict[str, Any] = field(default_factory=dict)
     remote: str | None = None  # the client's address, when it came over HTTP
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One monitor process's stretch of watching: ``[started_at, stopped_at)`` after a
+    clean stop; ``stopped_at`` None while it runs, or after a crash (then ``alive_at``, moved
+    on every minute, is the last moment it is known to have been watching)."""
+
+    id: int
+    started_at: float
+    alive_at: float
+    stopped_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WatchStart:
+    """What the state file says about when an account began to be watched.
+
+    ``first_transition_at``: its oldest transition kept; ``from_unknown`` says whether
+    that row leaves ``unknown`` (the very first decision about the account) or whether older
+    rows were pruned (then the watch began before anything kept). ``added_at``: when it was
+    added through the API (None for the config's accounts)."""
+
+    first_transition_at: float | None = None
+    from_unknown: bool = False
+    added_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,6 +536,87 @@ class Store:
             "SELECT * FROM transitions WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
         )
         return [dict(r) | {"details": json.loads(r["details"])} for r in rows]
+
+    def account_transitions(self, key: AccountKey, *, limit: int = 100,
+                            before_id: int | None = None) -> list[dict[str, Any]]:
+        """One account's transitions, newest first (page back with the last id seen)."""
+        rows = self.db.execute(
+            "SELECT * FROM transitions WHERE platform = ? AND handle = ? AND id < ?"
+            " ORDER BY id DESC LIMIT ?",
+            (key.platform, key.handle, 2**63 - 1 if before_id is None else before_id, limit))
+        return [dict(r) | {"details": json.loads(r["details"])} for r in rows]
+
+    def account_keys(self) -> list[AccountKey]:
+        """Every account the state file has a state for, without reading the states."""
+        rows = self.db.execute("SELECT platform, handle FROM accounts ORDER BY platform, handle")
+        return [AccountKey(r["platform"], r["handle"]) for r in rows]
+
+    # ----------------------------------------------------------------- availability
+
+    def outages_since(self, since: float, key: AccountKey | None = None) -> list[Outage]:
+        """Every outage that touches ``[since, now)``: open ones and those recovered at or
+        after ``since`` (an outage recovered before it ended before it too), oldest first.
+        One query for all accounts (``key`` None) or one account's, each from an index."""
+        if key is not None:
+            rows = self.db.execute(
+                "SELECT * FROM outages WHERE platform = ? AND handle = ?"
+                " AND (recovered_at IS NULL OR recovered_at >= ?) ORDER BY id",
+                (key.platform, key.handle, since))
+        else:
+            rows = self.db.execute(
+                "SELECT * FROM outages WHERE recovered_at >= ?"
+                " UNION ALL SELECT * FROM outages WHERE recovered_at IS NULL", (since,))
+        # Sorted here: an ORDER BY would make SQLite walk the whole table in id order
+        # instead of searching the two partial indexes.
+        return sorted((_outage(r) for r in rows), key=lambda o: o.id)
+
+    def watch_starts(self, keys: Iterable[AccountKey]) -> dict[AccountKey, WatchStart]:
+        """When each of ``keys`` began to be watched, as far as the file knows: one query
+        (an index search per key), every key answered (unknown: all None)."""
+        wanted = json.dumps([[k.platform, k.handle] for k in keys])
+        rows = self.db.execute(
+            "SELECT json_extract(json_each.value, '$[0]') AS platform,"
+            " json_extract(json_each.value, '$[1]') AS handle, t.at, t.old_state, w.added_at"
+            " FROM json_each(?)"
+            " LEFT JOIN transitions t ON t.id = (SELECT MIN(x.id) FROM transitions x"
+            " WHERE x.platform = json_extract(json_each.value, '$[0]')"
+            " AND x.handle = json_extract(json_each.value, '$[1]'))"
+            " LEFT JOIN watchlist_additions w"
+            " ON w.platform = json_extract(json_each.value, '$[0]')"
+            " AND w.handle = json_extract(json_each.value, '$[1]')", (wanted,))
+        return {AccountKey(r["platform"], r["handle"]): WatchStart(
+                    r["at"], r["old_state"] == State.UNKNOWN.value, r["added_at"])
+                for r in rows}
+
+    def start_run(self, now: float) -> int:
+        """Record that a monitor process starts watching now; returns the run's id."""
+        with self.transaction():
+            cur = self.db.execute("INSERT INTO runs (started_at, alive_at) VALUES (?, ?)",
+                                  (now, now))
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def run_alive(self, run_id: int, now: float) -> None:
+        """The run is still watching at ``now`` (never moves alive_at back, nor touches a
+        stopped run)."""
+        with self.transaction():
+            self.db.execute("UPDATE runs SET alive_at = MAX(alive_at, ?) WHERE id = ?"
+                            " AND stopped_at IS NULL", (now, run_id))
+
+    def stop_run(self, run_id: int, now: float) -> None:
+        """A clean stop: the run watched until ``now``."""
+        with self.transaction():
+            self.db.execute("UPDATE runs SET alive_at = MAX(alive_at, ?),"
+                            " stopped_at = MAX(started_at, ?) WHERE id = ?"
+                            " AND stopped_at IS NULL", (now, now, run_id))
+
+    def runs_since(self, since: float) -> list[Run]:
+        """The runs that may bound a gap in ``[since, now)``: the last one started before
+        ``since`` and every one started since, in the order they started."""
+        rows = self.db.execute(
+            "SELECT * FROM runs WHERE started_at >= COALESCE((SELECT MAX(started_at)"
+            " FROM runs WHERE started_at < ?), ?) ORDER BY started_at, id", (since, since))
+        return [Run(r["id"], r["started_at"], r["alive_at"], r["stopped_at"]) for r in rows]
 
     # ----------------------------------------------------------------- outbox
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from monitor.model import AccountKey
 from monitor.store import AuditEntry, OutboxItem, OutboxStatus, Store
 from tests.test_store import KEY, recovered, vanished
 
@@ -83,6 +84,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     store.silence_row(store.outbox_rows()[-1].id, "silence s-1", 50_000.0)
     store.add_watch({"platform": "x", "handle": "a"}, AuditEntry("alice", "watch.add", "x/a"),
                     now=50_000.0)
+    for n in range(5):
+        run_id = store.start_run(1000.0 + 10_000 * n)
+        store.run_alive(run_id, 5000.0 + 10_000 * n)
+        if n < 4:
+            store.stop_run(run_id, 6000.0 + 10_000 * n)
     return store
 
 
@@ -114,6 +120,20 @@ HOT: dict[str, tuple[Callable[[Store], object], str]] = {
     "silence_row": (lambda s: s.silence_row(10**6, "why", 0.0), "INTEGER PRIMARY KEY"),
     "release_silenced": (lambda s: s.release_silenced([10**6], 0.0), "INTEGER PRIMARY KEY"),
     "drop_row": (lambda s: s.drop_row(10**6, "why", 0.0), "INTEGER PRIMARY KEY"),
+    # availability reports (monitor/reports.py): every account at once, or one account's
+    "outages since, recovered": (lambda s: s.outages_since(5000.0), "outages_recovered"),
+    "outages since, open": (lambda s: s.outages_since(5000.0), "outages_open"),
+    "outages since, one account": (lambda s: s.outages_since(5000.0, KEY),
+                                   "outages_by_account"),
+    "watch_starts, first transition": (lambda s: s.watch_starts([KEY, AccountKey("x", "a")]),
+                                       "transitions_by_account"),
+    "watch_starts, addition": (lambda s: s.watch_starts([KEY, AccountKey("x", "a")]),
+                               "sqlite_autoindex_watchlist_additions_1"),
+    "runs_since": (lambda s: s.runs_since(25_000.0), "runs_by_start"),
+    "run_alive": (lambda s: s.run_alive(10**6, 0.0), "INTEGER PRIMARY KEY"),
+    "stop_run": (lambda s: s.stop_run(10**6, 0.0), "INTEGER PRIMARY KEY"),
+    "account_transitions": (lambda s: s.account_transitions(KEY, limit=10),
+                            "transitions_by_account"),
 }
 
 # Pruning before time 0 deletes nothing, so the module's store keeps its rows.
@@ -150,6 +170,13 @@ def test_the_newest_outages_are_read_from_the_end_of_the_table_not_sorted(
     rows. A sort (TEMP B-TREE) would mean reading all of them first."""
     ((_, lines),) = plans(store, lambda s: s.outages(limit=10))
     assert lines == ["SCAN outages"], lines
+
+
+def test_the_account_list_reads_the_primary_key_in_order_not_the_table(store: Store) -> None:
+    """``account_keys()`` (``history --sla`` from a state file alone) reads every account
+    by design: from the primary key's index, in its order, never the rows' JSON."""
+    ((_, lines),) = plans(store, lambda s: s.account_keys())
+    assert lines == ["SCAN accounts USING COVERING INDEX sqlite_autoindex_accounts_1"], lines
 
 
 def test_the_check_sees_a_table_scan() -> None:
