@@ -275,28 +275,52 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    from monitor import reports
+    from monitor.availability import WINDOWS
     from monitor.store import Store, StoreError
     from monitor.webbase import outage_json
 
-    state_path = args.state
+    state_path, listed = args.state, None
     if state_path is None:
         config = _load(args.config)
         if config is None:
             return 2
-        state_path = config.monitor.state_path
+        state_path, listed = config.monitor.state_path, [a.key for a in config.accounts]
     if not Path(state_path).exists():
         print(f"{state_path}: no state file yet (has the monitor run?)", file=sys.stderr)
         return 2
+    end = time.time()
+    if args.end is not None:
+        try:
+            end = reports.parse_time(args.end)
+        except ValueError as exc:
+            print(f"--end: {exc}", file=sys.stderr)
+            return 2
     try:
         store = Store(state_path)
         try:
-            outages = store.outages(limit=args.limit, platform=args.platform,
-                                    handle=args.account, open_only=args.open)
+            if args.sla:
+                keys = reports.report_keys(store, listed, platform=args.platform,
+                                           handle=args.account)
+                report = reports.availability(store, keys, end,
+                                              {args.window: WINDOWS[args.window]})
+            else:
+                outages = store.outages(limit=args.limit, platform=args.platform,
+                                        handle=args.account, open_only=args.open)
         finally:
             store.close()
     except (StoreError, sqlite3.Error, OSError) as exc:
         print(_state_failure(state_path, exc), file=sys.stderr)
         return 2
+    if args.sla:
+        if args.json:
+            print(json.dumps(report, indent=2))
+        elif not report["accounts"]:
+            print("no accounts recorded" + (" matching --platform/--account"
+                                            if args.platform or args.account else ""))
+        else:
+            print("\n".join(reports.text_lines(report)))
+        return 0
     if args.json:
         print(json.dumps([outage_json(o) for o in outages], indent=2))
         return 0
@@ -371,6 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--open", action="store_true", help="only outages still open")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--sla", action="store_true",
+                   help="availability per account and platform instead: lower to upper bound "
+                        "(the truth lies between), seconds certainly and possibly down")
+    p.add_argument("--window", choices=["24h", "7d", "30d", "90d"], default="30d",
+                   help="with --sla: the window ending now (default: 30d)")
+    p.add_argument("--end", metavar="TIME",
+                   help="with --sla: the window ends then, not now (ISO 8601 such as "
+                        "2025-02-01T00:00:00Z, or POSIX seconds)")
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("notify-test", help="send a marked test page and its resolve through "
