@@ -25,8 +25,13 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "config" / "prometheus"
+# The single-vantage set, which prometheus.yml loads (test_prometheus_live.py runs it).
 RULE_FILES = (PROMETHEUS_DIR / "monitor-rules.yml", PROMETHEUS_DIR / "account-rules.yml")
+# Several vantages load monitor-rules.yml and this one instead of account-rules.yml.
+QUORUM_RULES = PROMETHEUS_DIR / "quorum-rules.yml"
+ALL_RULE_FILES = (*RULE_FILES, QUORUM_RULES)
 PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
+VANTAGES_CONFIG = PROMETHEUS_DIR / "prometheus-vantages.yml"
 PROMTOOL_TESTS = sorted((ROOT / "tests" / "promtool").glob("*.yml"))
 DASHBOARD_DIR = ROOT / "dashboards"
 DASHBOARDS = sorted(DASHBOARD_DIR.glob("*.json"))
@@ -144,9 +149,9 @@ class Rule:
     annotations: dict[str, str]
 
 
-def load_rules() -> list[Rule]:
+def load_rules(files: tuple[Path, ...] = RULE_FILES) -> list[Rule]:
     rules = []
-    for path in RULE_FILES:
+    for path in files:
         for group in yaml.safe_load(path.read_text())["groups"]:
             for rule in group["rules"]:
                 assert "alert" in rule, f"{path.name}: only alerting rules expected, got {rule}"
@@ -250,11 +255,12 @@ _IDENT = re.compile(r"(?<![\w.:])([A-Za-z_:][\w:]*)(\s*\()?")
 def metric_names(expr: str) -> set[str]:
     """The metric names a PromQL expression (or label_values query) selects, roughly.
 
-    Drops strings, label matchers, range/subquery brackets, grouping label lists, template
+    Drops strings, comments, label matchers, range/subquery brackets, grouping label lists, template
     variables and numbers; what is left and is neither a function call nor a keyword is a
     metric name. Good enough for our own rules and dashboards, not a parser.
     """
     text = _STRING.sub('""', expr)
+    text = re.sub(r"#[^\n]*", " ", text)  # PromQL comments
     text = _VARIABLE.sub(" ", text)
     text = re.sub(r"\{[^}]*\}", " ", text)
     text = re.sub(r"\[[^\]]*\]", " ", text)
@@ -270,7 +276,7 @@ def metric_names(expr: str) -> set[str]:
 
 def every_expression() -> list[tuple[str, str]]:
     """(where, expression) for every rule and every dashboard query and variable."""
-    found = [(f"{r.file.name}: {r.alert}", r.expr) for r in load_rules()]
+    found = [(f"{r.file.name}: {r.alert}", r.expr) for r in load_rules(ALL_RULE_FILES)]
     for name, board in load_dashboards().items():
         found += [(f"{name}: {q.panel} [{q.ref}]", q.expr) for q in panel_queries(board)]
         found += [(f"{name}: variable {var}", query)
@@ -282,7 +288,7 @@ def every_expression() -> list[tuple[str, str]]:
 
 
 def test_promtool_checks_the_rule_files() -> None:
-    result = run(require_tool("promtool"), "check", "rules", *map(str, RULE_FILES))
+    result = run(require_tool("promtool"), "check", "rules", *map(str, ALL_RULE_FILES))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -329,17 +335,17 @@ def test_every_alert_is_unit_tested_firing_and_not_firing() -> None:
             assert case.get("input_series"), f"{path.name}: {case.get('name')}: input_series"
             for check in case.get("alert_rule_test", []):
                 (firing if check.get("exp_alerts") else quiet).add(check["alertname"])
-    alerts = {rule.alert for rule in load_rules()}
+    alerts = {rule.alert for rule in load_rules(ALL_RULE_FILES)}
     assert alerts - firing == set(), "alerts without a firing unit test"
     assert alerts - quiet - ALWAYS_FIRING == set(), "alerts without a not-firing unit test"
     assert quiet & ALWAYS_FIRING == set(), "an always-firing alert tested as quiet"
     assert (firing | quiet) - alerts == set(), "unit tests of alerts that do not exist"
 
 
-def _readme_anchors() -> set[str]:
-    """GitHub's heading anchors of README.md."""
+def _anchors(doc: Path) -> set[str]:
+    """GitHub's heading anchors of a Markdown file."""
     anchors = set()
-    for line in README.read_text().splitlines():
+    for line in doc.read_text().splitlines():
         match = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
         if match:
             slug = re.sub(r"[^\w\- ]", "", match.group(1).lower()).replace(" ", "-")
@@ -347,9 +353,9 @@ def _readme_anchors() -> set[str]:
     return anchors
 
 
-def test_every_rule_has_severity_summary_description_and_a_runbook_into_readme() -> None:
-    anchors = _readme_anchors()
-    rules = load_rules()
+def test_every_rule_has_severity_summary_description_and_a_runbook_into_the_docs() -> None:
+    """Runbooks live in README.md; the optional quorum rules' in docs/vantages.md."""
+    rules = load_rules(ALL_RULE_FILES)
     assert len({r.alert for r in rules}) == len(rules), "alert names are unique"
     for rule in rules:
         where = f"{rule.file.name}: {rule.alert}"
@@ -359,9 +365,12 @@ def test_every_rule_has_severity_summary_description_and_a_runbook_into_readme()
         for key in ("summary", "description", "runbook_url"):
             assert rule.annotations.get(key, "").strip(), f"{where}: annotation {key}"
         url = rule.annotations["runbook_url"]
-        match = re.fullmatch(r"https://\S+/README\.md#([\w-]+)", url)
-        assert match, f"{where}: runbook_url should point into README.md: {url}"
-        assert match.group(1) in anchors, f"{where}: README.md has no #{match.group(1)}"
+        match = re.fullmatch(r"https://\S+/blob/main/(README\.md|docs/[\w-]+\.md)#([\w-]+)", url)
+        assert match, f"{where}: runbook_url should point into README.md or docs/: {url}"
+        doc, anchor = ROOT / match.group(1), match.group(2)
+        assert doc.is_file(), f"{where}: {match.group(1)} does not exist"
+        assert anchor in _anchors(doc), f"{where}: {match.group(1)} has no #{anchor}"
+        assert anchor == rule.alert.lower(), f"{where}: the runbook is the alert's own section"
 
 
 def test_monitor_down_alert_watches_the_scrape_job_even_when_it_vanishes() -> None:
@@ -387,6 +396,120 @@ def test_scheduler_lag_is_compared_with_the_interval_per_instance_and_platform()
                                        "accmon_scheduler_interval_seconds"}
     # on (platform) alone would be many-to-many with two shards of the same platform
     assert re.search(r">\s*on \(job, instance, platform\)", rule.expr), rule.expr
+
+
+# ================================================================== tests: the quorum rules
+
+QUORUM_MARK = re.compile(r"(>=|<)\s*(\d+)\s*# QUORUM$", re.M)
+QUORUM_ALERTS = {"ProtectedAccountVanishedByQuorum", "AccountVanishedByQuorum",
+                 "QuorumUnreachable", "VantagesBelowQuorum"}
+
+
+def quorum_of(text: str) -> int:
+    """The quorum the marked lines of a quorum-rules.yml say; they must all say the same."""
+    found = {int(n) for _, n in QUORUM_MARK.findall(text)}
+    assert len(found) == 1, f"the `# QUORUM` lines disagree: {sorted(found)}"
+    return found.pop()
+
+
+def with_quorum(text: str, quorum: int) -> str:
+    """quorum-rules.yml with the quorum changed as docs/vantages.md says: every marked line."""
+    text = QUORUM_MARK.sub(lambda m: f"{m.group(1)} {quorum}  # QUORUM", text)
+    return re.sub(r"quorum of \d+", f"quorum of {quorum}", text)
+
+
+def test_the_quorum_is_one_number_on_every_marked_line_and_in_every_text() -> None:
+    text = QUORUM_RULES.read_text()
+    quorum = quorum_of(text)
+    rules = {r.alert: r for r in load_rules((QUORUM_RULES,))}
+    marked = {name for name, r in rules.items() if QUORUM_MARK.search(r.expr)}
+    assert marked == QUORUM_ALERTS, "the rules that compare with the quorum carry the mark"
+    assert f"QUORUM is {quorum}." in text.split("groups:")[0], "the header names it"
+    quoted = {int(n) for r in rules.values() for a in r.annotations.values()
+              for n in re.findall(r"quorum of (\d+)", a)}
+    assert quoted == {quorum}, "descriptions quote the same quorum"
+    changed = with_quorum(text, 3)
+    assert quorum_of(changed) == 3 and "quorum of 2" not in changed
+
+
+def test_quorum_rules_count_vantages_never_series_and_ignore_unlabelled_ones() -> None:
+    """An HA pair in one vantage is one vote; a target without `vantage` casts none."""
+    for rule in load_rules((QUORUM_RULES,)):
+        selectors = re.findall(r"\b(accmon_\w+|up)\{([^}]*)\}", rule.expr)
+        assert selectors, rule.alert
+        for name, matchers in selectors:
+            assert 'vantage!=""' in matchers, f"{rule.alert}: {name}{{{matchers}}}"
+        if rule.alert != "VantagesBelowQuorum":
+            assert "by (vantage, platform" in rule.expr, rule.alert
+        # the alert must not carry a per-vantage label: one vanish is one alert
+        outer = re.search(r"^count by \(([^)]*)\)", rule.expr.strip())
+        if outer:
+            assert not {"vantage", "instance", "job"} & {
+                label.strip() for label in outer.group(1).split(",")}, rule.alert
+
+
+def test_the_vanish_rules_page_at_once_and_the_warnings_wait() -> None:
+    raw = {r["alert"]: r for g in yaml.safe_load(QUORUM_RULES.read_text())["groups"]
+           for r in g["rules"]}
+    assert "for" not in raw["ProtectedAccountVanishedByQuorum"], "the monitors debounced"
+    assert "for" not in raw["AccountVanishedByQuorum"]
+    # Vantages confirm up to one probe interval apart: the bundled configs' longest is 5m.
+    assert raw["VantageDisagreement"]["for"] == "10m"
+    for name in ("QuorumUnreachable", "VantageMissing", "VantagesBelowQuorum"):
+        assert raw[name]["for"] == "5m", name
+
+
+@pytest.mark.parametrize("quorum", [1, 3])
+def test_another_quorum_fails_the_unit_tests(tmp_path: Path, quorum: int) -> None:
+    """The unit tests pin the quorum of 2: a rule set paging on one vote, or needing three,
+    fails them (and with_quorum, the documented edit, produces a valid rule file)."""
+    promtool = require_tool("promtool")
+    rules = tmp_path / QUORUM_RULES.name
+    rules.write_text(with_quorum(QUORUM_RULES.read_text(), quorum))
+    assert run(promtool, "check", "rules", str(rules)).returncode == 0
+    source = ROOT / "tests" / "promtool" / "quorum-rules.test.yml"
+    doc = yaml.safe_load(source.read_text())
+    tests = tmp_path / source.name
+    tests.write_text(yaml.safe_dump({**doc, "rule_files": [str(rules)]}))
+    result = run(promtool, "test", "rules", str(tests))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    if quorum == 1:  # one vote would page
+        assert "two of three vantages missing" in output, output
+    else:  # the two vantages left would not
+        assert "one of three vantages missing" in output, output
+
+
+def prometheus_configs() -> list[Path]:
+    """Every bundled Prometheus config (a file with scrape_configs or rule_files)."""
+    found = []
+    for path in sorted([*PROMETHEUS_DIR.glob("*.yml"), *(ROOT / "deploy").rglob("*.yml"),
+                        *(ROOT / "deploy").rglob("*.yaml")]):
+        doc = yaml.safe_load(path.read_text())
+        if isinstance(doc, dict) and ("rule_files" in doc or "scrape_configs" in doc):
+            found.append(path)
+    return found
+
+
+def test_no_prometheus_config_loads_the_single_vantage_and_the_quorum_rules_together() -> None:
+    configs = prometheus_configs()
+    assert VANTAGES_CONFIG in configs and PROMETHEUS_CONFIG in configs
+    for path in configs:
+        names = {Path(f).name for f in yaml.safe_load(path.read_text()).get("rule_files", [])}
+        assert not {"account-rules.yml", "quorum-rules.yml"} <= names, path
+
+
+def test_the_vantages_config_labels_every_target_with_its_vantage() -> None:
+    result = run(require_tool("promtool"), "check", "config", str(VANTAGES_CONFIG))
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load(VANTAGES_CONFIG.read_text())
+    assert config["rule_files"] == ["monitor-rules.yml", "quorum-rules.yml"]
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == JOB]
+    vantages = [group["labels"]["vantage"] for group in job["static_configs"]]
+    assert len(vantages) >= 2 and len(set(vantages)) == len(vantages), vantages
+    targets = [t for group in job["static_configs"] for t in group["targets"]]
+    assert len(set(targets)) == len(targets), "a target in two vantages would vote twice"
+    assert "honor_labels" not in job, "the target label must win over a scraped `vantage`"
 
 
 # ================================================================== tests: the metric contract
