@@ -23,7 +23,9 @@ from typing import Any
 
 from aiohttp import web
 
+from monitor import reports
 from monitor.additions import SOURCE_API, SOURCE_CONFIG, AdditionRejected
+from monitor.availability import WINDOWS
 from monitor.config import AccountConfig
 from monitor.matchers import Matcher, parse_matcher
 from monitor.silences import Silence, silence_from_json
@@ -53,6 +55,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/watchlist", add_watch)
     app.router.add_delete("/api/v1/watchlist/{platform}/{handle}", remove_watch)
     app.router.add_get("/api/v1/audit", audit)
+    app.router.add_get("/api/v1/availability", availability_report)
 
 
 # ----------------------------------------------------------------- errors and bodies
@@ -344,3 +347,31 @@ async def audit(request: web.Request) -> web.Response:
     after = q.integer("after_id", 0, 0, EVENT_ID_MAX)
     entries = _store_open(request).audit_log(limit=limit, after_id=after)
     return web.json_response({"entries": entries})
+
+
+# ----------------------------------------------------------------- availability
+
+
+@answers_errors
+async def availability_report(request: web.Request) -> web.Response:
+    """Availability you can quote, per watched account and per platform over 24h, 7d, 30d
+    and 90d (``?window=`` one of them; ``?platform=`` and ``?account=`` narrow the
+    accounts): each figure a ``lower`` and an ``upper`` bound (the truth lies between),
+    the seconds behind them, and as text ("99.953% to 99.990%"). The time the monitor was
+    not running counts as possibly down (``unwatched``). See monitor/reports.py."""
+    q = Query(request, "platform", "account", "window")
+    platform, account = q.text("platform"), q.text("account")
+    window = q.choice("window", WINDOWS)
+    store = _store_open(request)
+    watched = [w for key, w in _monitor(request).accounts.items()
+               if (platform is None or key.platform == platform)
+               and (account is None or key.handle == account)]
+    if not watched and (platform is not None or account is not None):
+        raise ApiError(404, "no watched account matches "
+                       + " and ".join(f"{name}={value!r}" for name, value in
+                                      (("platform", platform), ("account", account))
+                                      if value is not None))
+    windows = WINDOWS if window is None else {window: WINDOWS[window]}
+    report = reports.availability(store, [w.key for w in watched], time.time(), windows,
+                                  still_absent_at=reports.still_absent(w.view for w in watched))
+    return web.json_response(report)
