@@ -622,6 +622,32 @@ def test_the_dashboards_cover_what_on_call_asks_first() -> None:
         assert needle in exprs["accmon-notifications"]
 
 
+def test_the_dashboards_show_each_vantages_view() -> None:
+    """Several vantages (docs/vantages.md): a row per vantage, the votes, the disagreements.
+    Without a `vantage` label every query still answers (one unnamed vantage), so the
+    single-vantage live test can evaluate them."""
+    boards = {b["uid"]: b for b in load_dashboards().values()}
+    account = {p["title"]: p for p in panels(boards["accmon-account"])}
+    (by_vantage,) = account["State by vantage"]["targets"]
+    assert account["State by vantage"]["type"] == "state-timeline"
+    assert by_vantage["expr"].startswith("max by (vantage, platform, account) (")
+    assert "{{vantage}}" in by_vantage["legendFormat"]
+    assert account["State by vantage"]["fieldConfig"] == account["State"]["fieldConfig"]
+    (votes,) = account["Vantages that see it gone"]["targets"]
+    assert "group by (vantage, platform, account)" in votes["expr"]
+    assert 'state="down"} == 1' in votes["expr"]
+    overview = {p["title"]: p for p in panels(boards["accmon-overview"])}
+    (disagree,) = overview["Accounts the vantages disagree on"]["targets"]
+    rule = next(r for r in load_rules(ALL_RULE_FILES) if r.alert == "VantageDisagreement")
+    def bare(expr: str) -> str:
+        return re.sub(r"\{\}", "", re.sub(r'\s+|,?\s*vantage!=""', "", expr))
+
+    assert bare(rule.expr) in bare(disagree["expr"]), "the rule's own test, unlabelled too"
+    for where, expr in every_expression():
+        if where.startswith(("account-detail.json", "overview.json")) and "vantage" in expr:
+            assert 'vantage!=""' not in expr, f"{where}: one vantage must still show"
+
+
 def test_grafana_provisioning_points_at_the_dashboards_and_prometheus() -> None:
     datasources = yaml.safe_load((PROVISIONING / "datasource.yaml").read_text())
     (ds,) = datasources["datasources"]
