@@ -9,6 +9,11 @@ Two tokens, each optional:
   write token reads too. ``/metrics``, ``/healthz`` and ``/readyz`` stay open: scrapers
   and orchestrators probe them, and they change nothing.
 
+The built-in web UI (:mod:`monitor.ui`) decides who sees what itself (full view, public
+view, or a login prompt), from the same tokens: a browser cannot send a Bearer header, so
+there either token is also taken as the password of HTTP Basic (any user name), which makes
+the browser's own login prompt the way in (:func:`viewer_grant`).
+
 Each token comes from, in this order: ``ACCMON_WRITE_TOKEN`` / ``ACCMON_READ_TOKEN``; the
 file named by ``ACCMON_WRITE_TOKEN_FILE`` / ``ACCMON_READ_TOKEN_FILE`` (a Docker or
 Kubernetes secret); ``monitor.api.write_token`` / ``read_token`` in the config (which may
@@ -21,6 +26,8 @@ response: only the names of the variables and files they come from do.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import hashlib
 import hmac
@@ -41,6 +48,8 @@ log = structlog.get_logger("monitor")
 WRITE_ENV, READ_ENV = "ACCMON_WRITE_TOKEN", "ACCMON_READ_TOKEN"
 RELOAD_ENV = "ACCMON_RELOAD_TOKEN"
 REALM = "account-monitor"
+# The UI's challenge (RFC 7617): the browser shows its login prompt for this realm.
+BASIC_CHALLENGE = f'Basic realm="{REALM}"'
 BEARER_FORMAT = "send exactly 'Authorization: Bearer <token>'"
 # The paths a read token guards when one is configured. Health and metrics stay open.
 GUARDED_READS = ("/api/",)
@@ -176,10 +185,41 @@ def token_matches(given: bytes | None, token: str | None) -> bool:
     return hmac.compare_digest(_digest(given), _digest(token.encode()))
 
 
+def presented_credential(request: web.Request) -> bytes | None:
+    """What a browser or a script presents to the UI: a Bearer token as
+    :func:`presented_token` reads it, or the password of ``Authorization: Basic`` (RFC 7617
+    section 2: base64 of ``user-id ":" password``; the user id cannot contain a colon, so
+    the password is everything after the first one, whatever the user name).
+
+    ``b""`` for anything else (never matches); None when there is no Authorization header.
+    """
+    values = request.headers.getall("Authorization", [])
+    if len(values) == 1 and not values[0].startswith("Bearer "):
+        scheme, _, encoded = values[0].partition(" ")
+        if scheme.lower() != "basic":  # auth schemes are case-insensitive (RFC 9110 11.1)
+            return b""
+        try:
+            decoded = base64.b64decode(encoded.strip().encode("ascii"), validate=True)
+        except (UnicodeEncodeError, binascii.Error, ValueError):
+            return b""
+        _, colon, password = decoded.partition(b":")
+        return password if colon else b""
+    return presented_token(request)
+
+
 def grant(request: web.Request, tokens: Tokens) -> Grant:
-    """What the request's credentials allow. Both comparisons always run, so the timing
-    does not say which token (if any) a guess was close to."""
-    given = presented_token(request)
+    """What the request's Bearer token allows (the API's reading of credentials)."""
+    return _grant_for(presented_token(request), tokens)
+
+
+def viewer_grant(request: web.Request, tokens: Tokens) -> Grant:
+    """What the request's Bearer token or Basic password allows (the UI's reading)."""
+    return _grant_for(presented_credential(request), tokens)
+
+
+def _grant_for(given: bytes | None, tokens: Tokens) -> Grant:
+    """Both comparisons always run, so the timing does not say which token (if any) a
+    guess was close to."""
     if given is None:
         return Grant.NONE
     is_write = token_matches(given, tokens.write)
@@ -269,6 +309,9 @@ class Guard:
                 log.error("API token unusable; refusing what it guards", problem=problem)
         return self._tokens
 
+
+# The app's Guard: the API's middleware, /-/reload and the UI all read tokens through it.
+GUARD: web.AppKey[Guard] = web.AppKey("guard")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
