@@ -14,13 +14,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from monitor import api, auth
 from monitor.model import AccountState, Event, EventKind, State
 from monitor.store import Store
+from monitor.ui import routes as ui
+from monitor.ui.views import UiMonitor
 from monitor.views import account_json
 from monitor.webbase import (
     BODY_MAX,
     EVENT_ID_MAX,
     LIMIT_MAX,
     MONITOR,
-    Monitor,
     Query,
     bad_parameter,
     monitor_of,
@@ -49,18 +50,21 @@ async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunn
     return runner, int(addresses[0][1]) if addresses else port
 
 
-GUARD: web.AppKey[auth.Guard] = web.AppKey("guard")
+GUARD = auth.GUARD
 
 
 def _is_reload(request: web.Request) -> bool:
     return request.path == "/-/reload"
 
 
-def build_app(monitor: Monitor) -> web.Application:
+def build_app(monitor: UiMonitor) -> web.Application:
     """The routes, behind :func:`monitor.auth.middleware`: changes need the write token,
-    API reads a token when a read token is configured (see monitor/auth.py)."""
+    API reads a token when a read token is configured (see monitor/auth.py). The web UI
+    (monitor/ui) decides who sees what itself, from the same tokens, and sets its security
+    headers on its own answers."""
     guard = auth.Guard()
     app = web.Application(client_max_size=BODY_MAX, middlewares=[
+        ui.security_headers,
         auth.middleware(guard, lambda request: request.app[MONITOR].config, _is_reload)])
     app[MONITOR] = monitor
     app[GUARD] = guard
@@ -74,6 +78,7 @@ def build_app(monitor: Monitor) -> web.Application:
     app.router.add_post("/-/reload", reload)
     app.router.add_get("/api/v1/events", events)
     api.add_routes(app)
+    ui.add_routes(app, monitor)
     return app
 
 
