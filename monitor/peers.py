@@ -10,7 +10,10 @@ order with the decisions:
   and the summary saying how many vantages saw it;
 * disagree: a ``vantage_disagreement`` notice to chat (once per outage), the
   ``accmon_vantage_disagreement`` gauge, and another check after ``quorum.ask_again``;
-* hold: another check after ``quorum.ask_again``.
+* hold: another check after ``quorum.ask_again``;
+* page, but another vantage leads (:attr:`monitor.quorum.Verdict.leader`): this one's page
+  stays back and it asks again after ``quorum.ask_again``, paging itself only if the leader
+  stops answering while the account is still gone.
 
 An outage that ends meanwhile drops its kept-back rows (they are unsent triggers, see
 :mod:`monitor.pages`), so nothing pages after the fact. Rows kept back when the monitor
@@ -147,7 +150,11 @@ class QuorumKeeper:
                     self._clear(n.dedup_key, key.platform)
                     return  # the account is back (or gone from the watchlist): no page
                 self.metrics.quorum_checks.labels(key.platform, verdict.outcome).inc()
-                if verdict.outcome == "page":
+                if verdict.outcome == "page" and verdict.leader != verdict.votes[0].vantage:
+                    self._clear(n.dedup_key, key.platform)  # they agree; another one pages
+                    log.info("quorum reached; the leading vantage pages", leader=verdict.leader,
+                             platform=key.platform, account=key.handle)
+                elif verdict.outcome == "page":
                     self._page(n, verdict)
                     self._clear(n.dedup_key, key.platform)
                     return

@@ -15,6 +15,13 @@ account down) and a fresh probe by each peer (``POST /api/v1/probe``). Then:
 
 A peer that errors casts no vote; it never counts as "present". Recovery needs no quorum:
 any vantage seeing the account back resolves as before.
+
+**One page, not one per vantage.** Every vantage that sees the account gone reaches the
+same verdict at about the same time, and their outage ids (so their dedup keys) are their
+own. So the page is sent by one of them: the *leader*, the first by name among the
+vantages that voted absent. The others keep their page back and ask again later; if the
+leader stops answering, the next one in line becomes leader and pages. (Vantage names must
+be unique across peers.)
 """
 
 from __future__ import annotations
@@ -61,6 +68,11 @@ class Verdict:
     @property
     def silent(self) -> list[str]:
         return [v.vantage for v in self.votes if v.result == "error"]
+
+    @property
+    def leader(self) -> str | None:
+        """The vantage that sends the page: the first by name that saw the account gone."""
+        return min(self.absent) if self.outcome == "page" and self.absent else None
 
     @property
     def too_few(self) -> bool:

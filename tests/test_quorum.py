@@ -70,3 +70,10 @@ def test_json_keeps_each_vantages_evidence() -> None:
          "evidence": "HTTP 403 suspended"},
         {"vantage": "us", "result": "present", "evidence": "HTTP 200"}]
     assert out["outcome"] == "disagree" and out["required"] == 2
+
+
+def test_the_leader_is_the_first_vantage_by_name_that_saw_it_gone() -> None:
+    assert decide(Vote("us", "absent"), [gone("eu"), gone("ap")], 2, "page").leader == "ap"
+    assert decide(Vote("us", "absent"), [gone("eu"), mute("ap")], 2, "page").leader == "eu"
+    assert decide(Vote("us", "absent"), [mute("eu")], 2, "page").leader == "us"  # policy
+    assert decide(Vote("us", "absent"), [here("eu")], 2, "page").leader is None
