@@ -47,6 +47,8 @@ log = structlog.get_logger("monitor")
 
 WRITE_ENV, READ_ENV = "ACCMON_WRITE_TOKEN", "ACCMON_READ_TOKEN"
 RELOAD_ENV = "ACCMON_RELOAD_TOKEN"
+PEER_ENV = "ACCMON_PEER_TOKEN"  # what other vantages present to POST /api/v1/probe
+PEER_PATH = "/api/v1/probe"
 REALM = "account-monitor"
 # The UI's challenge (RFC 7617): the browser shows its login prompt for this realm.
 BASIC_CHALLENGE = f'Basic realm="{REALM}"'
@@ -316,6 +318,26 @@ GUARD: web.AppKey[Guard] = web.AppKey("guard")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def resolve_peer_token(config: Any, env: Mapping[str, str] | None = None
+                       ) -> tuple[str | None, str | None]:
+    """The token other vantages present to ask for a fresh probe: ``ACCMON_PEER_TOKEN``,
+    the file ``ACCMON_PEER_TOKEN_FILE`` names, or ``monitor.api.peer_token``; (token,
+    problem) as for the others."""
+    return _resolve(PEER_ENV, "peer_token", config, os.environ if env is None else env)
+
+
+def check_peer(request: web.Request, tokens: Tokens, config: Any) -> web.Response | None:
+    """``POST /api/v1/probe``: the peer token or the write token, nothing else. A refusal
+    is logged with the caller's address, never with what it presented."""
+    given = presented_token(request)
+    peer, problem = resolve_peer_token(config)
+    if given is not None and (token_matches(given, peer) or token_matches(given, tokens.write)):
+        return None
+    log.warning("peer probe refused: missing or wrong token", remote=request.remote,
+                problem=problem)
+    return unauthorized("" if given is None else "invalid_token")
+
+
 def middleware(guard: Guard, config: Callable[[web.Request], object],
                exempt: Callable[[web.Request], bool]) -> Any:
     """An aiohttp middleware: every request with an unsafe method needs the write token;
@@ -330,6 +352,9 @@ def middleware(guard: Guard, config: Callable[[web.Request], object],
     async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exempt(request):
             return await handler(request)
+        if request.path == PEER_PATH:
+            refusal = check_peer(request, guard.tokens(config(request)), config(request))
+            return refusal if refusal is not None else await handler(request)
         writing = request.method not in SAFE_METHODS
         if not writing and not request.path.startswith(GUARDED_READS):
             return await handler(request)

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from monitor import api, auth
+from monitor import api, auth, probe_api
 from monitor.model import AccountState, Event, EventKind, State
 from monitor.store import Store
 from monitor.ui import routes as ui
@@ -78,6 +78,7 @@ def build_app(monitor: UiMonitor) -> web.Application:
     app.router.add_post("/-/reload", reload)
     app.router.add_get("/api/v1/events", events)
     api.add_routes(app)
+    probe_api.add_routes(app)
     ui.add_routes(app, monitor)
     return app
 
