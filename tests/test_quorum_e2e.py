@@ -145,7 +145,7 @@ async def settle(vs: dict[str, Vantage], checks: int = 4) -> None:
             if v.proc is None or v.proc.poll() is not None:
                 continue
 
-            async def answered(port: int = v.port) -> bool:
+            async def answered(port: int = v.port, mark: float = mark) -> bool:
                 row = await _account(port, "alice")
                 return row is not None and (row["last_probe_at"] or 0) > mark
             await wait_for(answered, what=f"{v.name} probed again")
@@ -153,8 +153,8 @@ async def settle(vs: dict[str, Vantage], checks: int = 4) -> None:
 
 async def test_one_rewriting_path_gives_no_page_and_one_disagreement(tmp_path: Path) -> None:
     masto, pd, chat = FakeMastodon({"alice": "present"}), FakePagerDuty(), FakeWebhook()
-    async with masto.running() as m_url, pd.running() as pd_url, chat.running() as c_url:
-        async with vantages(tmp_path, m_url, pd_url, c_url, required=2) as vs:
+    async with masto.running() as m_url, pd.running() as pd_url, chat.running() as c_url, \
+            vantages(tmp_path, m_url, pd_url, c_url, required=2) as vs:
             vs["a"].path.set_mode("not_found")  # a CDN edge serving a stale 404 to "a"
             await _wait_account(vs["a"].port, "alice", "down")
             await wait_for(lambda: disagreements(chat), timeout=15, what="disagreement")
@@ -181,8 +181,8 @@ async def test_one_rewriting_path_gives_no_page_and_one_disagreement(tmp_path: P
 
 async def test_every_path_seeing_it_gone_pages_once_after_quorum(tmp_path: Path) -> None:
     masto, pd, chat = FakeMastodon({"alice": "present"}), FakePagerDuty(), FakeWebhook()
-    async with masto.running() as m_url, pd.running() as pd_url, chat.running() as c_url:
-        async with vantages(tmp_path, m_url, pd_url, c_url, required=2) as vs:
+    async with masto.running() as m_url, pd.running() as pd_url, chat.running() as c_url, \
+            vantages(tmp_path, m_url, pd_url, c_url, required=2) as vs:
             started = time.monotonic()
             masto.set_state("alice", "suspended")
             await pd.wait_for(1, timeout=15)
@@ -201,8 +201,8 @@ async def test_every_path_seeing_it_gone_pages_once_after_quorum(tmp_path: Path)
 
 async def test_a_peer_killed_mid_check_gives_the_policys_page(tmp_path: Path) -> None:
     masto, pd, chat = FakeMastodon({"alice": "present"}), FakePagerDuty(), FakeWebhook()
-    async with masto.running() as m_url, pd.running() as pd_url, chat.running() as c_url:
-        async with vantages(tmp_path, m_url, pd_url, c_url, required=3) as vs:
+    async with masto.running() as m_url, pd.running() as pd_url, chat.running() as c_url, \
+            vantages(tmp_path, m_url, pd_url, c_url, required=3) as vs:
             vs["c"].path.set_mode("hang")  # c's own probes hang: its check never ends...
             masto.set_state("alice", "suspended")
             await _wait_account(vs["a"].port, "alice", "down")
