@@ -22,8 +22,10 @@ from monitor import (
     capacity,
     heartbeat,
     readiness,
+    reports,
     retention,
     routing,
+    runs,
     sharding,
     signals,
     web,
@@ -80,6 +82,7 @@ class Monitor:
                                    lambda: self.writer, lambda: self.session, self.metrics,
                                    self._wake_outbox)
         self.store: Store | None = None
+        self.run = runs.RunRecord()  # this process's row in the state file's runs table
         self.writer: StoreWriter | None = None
         self.decisions: Decisions | None = None
         self.prober: Prober | None = None
@@ -95,6 +98,7 @@ class Monitor:
 
     async def start(self) -> None:
         self.store = store = Store(self.state_path)
+        self.run.start(store, time.time())
         self.writer = StoreWriter(store, on_failure=lambda _: self.metrics.store_write_failures
                                   .inc())
         self.decisions = Decisions(self.config, self.watchlist, store, self.writer,
@@ -120,6 +124,8 @@ class Monitor:
         self._tasks.append(asyncio.create_task(retention.prune_forever(
             lambda: self.store, lambda: self.config.monitor.retention, time.time,
             self._count_pruned), name="retention"))
+        self._tasks.append(asyncio.create_task(self.run.keep_alive(
+            lambda: self.store, time.time, then=self._refresh_availability), name="runs"))
         self._sync_heartbeat()
         self.runner, self.port = await web.serve(web.build_app(self), self.listen_host,
                                                  self.listen_port)
@@ -226,6 +232,8 @@ class Monitor:
             await self.streaming.stop()
         await self.scheduler.stop(self.config.monitor.shutdown_grace)
         await self.quorum.stop()  # an unfinished check is redone at the next start
+        if self.store is not None:
+            self.run.stop(self.store, time.time())  # watching ended here
         if self.writer is not None:
             await self.writer.flush(self.config.monitor.shutdown_grace)
             await self.writer.stop()
@@ -262,6 +270,13 @@ class Monitor:
                 self._release_silenced()
             except Exception as exc:  # the watcher of the watcher must not die either
                 prober.internal("*", "tick", exc)
+
+    def _refresh_availability(self, now: float) -> None:
+        """The per-platform availability gauges, once a minute (not per scrape)."""
+        if self.store is not None:
+            self.metrics.refresh_availability(
+                self.store, self.watchlist.accounts.keys(), now,
+                still_absent_at=reports.still_absent(self.watchlist.views()))
 
     def _count_pruned(self, counts: dict[str, int]) -> None:
         for table, n in counts.items():
