@@ -294,7 +294,16 @@ async def test_account_page_shows_state_outage_with_bounds_timeline_and_evidence
     assert kinds[:2] == ["vanished", "transition"], "newest first: down, then suspect"
     assert "HTTP 404 Record not found" in page.one("last-evidence").text
     assert page.one("profile-link").attrs["href"] == "https://mastodon.example/@carol"
-    assert page.one("availability")  # the section is there, with figures or "no data"
+    days = page.all("availability-day")
+    assert len(days) == 90 and days[-1].attrs["data-status"] == "down"
+    assert {d.attrs["data-status"] for d in days[:-1]} == {"unwatched"}, "watched today only"
+    assert "1 certainly down" in page.one("availability-summary").text
+    windows = {w.attrs["data-window"]: squash(w.text) for w in page.all("availability-window")}
+    assert list(windows) == ["24h", "7d", "30d", "90d"]
+    assert all(re.search(r"\d%( to \d+\.\d+%)?", text) for text in windows.values()), windows
+    alice = Page((await running.get("/accounts/masto/alice"))[1])
+    assert alice.all("availability-day")[-1].attrs["data-status"] == "up"
+    assert "100%" in alice.one("availability-table").text
     assert "none" in page.one("last-error").text
 
     status, body, _ = await running.get("/accounts/masto/erin")

@@ -12,21 +12,21 @@ status in words as well as in colour:
   was stopped all day);
 * ``up``: watched, and no outage touched it.
 
-Per-platform figures for the overview cost a pass over every account's outages, so they are
-kept for :data:`PLATFORM_TTL` seconds.
+The figures come from :mod:`monitor.reports` (the store's outages, first watches and the gaps
+between runs). Per-platform figures for the overview cost a pass over every account's
+outages, so they are kept for :data:`PLATFORM_TTL` seconds.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import ModuleType
 from typing import Any
 
 import structlog
 
+from monitor import reports
 from monitor.availability import WINDOWS, Availability, bounds_text
 from monitor.model import AccountKey
 from monitor.store import Store
@@ -71,14 +71,6 @@ class AccountFigures:
                  f"{counts['maybe']} possibly down for part of the day",
                  f"{counts['unwatched']} not watched"]
         return f"Last {len(self.days)} days: " + ", ".join(parts) + "."
-
-
-def _reports() -> ModuleType | None:
-    """monitor.reports, once it is part of the package (it is built alongside the UI)."""
-    try:
-        return importlib.import_module("monitor.reports")
-    except ImportError:
-        return None
 
 
 def _figure(doc: Mapping[str, Any]) -> Availability:
@@ -143,12 +135,15 @@ def no_figures() -> AccountFigures:
                            for name in WINDOWS], [])
 
 
-def account_figures(store: Store | None, key: AccountKey, now: float) -> AccountFigures:
-    reports = _reports()
-    if store is None or reports is None:
+def account_figures(store: Store | None, key: AccountKey, now: float,
+                    still_absent_at: float | None = None) -> AccountFigures:
+    """``still_absent_at``: the open outage's newest absent sighting (the outage row
+    records them only up to its confirmation), so the certain part reaches it."""
+    if store is None:
         return no_figures()
     try:
-        return figures_of(reports.account_report(store, key, now))
+        return figures_of(reports.account_report(store, key, now,
+                                                 still_absent_at=still_absent_at))
     except Exception as exc:  # a report that fails must not take the page down with it
         log.error("availability report failed", platform=key.platform, exc_info=exc)
         return no_figures()
@@ -156,24 +151,25 @@ def account_figures(store: Store | None, key: AccountKey, now: float) -> Account
 
 class PlatformFigures:
     """Each platform's :data:`PLATFORM_WINDOW` figure as text, recomputed at most every
-    :data:`PLATFORM_TTL` seconds (one pass over every outage of 90 days)."""
+    :data:`PLATFORM_TTL` seconds, or when the accounts change (three queries and a pass over
+    every outage of 90 days)."""
 
     def __init__(self) -> None:
         self._at = float("-inf")
         self._keys: frozenset[AccountKey] = frozenset()
         self._figures: dict[str, str] = {}
 
-    def get(self, store: Store | None, keys: frozenset[AccountKey], now: float
+    def get(self, store: Store | None, keys: frozenset[AccountKey], now: float,
+            still_absent_at: Callable[[], Mapping[AccountKey, float]] = dict
             ) -> dict[str, str]:
+        """``still_absent_at``: each down account's newest absent sighting, asked only
+        when the figures are recomputed (a pass over the live views)."""
         if store is None:
             return {}
         if now - self._at < PLATFORM_TTL and keys == self._keys:
             return self._figures
-        reports = _reports()
-        if reports is None:
-            return {}
         try:
-            table = reports.availability(store, sorted(keys), now)
+            table = reports.availability(store, keys, now, still_absent_at=still_absent_at())
             self._figures = {row["platform"]: bounds(row["availability"].get(PLATFORM_WINDOW))
                              for row in table.get("platforms", ())}
         except Exception as exc:

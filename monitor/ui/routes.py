@@ -25,8 +25,8 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from monitor import auth
-from monitor.model import AccountKey, AccountState, Event
+from monitor import auth, reports
+from monitor.model import AccountKey, AccountState, Event, State
 from monitor.ui import reporting, text, views
 from monitor.ui.viewer import PublicScope, Refused, Viewer, decide
 from monitor.ui.views import UiMonitor
@@ -168,7 +168,8 @@ async def overview(request: web.Request) -> web.StreamResponse:
     now = time.time()
     figures = None
     if viewer.full:
-        figures = request.app[FIGURES].get(monitor.store, frozenset(monitor.accounts), now)
+        figures = request.app[FIGURES].get(monitor.store, frozenset(monitor.accounts), now,
+                                           lambda: reports.still_absent(monitor.watchlist.views()))
     model = views.overview(monitor, viewer, flt, now, request.app[SCOPE], figures)
     return _page(render("overview.html", page=model))
 
@@ -185,7 +186,11 @@ async def account(request: web.Request) -> web.StreamResponse:
     scope = request.app[SCOPE]
     visible = key in monitor.accounts and (
         viewer.full or key in scope.keys(monitor.config, monitor.accounts))
-    figures = reporting.account_figures(monitor.store, key, now) if visible else None
+    figures = None
+    if visible:
+        st = monitor.accounts[key].view.state
+        figures = reporting.account_figures(
+            monitor.store, key, now, st.last_absent_at if st.state is State.DOWN else None)
     model = views.account_page(monitor, viewer, key, now, scope, figures)
     if model is None:
         return _problem_page(404, "No such account",

@@ -33,8 +33,9 @@ from monitor.webbase import Monitor, silenced_now
 
 PAGE_SIZE = 100  # accounts per overview page
 QUERY_MAX = 200  # characters of the ?q= filter
-OUTAGES_SHOWN = 20  # recent outages on the overview (open ones: all, up to OPEN_MAX)
-OPEN_MAX = 200
+OUTAGES_SHOWN = 20  # recently ended outages on the overview
+OPEN_SHOWN = 10  # open outages on the overview (newest first; the rest: ?state=down)
+OPEN_MAX = 1000  # open outages read to count them and mark acknowledged rows
 RECENT_SECONDS = 7 * 86_400.0  # "recent" outages: recovered within a week
 TIMELINE_MAX = 100  # transitions on an account page, newest first
 ACCOUNT_OUTAGES_MAX = 50
@@ -451,7 +452,8 @@ class Overview:
     pages: Pages
     platforms: list[str]  # for the filter's choices
     health: list[PlatformRow]  # full view only (else empty)
-    open_outages: list[OutageRow]
+    open_outages: list[OutageRow]  # the newest OPEN_SHOWN
+    open_total: int  # how many are open (of those this viewer may see; at most OPEN_MAX)
     recent_outages: list[OutageRow]
     silences: list[SilenceRow]  # full view only
     monitor_blind_since: float | None  # full view only
@@ -470,7 +472,7 @@ def overview(monitor: UiMonitor, viewer: Viewer, flt: Filter, now: float,
     number = min(flt.page, count)
     start = (number - 1) * PAGE_SIZE
     shown = chosen[start:start + PAGE_SIZE]
-    open_rows, recent_rows, by_id = _outages(monitor, viewer, scope, now)
+    open_rows, open_total, recent_rows, by_id = _outages(monitor, viewer, scope, now)
     rows = [row_of(monitor, w, viewer, now, by_id) for w in shown]
     pages = Pages(number=number, count=count, first=start + 1 if shown else 0,
                   last=start + len(shown), total=len(chosen),
@@ -485,27 +487,29 @@ def overview(monitor: UiMonitor, viewer: Viewer, flt: Filter, now: float,
         viewer=viewer, title="Account status" if full else public.title, now=now,
         filter=Filter(flt.q, flt.platform, flt.state, number), summary=summary, rows=rows,
         pages=pages, platforms=visible_platforms(monitor, viewer, scope), health=health,
-        open_outages=open_rows, recent_outages=recent_rows,
+        open_outages=open_rows, open_total=open_total, recent_outages=recent_rows,
         silences=silence_rows(monitor, now) if full else [],
         monitor_blind_since=blind_since,
         problems=monitor.not_ready() if full else {})
 
 
 def _outages(monitor: UiMonitor, viewer: Viewer, scope: PublicScope, now: float
-             ) -> tuple[list[OutageRow], list[OutageRow], dict[int, Outage]]:
-    """Open outages (all, up to :data:`OPEN_MAX`) and the recently recovered ones, of the
+             ) -> tuple[list[OutageRow], int, list[OutageRow], dict[int, Outage]]:
+    """The newest open outages, how many are open, and the recently ended ones, of the
     accounts this viewer may see; plus the open ones by id (for the rows' ack marks)."""
     store = monitor.store
     if store is None:
-        return [], [], {}
+        return [], 0, [], {}
     keys = None if viewer.full else scope.keys(monitor.config, monitor.accounts)
     open_ones = [o for o in store.outages(limit=OPEN_MAX, open_only=True)
                  if keys is None or o.key in keys]
     recent = [o for o in store.outages(limit=OUTAGES_SHOWN * 5)
               if o.recovered_at is not None and o.recovered_at >= now - RECENT_SECONDS
               and (keys is None or o.key in keys)][:OUTAGES_SHOWN]
-    return ([outage_row(o, viewer, now, _latest_absent(monitor, o)) for o in open_ones],
-            [outage_row(o, viewer, now) for o in recent], {o.id: o for o in open_ones})
+    shown = [outage_row(o, viewer, now, _latest_absent(monitor, o))
+             for o in open_ones[:OPEN_SHOWN]]
+    return (shown, len(open_ones), [outage_row(o, viewer, now) for o in recent],
+            {o.id: o for o in open_ones})
 
 
 # ----------------------------------------------------------------- the account page

@@ -28,9 +28,9 @@
 
   function refreshTimes() {
     var now = Date.now() / 1000;
-    document.querySelectorAll('time[data-ts]').forEach(function (el) {
-      var ts = parseFloat(el.getAttribute('data-ts'));
-      if (isFinite(ts)) { el.textContent = relative(ts, now); }
+    document.querySelectorAll('time[datetime]').forEach(function (el) {
+      var ms = Date.parse(el.getAttribute('datetime'));
+      if (isFinite(ms)) { el.textContent = relative(ms / 1000, now); }
     });
   }
 
@@ -42,7 +42,7 @@
     live.set(keyOf(el.getAttribute('data-platform'), el.getAttribute('data-handle')), el);
   });
 
-  function field(el, name) { return el.querySelector('[data-field="' + name + '"]'); }
+  function part(el, testid) { return el.querySelector('[data-testid="' + testid + '"]'); }
 
   function setSince(cell, account) {
     if (!cell) { return; }
@@ -50,7 +50,6 @@
     if (account.since === null) { cell.textContent = 'unknown'; return; }
     var time = document.createElement('time');
     time.setAttribute('datetime', account.since_iso);
-    time.setAttribute('data-ts', String(account.since));
     time.textContent = relative(account.since, Date.now() / 1000);
     var utc = document.createElement('span');
     utc.className = 'utc';
@@ -66,16 +65,16 @@
     var was = el.getAttribute('data-status');
     el.setAttribute('data-status', account.status);
     el.setAttribute('data-state', account.state);
-    var label = field(el, 'label'), reason = field(el, 'reason');
+    var label = part(el, 'state-label'), reason = part(el, 'state-reason');
     if (label) { label.textContent = account.label; }
     if (reason) { reason.textContent = account.reason; }
-    setSince(field(el, 'since'), account);
+    setSince(part(el, 'since-cell'), account);
     // An outage opened or closed: the page's outage lists no longer tell the whole story.
     return (was === 'down') === (account.status === 'down');
   }
 
   function showSummary(summary) {
-    var headline = document.querySelector('[data-field="headline"]');
+    var headline = document.querySelector('[data-testid="summary"]');
     if (headline && headline.textContent !== summary.headline) {
       headline.textContent = summary.headline;
     }
@@ -97,7 +96,7 @@
 
   refreshTimes();
   setInterval(refreshTimes, 30000);
-  if (!window.EventSource || !live.size && !document.querySelector('[data-field="headline"]')) {
+  if (!window.EventSource || !live.size && !document.querySelector('[data-testid="summary"]')) {
     return;
   }
   var overview = !!document.querySelector('[data-testid="accounts"], [data-testid="no-accounts"]');
