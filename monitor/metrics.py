@@ -215,8 +215,8 @@ class Metrics:
                                           "for peers, by outcome", ["outcome"], registry=r)
         self.vantage_disagreement = Gauge(
             "accmon_vantage_disagreement", "Accounts one vantage sees gone while another "
-            "sees them present (no page while they disagree)",
-            ["platform", "vantage", "peer"], registry=r)
+            "sees them present (no page while they disagree); the scrape adds `vantage`",
+            ["platform", "gone_from", "present_from"], registry=r)
         self.acknowledgements = Counter("accmon_acknowledgements",
                                         "Outages acknowledged through the API or CLI",
                                         registry=r)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -90,6 +90,27 @@ async def ask(session: aiohttp.ClientSession, peer: Peer, key: AccountKey,
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)[:500]
+
+
+async def _votes(own: quorum.Vote, asks: list[tuple[str, Coroutine[Any, Any, quorum.Vote]]],
+                 required: int) -> list[quorum.Vote]:
+    """Every peer's vote, in peer order; once ``required`` vantages (``own`` included) see
+    the account gone, the slower peers are not waited for: a hanging peer then costs no
+    time."""
+    tasks = [asyncio.ensure_future(a) for _, a in asks]
+    absent = 1 if own.result == "absent" else 0
+    try:
+        for done in asyncio.as_completed(tasks):
+            vote = await done
+            absent += vote.result == "absent"
+            if absent >= required:
+                break
+    finally:
+        for task in tasks:
+            task.cancel()
+    return [t.result() if t.done() and not t.cancelled() else
+            quorum.Vote(name, "error", error=quorum.NOT_WAITED)
+            for (name, _), t in zip(asks, tasks, strict=True)]
 
 
 @dataclass(slots=True)
@@ -181,8 +202,13 @@ class QuorumKeeper:
         own = quorum.Vote(config.monitor.vantage, "absent",
                           reason=st.reason.value if st.reason else None,
                           evidence=str(n.details.get("evidence") or "") or None)
-        votes = await asyncio.gather(*(ask(session, peer, key, watched.account_id)
-                                       for peer in config.peers))
+        # Waiting for every peer is what lets every vantage name the same leader; only the
+        # vantage that would lead anyway (its name first) may stop at quorum.
+        leads = all(p.name is not None and p.name > own.vantage for p in config.peers)
+        votes = await _votes(own, [(peer.name or peer.url, ask(session, peer, key,
+                                                                watched.account_id))
+                                   for peer in config.peers],
+                             config.quorum.required if leads else len(config.peers) + 2)
         for peer, vote in zip(config.peers, votes, strict=True):
             outcome = "error" if vote.result == "error" else "vote"
             self.metrics.peer_requests.labels(peer.name or peer.url, outcome).inc()

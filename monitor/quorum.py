@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 VoteResult = Literal["absent", "present", "error"]
+NOT_WAITED = "not waited for: quorum already reached"  # the error of a vote left unasked
 Outcome = Literal["page", "disagree", "hold"]
 TooFew = Literal["page", "hold"]
 
@@ -87,8 +88,12 @@ class Verdict:
         parts = [seen]
         if self.present:
             parts.append(f"present from {', '.join(self.present)}")
-        if self.silent:
-            parts.append(f"{', '.join(self.silent)} did not answer")
+        mute = [v.vantage for v in self.votes if v.result == "error" and v.error != NOT_WAITED]
+        skipped = [v.vantage for v in self.votes if v.error == NOT_WAITED]
+        if mute:
+            parts.append(f"{', '.join(mute)} did not answer")
+        if skipped:
+            parts.append(f"{', '.join(skipped)} not waited for")
         text = "; ".join(parts)
         if self.too_few:
             text = ("single vantage: " if len(self.absent) == 1 else

@@ -77,3 +77,9 @@ def test_the_leader_is_the_first_vantage_by_name_that_saw_it_gone() -> None:
     assert decide(Vote("us", "absent"), [gone("eu"), mute("ap")], 2, "page").leader == "eu"
     assert decide(Vote("us", "absent"), [mute("eu")], 2, "page").leader == "us"  # policy
     assert decide(Vote("us", "absent"), [here("eu")], 2, "page").leader is None
+
+
+def test_a_peer_not_waited_for_is_not_said_to_be_silent() -> None:
+    from monitor.quorum import NOT_WAITED
+    verdict = decide(EU, [gone("us"), Vote("zz", "error", error=NOT_WAITED)], 2, "page")
+    assert verdict.summary() == "seen gone from 2 of 3 vantages (eu, us); zz not waited for"
