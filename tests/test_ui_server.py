@@ -717,3 +717,37 @@ def test_relative_times_and_durations_read_plainly() -> None:
     for template in ("javascript:alert('{handle}')", "{handle}", "data:text/html,{handle}",
                      "//x.example/{handle}", " https://x.example/{handle}"):
         assert text.profile_link(template, "javascript:alert(1)", None) is None, template
+
+
+async def _one_account_monitor(tmp_path: Path, base: str, **options: Any) -> Monitor:
+    mon = Monitor(parse_config(config_text(base, [account("alice")], state_path=str(
+        tmp_path / "s.db"), evil_profile=False, **options), "test.yaml", env={}))
+    await mon.start()
+    return mon
+
+
+async def test_an_unusable_read_token_refuses_the_ui_naming_the_variable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCMON_READ_TOKEN_FILE", str(tmp_path / "missing-token"))
+    async with FakeMastodon({"alice": "present"}).running() as base:
+        mon = await _one_account_monitor(tmp_path, base, listen_host="0.0.0.0")
+        try:
+            status, body, headers = await Running(mon, FakeMastodon()).get("/")
+            assert status == 503 and "ACCMON_READ_TOKEN_FILE" in body
+            assert headers["Content-Security-Policy"] == CSP
+            assert "alice" not in body
+        finally:
+            await mon.stop()
+
+
+async def test_ui_disabled_answers_404_and_leaves_the_api_alone(tmp_path: Path) -> None:
+    async with FakeMastodon({"alice": "present"}).running() as base:
+        mon = await _one_account_monitor(tmp_path, base, ui="ui: {enabled: false}")
+        try:
+            run = Running(mon, FakeMastodon())
+            for path in ("/", "/accounts/masto/alice", "/ui/events", "/login"):
+                status, body, _ = await run.get(path)
+                assert status == 404 and "alice" not in body, path
+            assert (await run.get("/api/v1/accounts"))[0] == 200
+        finally:
+            await mon.stop()
