@@ -72,6 +72,13 @@ quorum: {{required: 2, ask_again: 300ms}}
 """.replace("peers:\n  []", "peers: []")
 
 
+def launch(cfg: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCMON_")}
+    return subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(cfg)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
 def up(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/accounts",
@@ -106,10 +113,7 @@ async def one(variant: str, tmp: Path) -> float:
                 cfg.write_text(config(n, ports[n], urls[n], pd_url, tmp / f"{variant}-{n}-"
                                       f"{time.time_ns()}.db",
                                       [(o, ports[o]) for o in names if o != n]))
-                env = {k: v for k, v in os.environ.items() if not k.startswith("ACCMON_")}
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "monitor", "run", "--config", str(cfg)], cwd=ROOT,
-                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                procs.append(launch(cfg))
             await wait(lambda: all(up(ports[n]) for n in names))
             if variant == "hanging":
                 paths["c"].set_mode("hang")
