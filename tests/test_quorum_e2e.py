@@ -250,6 +250,16 @@ async def test_a_peer_with_a_wrong_token_is_refused_and_not_logged(tmp_path: Pat
                             json={"platform": "masto", "account": "nobody"},
                             headers={"Authorization": f"Bearer {PEER_TOKEN}"}) as resp:
                         assert resp.status == 404  # only accounts watched here
+                    statuses = []
+                    for _ in range(12):  # quorum.serve_rate is 5 per second by default
+                        async with session.post(
+                                f"http://127.0.0.1:{port}/api/v1/probe",
+                                json={"platform": "masto", "account": "alice"},
+                                headers={"Authorization": f"Bearer {PEER_TOKEN}"}) as resp:
+                            statuses.append(resp.status)
+                            if resp.status == 429:
+                                assert int(resp.headers["Retry-After"]) >= 1
+                    assert 429 in statuses
                 await wait_for(lambda: "peer probe refused" in log.read_text(), what="logged")
                 await asyncio.sleep(0)
             finally:
