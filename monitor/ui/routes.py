@@ -236,6 +236,7 @@ def live_account(monitor: UiMonitor, watched: Watched, viewer: Viewer, now: floa
     return {"platform": row.platform, "handle": row.handle, "status": row.status,
             "state": row.state, "label": row.label, "reason": row.reason,
             "since": row.since, "since_utc": text.utc(row.since, "unknown"),
+            "since_utc_short": text.utc(row.since, "unknown", short=True),
             "since_iso": text.iso(row.since), "protected": row.protected,
             "silenced": row.silenced, "acked_by": row.acked_by}
 

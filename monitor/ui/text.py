@@ -51,11 +51,13 @@ def words(value: object | None) -> str:
     return "" if value is None else str(value).replace("_", " ")
 
 
-def utc(ts: float | None, missing: str = "never") -> str:
-    """``2017-11-02 23:53:00 UTC``: a time anyone can quote."""
+def utc(ts: float | None, missing: str = "never", *, short: bool = False) -> str:
+    """``2017-11-02 23:53:00 UTC``: a time anyone can quote (``short``: to the minute, for
+    narrow columns)."""
     if ts is None or not math.isfinite(ts):
         return missing
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(ts, UTC).strftime(
+        "%Y-%m-%d %H:%M UTC" if short else "%Y-%m-%d %H:%M:%S UTC")
 
 
 def iso(ts: float | None) -> str:

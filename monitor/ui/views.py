@@ -577,6 +577,14 @@ def _timeline_row(row: Mapping[str, Any], full: bool) -> TimelineRow:
                        evidence=str(evidence) if full and evidence else None)
 
 
+def _timeline(rows: Sequence[Mapping[str, Any]], full: bool) -> list[TimelineRow]:
+    """The rows as a person reads them: a decision that both changed the state and said
+    why (``vanished``, ``recovered``) is stored as two rows; only the telling one stays."""
+    told = {(r["at"], r["old_state"], r["new_state"]) for r in rows if r["kind"] != "transition"}
+    return [_timeline_row(r, full) for r in rows
+            if r["kind"] != "transition" or (r["at"], r["old_state"], r["new_state"]) not in told]
+
+
 def account_page(monitor: UiMonitor, viewer: Viewer, key: AccountKey, now: float,
                  scope: PublicScope, availability: reporting.AccountFigures | None = None
                  ) -> AccountPage | None:
@@ -594,7 +602,7 @@ def account_page(monitor: UiMonitor, viewer: Viewer, key: AccountKey, now: float
     open_by_id = {o.id: o for o in outages if o.recovered_at is None}
     row = row_of(monitor, watched, viewer, now, open_by_id)
     raw = account_transitions(store, key, TIMELINE_MAX + 1) if store is not None else []
-    timeline = [_timeline_row(r, full) for r in raw[:TIMELINE_MAX]]
+    timeline = _timeline(raw[:TIMELINE_MAX], full)
     spec = monitor.config.platforms.get(key.platform)
     err = watched.view.last_error
     labels = None

@@ -53,7 +53,7 @@
     time.textContent = relative(account.since, Date.now() / 1000);
     var utc = document.createElement('span');
     utc.className = 'utc';
-    utc.textContent = account.since_utc;
+    utc.textContent = cell.hasAttribute('data-short') ? account.since_utc_short : account.since_utc;
     cell.appendChild(time);
     cell.appendChild(document.createTextNode(' '));
     cell.appendChild(utc);
