@@ -43,7 +43,7 @@ from monitor.config import parse_config  # noqa: E402
 from monitor.fakes.mastodon import FakeMastodon  # noqa: E402
 from monitor.model import State  # noqa: E402
 from monitor.ui import routes, views  # noqa: E402
-from monitor.ui.viewer import FULL, PUBLIC, PublicScope  # noqa: E402
+from monitor.ui.viewer import FULL, PUBLIC, PublicScope, Viewer  # noqa: E402
 
 
 def config_text(base: str, handles: list[str], state_path: str) -> str:
@@ -115,7 +115,7 @@ async def bench_render(count: int, runs: int, seed: int) -> None:
                 scope = PublicScope()
                 print(f"server time per overview render ({runs} runs each, median / max):")
                 for name, (viewer, flt) in cases.items():
-                    def render(viewer: views.Viewer = viewer, flt: views.Filter = flt) -> str:
+                    def render(viewer: Viewer = viewer, flt: views.Filter = flt) -> str:
                         model = views.overview(mon, viewer, flt, time.time(), scope)
                         return routes.render("overview.html", page=model)
                     median, worst, size = timed(render, runs)
