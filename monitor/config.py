@@ -469,6 +469,17 @@ class QuorumConfig(Strict):
         "Fresh probes this monitor does for its peers, per second at most (429 beyond)."))
 
 
+class MetricsConfig(Strict):
+    """What `/metrics` exports. Aggregate series (per platform, state and protected flag)
+    are always there, so the dashboards and alert rules work in every mode."""
+
+    per_account: Literal["auto", "all", "protected", "none"] = Field(
+        default="auto", description=(
+            "Per-account series (`accmon_account_up` and its kin): `all`, only `protected` "
+            "accounts, or `none`. `auto`: all up to 10,000 watched accounts, protected "
+            "above (each account costs Prometheus about six series)."))
+
+
 class MonitorSettings(Strict):
     """The process itself: HTTP listener, state file, logs, shutdown and sharding."""
 
@@ -500,6 +511,8 @@ class MonitorSettings(Strict):
         description="Most accounts blind at once: one page, per-account blind pages held.")
     heartbeat: HeartbeatConfig | None = Field(
         default=None, description="A dead-man's-switch URL pinged while the monitor is healthy.")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description=(
+        "What /metrics exports per account."))
     api: ApiConfig = Field(default_factory=ApiConfig, description=(
         "Tokens for the HTTP API's reads and writes."))
     retention: RetentionConfig = Field(default_factory=RetentionConfig, description=(
@@ -512,7 +525,8 @@ class MonitorSettings(Strict):
                 if getattr(self, name) != getattr(old, name)]
 
 class Config(Strict):
-    """The whole file. Only `platforms` and `accounts` are required."""
+    """The whole file. Only `platforms` and a watchlist (`accounts`, `accounts_file` or both)
+    are required."""
 
     monitor: MonitorSettings = Field(default_factory=MonitorSettings, description=(
         "How the process runs: listener, state file, logs, sharding."))
@@ -520,8 +534,12 @@ class Config(Strict):
         "Timing and thresholds applied to every account."))
     platforms: dict[str, PlatformConfig] = Field(description=(
         "The platforms to probe, by the name accounts use."))
-    accounts: list[AccountConfig] = Field(description=(
-        "The watchlist: each platform and handle once."))
+    accounts: list[AccountConfig] = Field(default_factory=list, description=(
+        "The watchlist: each platform and handle once (here, in `accounts_file`, or both)."))
+    accounts_file: str | None = Field(default=None, description=(
+        "A watchlist file of CSV or JSON lines (one account per line, the fields of an "
+        "`accounts` entry), relative to this file; for large watchlists: streamed, "
+        "validated with line numbers, re-read on reload."))
     notifiers: dict[str, NotifierConfig] = Field(default_factory=dict, description=(
         "Where notifications can go, by the name routes use."))
     streams: dict[str, JetstreamConfig] = Field(default_factory=dict, description=(
