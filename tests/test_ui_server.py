@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -272,6 +273,15 @@ async def test_overview_shows_every_account_protected_first_with_trouble_in_word
     outage = page.one("open-outages")
     assert "carol" in outage.text and "ongoing: at least" in outage.text
     assert {r.attrs["data-platform"] for r in page.all("platform-row")} == {"masto", "evil"}
+    assert "availability over 30 days" not in body, "no figure before the gauges have one"
+    # The overview shows the per-platform figures the monitor refreshes once a minute.
+    mon = running.mon
+    assert mon.store is not None
+    mon.metrics.refresh_availability(mon.store, mon.accounts.keys(), time.time())
+    masto = Page((await running.get("/"))[1]).all("platform-row")
+    figures = {r.attrs["data-platform"]: squash(r.text) for r in masto}
+    assert re.search(r"availability over 30 days: \d+\.\d+% to \d+\.\d+%", figures["masto"])
+    assert "availability over 30 days: 100%" in figures["evil"]
     assert page.one("refresh-link").attrs["href"] == "/"
     assert page.one("skip-link").attrs["href"] == "#main"
     # Usable without JavaScript: the script is deferred and same-origin, nothing inline.

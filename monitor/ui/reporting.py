@@ -12,14 +12,14 @@ status in words as well as in colour:
   was stopped all day);
 * ``up``: watched, and no outage touched it.
 
-The figures come from :mod:`monitor.reports` (the store's outages, first watches and the gaps
-between runs). Per-platform figures for the overview cost a pass over every account's
-outages, so they are kept for :data:`PLATFORM_TTL` seconds.
+An account's figures come from :mod:`monitor.reports` (the store's outages, first watches and
+the gaps between runs); the overview's per-platform figures from the availability gauges
+the monitor refreshes once a minute, so a page view never recomputes them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,14 +28,14 @@ import structlog
 
 from monitor import reports
 from monitor.availability import WINDOWS, Availability, bounds_text
+from monitor.metrics import Metrics
 from monitor.model import AccountKey
 from monitor.store import Store
 from monitor.ui import text
 
 log = structlog.get_logger("monitor.ui")
 
-PLATFORM_TTL = 60.0  # seconds the overview's per-platform figures are reused
-PLATFORM_WINDOW = "30d"
+PLATFORM_WINDOW = "30d"  # the overview's per-platform figure
 DAY_STATUS_TEXT = {"down": "certainly down for part of the day",
                    "maybe": "possibly down for part of the day",
                    "unwatched": "not watched", "up": "up all day"}
@@ -149,31 +149,16 @@ def account_figures(store: Store | None, key: AccountKey, now: float,
         return no_figures()
 
 
-class PlatformFigures:
-    """Each platform's :data:`PLATFORM_WINDOW` figure as text, recomputed at most every
-    :data:`PLATFORM_TTL` seconds, or when the accounts change (three queries and a pass over
-    every outage of 90 days)."""
-
-    def __init__(self) -> None:
-        self._at = float("-inf")
-        self._keys: frozenset[AccountKey] = frozenset()
-        self._figures: dict[str, str] = {}
-
-    def get(self, store: Store | None, keys: frozenset[AccountKey], now: float,
-            still_absent_at: Callable[[], Mapping[AccountKey, float]] = dict
-            ) -> dict[str, str]:
-        """``still_absent_at``: each down account's newest absent sighting, asked only
-        when the figures are recomputed (a pass over the live views)."""
-        if store is None:
-            return {}
-        if now - self._at < PLATFORM_TTL and keys == self._keys:
-            return self._figures
-        try:
-            table = reports.availability(store, keys, now, still_absent_at=still_absent_at())
-            self._figures = {row["platform"]: bounds(row["availability"].get(PLATFORM_WINDOW))
-                             for row in table.get("platforms", ())}
-        except Exception as exc:
-            log.error("availability report failed", exc_info=exc)
-            self._figures = {}
-        self._at, self._keys = now, keys
-        return self._figures
+def platform_figures(metrics: Metrics, window: str = PLATFORM_WINDOW) -> dict[str, str]:
+    """Each platform's figure over ``window`` as text, read from the availability gauges
+    the monitor refreshes once a minute (``Metrics.refresh_availability``): the overview
+    never recomputes them, and shows what /metrics says. No sample: no data yet."""
+    bounds_of: dict[str, dict[str, float]] = {}
+    for gauge, side in ((metrics.availability_lower, "lower"),
+                        (metrics.availability_upper, "upper")):
+        for family in gauge.collect():
+            for sample in family.samples:
+                if sample.labels.get("window") == window:
+                    bounds_of.setdefault(sample.labels["platform"], {})[side] = sample.value
+    return {platform: bounds({"lower": b.get("lower"), "upper": b.get("upper")})
+            for platform, b in bounds_of.items()}

@@ -25,7 +25,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from monitor import auth, reports
+from monitor import auth
 from monitor.model import AccountKey, AccountState, Event, State
 from monitor.ui import reporting, text, views
 from monitor.ui.viewer import PublicScope, Refused, Viewer, decide
@@ -46,7 +46,6 @@ REPLAY_ROWS = 5_000  # transitions a reconnecting client may catch up on; beyond
 
 UI_MONITOR: web.AppKey[UiMonitor] = web.AppKey("ui_monitor")
 SCOPE: web.AppKey[PublicScope] = web.AppKey("ui_public_scope")
-FIGURES: web.AppKey[reporting.PlatformFigures] = web.AppKey("ui_platform_figures")
 
 # ----------------------------------------------------------------- static files
 
@@ -166,10 +165,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
     except views.FilterError as exc:
         return _problem_page(400, "That filter is not valid", str(exc))
     now = time.time()
-    figures = None
-    if viewer.full:
-        figures = request.app[FIGURES].get(monitor.store, frozenset(monitor.accounts), now,
-                                           lambda: reports.still_absent(monitor.watchlist.views()))
+    figures = reporting.platform_figures(monitor.metrics) if viewer.full else None
     model = views.overview(monitor, viewer, flt, now, request.app[SCOPE], figures)
     return _page(render("overview.html", page=model))
 
@@ -419,7 +415,6 @@ def add_routes(app: web.Application, monitor: UiMonitor) -> None:
     """Register the UI on ``app`` (whose middlewares include :func:`security_headers`)."""
     app[UI_MONITOR] = monitor
     app[SCOPE] = PublicScope()
-    app[FIGURES] = reporting.PlatformFigures()
     app[STREAMS] = _Streams()
     app.on_shutdown.append(_close_streams)
     app.router.add_get("/", overview)
