@@ -14,7 +14,6 @@ for the shown page only.
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -555,17 +554,8 @@ class AccountPage:
 
 
 def account_transitions(store: Store, key: AccountKey, limit: int) -> list[dict[str, Any]]:
-    """The account's transitions, newest first (index ``transitions_by_account``).
-
-    Read here rather than through a Store method because the store offers only the global
-    feed (``Store.transitions(after_id=)``); see the report of issue 11 for the method that
-    should replace this.
-    """
-    rows = store.db.execute(
-        "SELECT id, kind, at, old_state, new_state, reason, details FROM transitions"
-        " WHERE platform = ? AND handle = ? ORDER BY id DESC LIMIT ?",
-        (key.platform, key.handle, limit))
-    return [dict(r) | {"details": json.loads(r["details"])} for r in rows]
+    """The account's transitions, newest first (index ``transitions_by_account``)."""
+    return store.account_transitions(key, limit=limit)
 
 
 def _timeline_row(row: Mapping[str, Any], full: bool) -> TimelineRow:
