@@ -638,10 +638,6 @@ async def test_public_view_shows_chosen_accounts_as_text_without_evidence(
     await assert_keyboard_reaches_everything(page)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "overview.html:35 writes page.title into <title> without |flat, and :38 into <h1> "
-    "without who(): a direction control in ui.public.title reorders the tab title "
-    "(' (1 down)' included) and is not isolated or flagged on the page"))
 async def test_public_title_with_a_direction_control_is_isolated_text(
         public_ui: Ui, page: Page) -> None:
     await open_live(page, public_ui.url + "/")
