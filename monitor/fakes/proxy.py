@@ -233,10 +233,15 @@ class Rule:
 def _names(match: str | Iterable[str] | None) -> frozenset[str] | None:
     if match is None:
         return None
-    items = [match] if isinstance(match, str) else list(match)
+    if isinstance(match, str):
+        items: list[object] = [match]
+    elif isinstance(match, list | tuple | set | frozenset):
+        items = list(match)
+    else:
+        raise ValueError("match must be a handle or id, or a list of them")
     if not items or not all(isinstance(m, str) and m.strip("@ ") for m in items):
         raise ValueError("match must be a handle or id, or a non-empty list of them")
-    return frozenset(m.strip().removeprefix("@").lower() for m in items)
+    return frozenset(str(m).strip().removeprefix("@").lower() for m in items)
 
 
 class VantagePath:
@@ -342,7 +347,9 @@ class VantagePath:
                                         max_field_size=128 * 1024)
         self._session = session
         try:
-            async with serve(self.app(), self._closing, host, port) as url:
+            # Nothing waits on aiohttp's shutdown timeout: every exchange is cut below.
+            async with serve(self.app(), self._closing, host, port,
+                             shutdown_timeout=60.0) as url:
                 try:
                     yield url
                 finally:
@@ -449,8 +456,8 @@ class VantagePath:
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _NOT_COPIED_UP]
         body = await request.read() if request.body_exists else None
         async with self._session.request(request.method, self._upstream_url(request),
-                                         headers=headers, data=body, allow_redirects=False,
-                                         auto_decompress=False) as response:
+                                         headers=headers, data=body,
+                                         allow_redirects=False) as response:
             yield response
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
