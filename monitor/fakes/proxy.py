@@ -341,8 +341,8 @@ class VantagePath:
         """Serve on ``host:port`` (0: any free port); yields the base URL. On exit every
         open exchange is cut (a hanging one included) before the server stops."""
         self._closing = asyncio.Event()
-        # auto_decompress off: bytes pass as sent; header limits at the server's 64 KiB
-        # fault, so an oversized header reaches the probe instead of becoming our 502.
+        # auto_decompress off: bytes pass as sent. Header limits above the fakes' 64 KiB
+        # huge-header fault: an oversized header reaches the probe, not our 502.
         session = aiohttp.ClientSession(auto_decompress=False, max_line_size=128 * 1024,
                                         max_field_size=128 * 1024)
         self._session = session
