@@ -7,17 +7,25 @@ time straight from the live account table, like kube-state-metrics does.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from monitor import __version__
-from monitor.model import AccountKey, AccountState, Observation, Result, State
+from monitor.model import AccountKey, AccountState, ErrorKind, Observation, Result, State
 
 if TYPE_CHECKING:
     from monitor.store import Store
@@ -41,62 +49,181 @@ class AccountView:
 
 def _escape(value: str) -> str:
     """Label-value escaping of the Prometheus text format."""
-    return value.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
+    if "\\" in value or "\"" in value or "\n" in value:  # rare: skip the copies otherwise
+        return value.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
+    return value
 
 
-# (name, type, help) of the per-account families, in exposition order.
+# ------------------------------------------------------------------ per-account series
+
+# `auto` exports every account's series up to this many watched accounts (this process's
+# watchlist, after sharding) and only the protected accounts' above. At 10,000 accounts
+# `all` is ~20,000 per-account series and ~1.5 MB a scrape (bench/scrape.py): a
+# middling target for one Prometheus. Each 10,000 more cost Prometheus another ~20,000
+# active series (memory for as long as they are in the head block, two hours at least,
+# whether they change or not) to name accounts whose vanish is a warning the built-in
+# notifier already sends and the status UI lists; the counts (`accmon_accounts`) stay.
+# The protected accounts, the ones that page, keep their names in every mode but `none`.
+AUTO_ALL_UP_TO = 10_000
+
+
+def exported_flags(mode: str, watched: int) -> tuple[bool, ...]:
+    """The `protected` values whose accounts get per-account series under ``mode``."""
+    if mode == "auto":
+        mode = "all" if watched <= AUTO_ALL_UP_TO else "protected"
+    return {"all": (False, True), "protected": (True,)}.get(mode, ())
+
+
+# (name, type, help) of the per-account families, in exposition order. Each account has
+# `up` (once known) and `state` (its current state only); `outage_seconds` only while it is
+# down and `blind` only while it is blind. About 145 bytes per account, so 100k accounts
+# are ~15 MB a scrape (the text format repeats every label on every line: six series an
+# account would be ~60 MB).
 ACCOUNT_FAMILIES = (
     ("accmon_account_up", "gauge",
      "1 if the account is present, 0 if down or suspect; absent while unknown"),
-    ("accmon_account_state", "gauge", "State set: 1 on the account's current state"),
+    ("accmon_account_state", "gauge",
+     "1 on the account's current state (the other states have no sample)"),
     ("accmon_account_outage_seconds", "gauge",
-     "Age of the current outage (from the first absent sighting); 0 when up"),
-    ("accmon_account_last_probe_timestamp_seconds", "gauge",
-     "When the account was last probed (any result)"),
+     "Age of the current outage (from the first absent sighting); only while down"),
     ("accmon_account_blind", "gauge",
-     "1 while only errors have been seen beyond the staleness bound"),
+     "1 while only errors have been seen beyond the staleness bound; no sample otherwise"),
 )
+# Always there, whatever monitor.metrics.per_account says: dashboards and rules work on them.
+AGGREGATE_FAMILIES = (
+    ("accmon_accounts", "gauge",
+     "Watched accounts by platform, state and protected flag (every combination, 0 too)"),
+    ("accmon_accounts_blind", "gauge",
+     "Blind accounts (only errors beyond the staleness bound) by platform and protected flag"),
+    ("accmon_accounts_oldest_probe_timestamp_seconds", "gauge",
+     "When the least recently probed account of the platform was last probed (accounts "
+     "not probed yet left out)"),
+    ("accmon_account_series_exported", "gauge",
+     "1 if accounts with this protected flag have per-account series "
+     "(monitor.metrics.per_account), else 0: the rules fall back to the counts"),
+)
+_STATES = tuple(State)
+_FLAG = {False: "false", True: "true"}
+_UP = {(prot, up): f',protected="{_FLAG[prot]}"}} {"1.0" if up else "0.0"}\n'
+       for prot in (False, True) for up in (False, True)}
+_STATE = {s: f',state="{s.value}"}} 1.0\n' for s in State}
+_BLIND = {prot: f',protected="{_FLAG[prot]}"}} 1.0\n' for prot in (False, True)}
 
 
-def render_accounts(views: Iterable[AccountView], now: float,
-                    chunk: int = 2000) -> Iterator[bytes]:
-    """The per-account families in text format 0.0.4, streamed in chunks.
+def _family(name: str, kind: str, text: str) -> str:
+    return f"# HELP {name} {text}\n# TYPE {name} {kind}\n"
+
+
+@dataclass(slots=True)
+class _Scrape:
+    """One pass over the live table: the counts, and the accounts to name (as parallel
+    lists of strings and existing objects: no tuple per account for the collector to
+    walk, which at 100k accounts cost more than the rendering)."""
+
+    tally: dict[tuple[str, bool, State], int] = field(default_factory=dict)
+    blind: dict[tuple[str, bool], int] = field(default_factory=dict)
+    oldest: dict[tuple[str, bool], float] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)  # of the named accounts
+    protected: list[bool] = field(default_factory=list)
+    states: list[AccountState] = field(default_factory=list)  # as read: one per account
+    down: list[int] = field(default_factory=list)  # indexes of named accounts down
+    down_since: list[float] = field(default_factory=list)  # and their first absent sighting
+    blinded: list[int] = field(default_factory=list)  # indexes of named blind accounts
+
+
+def _read(views: Iterable[AccountView], named: tuple[bool, ...]) -> _Scrape:
+    """Counts of every account; label text of the ones with series of their own. Reading
+    each account's (immutable) state once keeps the scrape consistent with itself."""
+    seen = _Scrape()
+    tally, blind, oldest = seen.tally, seen.blind, seen.oldest
+    labels, protected, states = seen.labels, seen.protected, seen.states
+    escaped: dict[str, str] = {}
+    name_all, name_protected = False in named, True in named
+    for view in views:
+        key, st, prot = view.key, view.state, view.protected
+        counted = (key.platform, prot, st.state)
+        tally[counted] = tally.get(counted, 0) + 1
+        if st.blind:
+            group = (key.platform, prot)
+            blind[group] = blind.get(group, 0) + 1
+        at = view.last_probe_at
+        if at is not None:
+            group = (key.platform, prot)
+            if at < oldest.get(group, math.inf):
+                oldest[group] = at
+        if not (name_all or (prot and name_protected)):
+            continue
+        platform = escaped.get(key.platform)
+        if platform is None:
+            platform = escaped[key.platform] = _escape(key.platform)
+        if st.state is State.DOWN and st.first_absent_at is not None:
+            seen.down.append(len(labels))
+            seen.down_since.append(st.first_absent_at)
+        if st.blind:
+            seen.blinded.append(len(labels))
+        labels.append(f'platform="{platform}",account="{_escape(key.handle)}"')
+        protected.append(prot)
+        states.append(st)
+    return seen
+
+
+def _aggregates(seen: _Scrape, platforms: Iterable[str], named: tuple[bool, ...]) -> str:
+    every = sorted(set(platforms) | {p for p, _prot, _st in seen.tally})
+    out = []
+    for (name, kind, text), lines in zip(AGGREGATE_FAMILIES, (
+            (f'{{platform="{_escape(p)}",state="{s.value}",protected="{_FLAG[prot]}"}} '
+             f'{float(seen.tally.get((p, prot, s), 0))!r}'
+             for p in every for s in _STATES for prot in (False, True)),
+            (f'{{platform="{_escape(p)}",protected="{_FLAG[prot]}"}} '
+             f'{float(seen.blind.get((p, prot), 0))!r}'
+             for p in every for prot in (False, True)),
+            (f'{{platform="{_escape(p)}",protected="{_FLAG[prot]}"}} {at!r}'
+             for (p, prot), at in sorted(seen.oldest.items())),
+            (f'{{protected="{_FLAG[prot]}"}} {"1.0" if prot in named else "0.0"}'
+             for prot in (False, True))), strict=True):
+        out.append(_family(name, kind, text))
+        out.extend(f"{name}{line}\n" for line in lines)
+    return "".join(out)
+
+
+def render_accounts(views: Iterable[AccountView], now: float, *, per_account: str = "all",
+                    platforms: Iterable[str] = (), chunk: int = 5000) -> Iterator[bytes]:
+    """The account families in text format 0.0.4, streamed in chunks: the aggregates of
+    every account, then the per-account series ``per_account`` names (``platforms``: the
+    configured ones, so a platform without accounts still counts 0).
 
     Written by hand rather than through client-library Metric objects: at 100k accounts
-    those would be ~800k sample objects (hundreds of MB) built for every scrape.
+    those would be hundreds of thousands of sample objects built for every scrape.
     """
-    rows = [(f'platform="{_escape(v.key.platform)}",account="{_escape(v.key.handle)}"', v)
-            for v in views]
-    states = tuple(State)
-    for name, kind, text in ACCOUNT_FAMILIES:
-        out = [f"# HELP {name} {text}\n# TYPE {name} {kind}\n"]
-        for i, (labels, view) in enumerate(rows, 1):
-            st = view.state
-            if name == "accmon_account_up":
-                if st.state is not State.UNKNOWN:
-                    protected = "true" if view.protected else "false"
-                    value = "1.0" if st.state is State.UP else "0.0"
-                    out.append(f'{name}{{{labels},protected="{protected}"}} {value}\n')
-            elif name == "accmon_account_state":
-                out.extend(f'{name}{{{labels},state="{s.value}"}} '
-                           f'{"1.0" if st.state is s else "0.0"}\n' for s in states)
-            elif name == "accmon_account_outage_seconds":
-                age = 0.0
-                if st.state is State.DOWN and st.first_absent_at is not None:
-                    age = max(0.0, now - st.first_absent_at)
-                out.append(f"{name}{{{labels}}} {age!r}\n")
-            elif name == "accmon_account_last_probe_timestamp_seconds":
-                if view.last_probe_at is not None:
-                    out.append(f"{name}{{{labels}}} {view.last_probe_at!r}\n")
-            else:
-                protected = "true" if view.protected else "false"
-                out.append(f'{name}{{{labels},protected="{protected}"}} '
-                           f'{"1.0" if st.blind else "0.0"}\n')
-            if i % chunk == 0:
-                yield "".join(out).encode()
-                out = []
-        if out:
-            yield "".join(out).encode()
+    listed = list(views)  # the table may change while the scrape is streamed
+    named = exported_flags(per_account, len(listed))
+    seen = _read(listed, named)
+    yield _aggregates(seen, platforms, named).encode()
+    labels, protected, states = seen.labels, seen.protected, seen.states
+    up, state, outage, blind = (name for name, _kind, _text in ACCOUNT_FAMILIES)
+
+    def ups(a: int, b: int) -> list[str]:
+        return [f"{up}{{{labels[i]}{_UP[protected[i], states[i].state is State.UP]}"
+                for i in range(a, min(b, len(labels))) if states[i].state is not State.UNKNOWN]
+
+    def in_states(a: int, b: int) -> list[str]:
+        return [f"{state}{{{labels[i]}{_STATE[states[i].state]}"
+                for i in range(a, min(b, len(labels)))]
+
+    def outages(a: int, b: int) -> list[str]:
+        return [f"{outage}{{{labels[i]}}} {max(0.0, now - since)!r}\n"
+                for i, since in zip(seen.down[a:b], seen.down_since[a:b], strict=True)]
+
+    def blinds(a: int, b: int) -> list[str]:
+        return [f"{blind}{{{labels[i]}{_BLIND[protected[i]]}" for i in seen.blinded[a:b]]
+
+    for (name, kind, text), lines, size in zip(
+            ACCOUNT_FAMILIES, (ups, in_states, outages, blinds),
+            (len(labels), len(labels), len(seen.down), len(seen.blinded)), strict=True):
+        head = _family(name, kind, text)
+        for start in range(0, max(size, 1), chunk):
+            yield (head + "".join(lines(start, start + chunk))).encode()
+            head = ""
 
 
 class StreamCollector(Collector):
@@ -133,8 +260,16 @@ class Metrics:
     """The process's metrics, on their own registry (tests run several monitors at once)."""
 
     def __init__(self, accounts: Callable[[], Iterable[AccountView]],
-                 streams: Callable[[], Mapping[str, Any]] = dict):
+                 streams: Callable[[], Mapping[str, Any]] = dict,
+                 per_account: Callable[[], str] | str = "auto"):
+        """``per_account``: monitor.metrics.per_account, or a function returning the live
+        config's (read at every scrape, so a reload applies it)."""
+        # `_created` series double what every counter and histogram child costs Prometheus
+        # and nothing here reads them. The switch is process-wide: the exporter is ours.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.accounts = accounts
+        self.per_account = per_account if callable(per_account) else lambda: per_account
+        self.platforms: tuple[str, ...] = ()  # configured, so one without accounts counts 0
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         r.register(StreamCollector(streams))
@@ -177,6 +312,7 @@ class Metrics:
                                            "Time a platform's probes were paused for its rate "
                                            "limit", ["platform"], registry=r)
         self._children: dict[tuple[str, Result], tuple[Any, Any]] = {}
+        self._error_children: dict[tuple[str, ErrorKind], Any] = {}
         self.scheduler_queue = Gauge("accmon_scheduler_queue_depth",
                                      "Accounts due but waiting for a worker or rate budget",
                                      ["platform"], registry=r)
@@ -234,6 +370,7 @@ class Metrics:
 
     def watchlist(self, counts: Mapping[str, int], intervals: Mapping[str, float]) -> None:
         """Accounts watched and the shortest interval, per platform (after each config)."""
+        self.platforms = tuple(counts)
         self.accounts_watched.clear()
         for name, count in counts.items():
             self.accounts_watched.labels(name).set(count)
@@ -273,7 +410,8 @@ class Metrics:
     def exposition(self, now: float | None = None) -> Iterator[bytes]:
         """The whole /metrics body: client-library metrics, then the per-account families."""
         yield generate_latest(self.registry)
-        yield from render_accounts(self.accounts(), time.time() if now is None else now)
+        yield from render_accounts(self.accounts(), time.time() if now is None else now,
+                                   per_account=self.per_account(), platforms=self.platforms)
 
     def observed(self, platform: str, obs: Observation, *, timed: bool = True) -> None:
         """Count one answer (the hot path: label children are cached); its latency goes to
@@ -287,4 +425,8 @@ class Metrics:
         if timed:
             cached[1].observe(obs.latency)
         if obs.result is Result.ERROR and obs.error is not None:
-            self.probe_errors.labels(platform, obs.error.value).inc()
+            errors = self._error_children.get((platform, obs.error))
+            if errors is None:
+                errors = self._error_children[platform, obs.error] = self.probe_errors.labels(
+                    platform, obs.error.value)
+            errors.inc()
