@@ -93,6 +93,7 @@ class Monitor:
         self.port: int | None = None  # the bound HTTP port once started
         self._tasks: list[asyncio.Task[Any]] = []
         self._heartbeat: asyncio.Task[None] | None = None
+        self._availability: asyncio.Future[None] | None = None  # the gauges' refresh
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -272,11 +273,28 @@ class Monitor:
                 prober.internal("*", "tick", exc)
 
     def _refresh_availability(self, now: float) -> None:
-        """The per-platform availability gauges, once a minute (not per scrape)."""
-        if self.store is not None:
-            self.metrics.refresh_availability(
-                self.store, self.watchlist.accounts.keys(), now,
-                still_absent_at=reports.still_absent(self.watchlist.views()))
+        """The per-platform availability gauges, once a minute (not per scrape). Worked out
+        in a thread on its own read connection (WAL lets it read beside the writer), so a
+        big watchlist's figures never hold up probing; one refresh at a time."""
+        if self.store is None or (self._availability is not None
+                                  and not self._availability.done()):
+            return
+        keys = list(self.watchlist.accounts)
+        absent = reports.still_absent(self.watchlist.views())
+        if self.state_path == ":memory:":  # no second connection can see that file
+            self.metrics.refresh_availability(self.store, keys, now, still_absent_at=absent)
+            return
+        path, metrics = self.state_path, self.metrics
+
+        def refresh() -> None:
+            reader = Store(path)
+            try:
+                metrics.refresh_availability(reader, keys, now, still_absent_at=absent)
+            finally:
+                reader.close()
+
+        self._availability = asyncio.get_running_loop().run_in_executor(None, refresh)
+        self._availability.add_done_callback(_log_failure)
 
     def _count_pruned(self, counts: dict[str, int]) -> None:
         for table, n in counts.items():
@@ -364,6 +382,11 @@ class Monitor:
     @property
     def own_blind(self) -> float | None:
         return self.decisions.holds.own_blind if self.decisions is not None else None
+
+
+def _log_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("availability refresh failed", exc_info=future.exception())
 
 
 async def _not_started(key: object) -> float | None:
