@@ -46,8 +46,15 @@ EXPORTED: dict[str, bool] = {
     "accmon_account_up": False,
     "accmon_account_state": False,
     "accmon_account_outage_seconds": False,
-    "accmon_account_last_probe_timestamp_seconds": False,
+    # accmon_account_last_probe_timestamp_seconds is gone (issue 13: ~90 bytes an account
+    # a scrape, changing at every probe); accmon_accounts_oldest_probe_timestamp_seconds
+    # is its per-platform stand-in, /api/v1/accounts' last_probe_at the per-account one.
     "accmon_account_blind": False,
+    # The counts, always there whatever monitor.metrics.per_account says.
+    "accmon_accounts": False,
+    "accmon_accounts_blind": False,
+    "accmon_accounts_oldest_probe_timestamp_seconds": False,
+    "accmon_account_series_exported": False,
     "accmon_outage_duration_seconds": False,
     "accmon_outages_total": False,
     "accmon_probes_total": False,
@@ -390,6 +397,54 @@ def test_the_watchdog_always_fires_and_says_how_to_route_it() -> None:
     assert "alertname=\"Watchdog\"" in header and "deadmansswitch" in header
 
 
+# Series the monitor renders per account, only for the accounts monitor.metrics.per_account
+# names; everything else (the counts among them) is there in every mode.
+PER_ACCOUNT_SERIES = {"accmon_account_up", "accmon_account_state",
+                      "accmon_account_outage_seconds", "accmon_account_blind"}
+
+
+def test_every_single_vantage_rule_on_per_account_series_falls_back_to_the_counts() -> None:
+    """In `none` mode (and for unprotected accounts under `protected`) nothing is named: a
+    rule that reads per-account series must also fire from the counts, gated by
+    accmon_account_series_exported so a named account never alerts twice."""
+    gated = 0
+    for rule in load_rules():
+        names = metric_names(rule.expr)
+        if not names & PER_ACCOUNT_SERIES:
+            continue
+        gated += 1
+        assert names & {"accmon_accounts", "accmon_accounts_blind"}, rule.alert
+        assert re.search(r"unless on \(job, instance, protected\)\s+"
+                         r"accmon_account_series_exported == 1", rule.expr), rule.alert
+        # the summary says something in both shapes: with an account, and counted
+        assert "{{ if $labels.account }}" in rule.annotations["summary"], rule.alert
+    assert gated == 3  # ProtectedAccountVanished, AccountVanished, MonitoringBlind
+
+
+def test_the_quorum_rules_say_what_each_per_account_mode_leaves_them() -> None:
+    header = QUORUM_RULES.read_text().split("groups:")[0]
+    assert "monitor.metrics.per_account" in header
+    for mode in ("`all`", "`protected`", "`none`"):
+        assert mode in header, mode
+
+
+def test_dashboard_panels_on_per_account_series_say_so() -> None:
+    """The figures come from the counts; a panel that can only list named accounts says
+    that per_account decides which (in its own or its dashboard's description)."""
+    listing = set()
+    for board in load_dashboards().values():
+        for panel in panels(board):
+            exprs = [t["expr"] for t in panel.get("targets", []) if t.get("expr")]
+            if not any(metric_names(e) & PER_ACCOUNT_SERIES for e in exprs):
+                continue
+            listing.add((board["uid"], panel["title"]))
+            text = panel.get("description", "") + board.get("description", "")
+            assert "per_account" in text, (board["uid"], panel["title"])
+    overview = {title for uid, title in listing if uid == "accmon-overview"}
+    assert overview == {"Accounts down now", "Accounts the vantages disagree on"}
+    assert not {title for uid, title in listing if uid == "accmon-probes"}
+
+
 def test_scheduler_lag_is_compared_with_the_interval_per_instance_and_platform() -> None:
     (rule,) = [r for r in load_rules() if r.alert == "SchedulerLagging"]
     assert metric_names(rule.expr) == {"accmon_scheduler_lag_seconds",
@@ -540,9 +595,9 @@ def test_rules_and_dashboards_reference_only_exported_metrics() -> None:
 
 def test_the_exported_list_matches_what_the_monitor_defines() -> None:
     """Every metric not marked 'coming' is defined by monitor/metrics.py under that name."""
-    from monitor.metrics import ACCOUNT_FAMILIES, Metrics
+    from monitor.metrics import ACCOUNT_FAMILIES, AGGREGATE_FAMILIES, Metrics
 
-    defined = {name for name, _kind, _help in ACCOUNT_FAMILIES}
+    defined = {name for name, _kind, _help in (*ACCOUNT_FAMILIES, *AGGREGATE_FAMILIES)}
     for family in Metrics(list).registry.collect():
         suffix = "_total" if family.type == "counter" else ""
         defined.add(family.name + suffix)
