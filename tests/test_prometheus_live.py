@@ -2,10 +2,14 @@
 monitor.
 
 A monitor runs in-process against a fake Mastodon with alice present (protected), carol gone
-(protected) and dave gone (not protected). Debian's ``prometheus`` scrapes it every 0.5 s on
-loopback with both rule files loaded. Then each PromQL expression of each dashboard panel
-(template variables substituted) and each rule goes through ``/api/v1/query``: it must parse,
-reference only exported metrics, and return data unless the scenario explains why not.
+(protected) and dave gone (not protected), once in each mode of monitor.metrics.per_account
+(`all` names all three, `protected` alice and carol, `none` nobody). Its live scrape must
+pass ``promtool check metrics``. Debian's ``prometheus`` scrapes it every 250 ms on loopback
+with both rule files loaded. Then each PromQL expression of each dashboard panel (template
+variables substituted) and each rule goes through ``/api/v1/query``: it must parse,
+reference only exported metrics, and return data unless the scenario explains why not; the
+figures must be the same in every mode, and the vanish alerts must fire in every mode (per
+account where the account is named, per platform from the counts where it is not).
 
 A second scenario pages through a loopback PagerDuty that answers 503: the protected account
 vanishes, the page waits in the outbox, and Prometheus must fire OutboxStuck (from a copy of
@@ -31,7 +35,14 @@ import yaml
 from monitor.fakes.mastodon import FakeMastodon
 from monitor.fakes.pagers import FakePagerDuty
 from monitor.model import State
-from tests.conftest import free_port, mastodon_config, running_monitor, state_of, wait_for
+from tests.conftest import (
+    free_port,
+    mastodon_config,
+    running_monitor,
+    scrape,
+    state_of,
+    wait_for,
+)
 from tests.test_paging import paging_config
 from tests.test_prometheus_rules import (
     JOB,
@@ -75,12 +86,20 @@ MAY_BE_EMPTY = {
     ("accmon-notifications", "Failure ratio"): "no delivery yet",
     ("accmon-notifications", "Outbox pending"): "no notifier configured",
 }
-# Each rule's expression in this scenario: the accounts it returns (empty: must not fire).
+MODES = ("all", "protected", "none")
+# The accounts each mode names (has per-account series for).
+NAMED = {"all": {"alice", "carol", "dave"}, "protected": {"alice", "carol"}, "none": set()}
+PER_ACCOUNT_SERIES = {"accmon_account_up", "accmon_account_state",
+                      "accmon_account_outage_seconds", "accmon_account_blind"}
+# Each rule's expression in this scenario, per mode: the accounts it returns ("?": a sample
+# without an account label, i.e. counted on the platform; empty: must not fire).
 RULE_RESULTS = {
-    "ProtectedAccountVanished": {"carol"},
-    "AccountVanished": {"dave"},
-    "Watchdog": {"?"},  # vector(1): one sample, no labels at all
+    "all": {"ProtectedAccountVanished": {"carol"}, "AccountVanished": {"dave"}},
+    "protected": {"ProtectedAccountVanished": {"carol"}, "AccountVanished": {"?"}},
+    "none": {"ProtectedAccountVanished": {"?"}, "AccountVanished": {"?"}},
 }
+for _mode in MODES:
+    RULE_RESULTS[_mode]["Watchdog"] = {"?"}  # vector(1): one sample, no labels at all
 
 
 # ------------------------------------------------------------------ prometheus, for real
@@ -192,8 +211,9 @@ def value(result: list[dict[str, Any]]) -> float:
 # ------------------------------------------------------------------ the test
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_every_dashboard_query_and_rule_on_a_real_prometheus(
-        state_file: str, start_prometheus: Callable[[int], Prometheus]) -> None:
+        state_file: str, start_prometheus: Callable[[int], Prometheus], mode: str) -> None:
     fake = FakeMastodon({"alice": "present", "carol": "gone", "dave": "gone"})
     async with fake.running() as base:
         config = mastodon_config(base, ["alice", "carol", "dave"], state_path=state_file)
@@ -202,18 +222,34 @@ async def test_every_dashboard_query_and_rule_on_a_real_prometheus(
         # A 1 s interval, not the 100 ms one: SchedulerLagging compares the lag with the
         # interval, and a busy machine (a parallel test run) lags 100 ms at times.
         config = config.replace("interval: 100ms", "interval: 1s")
+        config = config.replace("monitor:\n", f"monitor:\n  metrics:\n    per_account: {mode}\n", 1)
         async with running_monitor(config) as monitor:
+            assert monitor.metrics.per_account() == mode, (
+                "monitor/app.py must pass monitor.metrics.per_account to Metrics")
             await wait_for(lambda: (state_of(monitor, "masto", "alice") is State.UP
                                     and state_of(monitor, "masto", "carol") is State.DOWN
                                     and state_of(monitor, "masto", "dave") is State.DOWN),
                            what="alice up, carol and dave down")
+            _promtool_checks(await scrape(monitor.port or 0), mode)
             prom = start_prometheus(monitor.port or 0)
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
                 try:
-                    await _scenario(http, prom)
+                    await _scenario(http, prom, mode)
                 except BaseException:
                     print("prometheus log:\n" + prom.output())
                     raise
+
+
+def _promtool_checks(text: str, mode: str) -> None:
+    """The live scrape passes `promtool check metrics` (its parser and lint), has no
+    `_created` series, and names exactly the mode's accounts."""
+    result = subprocess.run([require_tool("promtool"), "check", "metrics"], input=text,
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout + result.stderr) == (0, ""), result
+    assert "_created" not in text
+    named = {line.split('account="')[1].split('"')[0] for line in text.splitlines()
+             if line.split("{")[0] in PER_ACCOUNT_SERIES}
+    assert named == NAMED[mode]
 
 
 async def _ready(http: aiohttp.ClientSession, prom: Prometheus) -> None:
@@ -226,7 +262,7 @@ async def _ready(http: aiohttp.ClientSession, prom: Prometheus) -> None:
     await until("prometheus ready", ready)
 
 
-async def _scenario(http: aiohttp.ClientSession, prom: Prometheus) -> None:
+async def _scenario(http: aiohttp.ClientSession, prom: Prometheus, mode: str) -> None:
     await _ready(http, prom)
 
     async def scraped_enough() -> bool:
@@ -254,7 +290,8 @@ async def _scenario(http: aiohttp.ClientSession, prom: Prometheus) -> None:
             checked += 1
             if not result:
                 empty.append(f"{q.dashboard}: {q.panel} [{q.ref}]")
-                assert (q.dashboard, q.panel) in MAY_BE_EMPTY or names & coming, (
+                unnamed = mode == "none" and names & PER_ACCOUNT_SERIES
+                assert (q.dashboard, q.panel) in MAY_BE_EMPTY or names & coming or unnamed, (
                     f"{q} returned nothing:\n{expr}")
         for var, raw in variable_queries(board).items():
             result = await query(http, prom, substitute(variable_promql(raw), VALUES))
@@ -262,29 +299,36 @@ async def _scenario(http: aiohttp.ClientSession, prom: Prometheus) -> None:
             if var == "platform":
                 assert labels == {"masto"}, (board["uid"], var, result)
             elif var == "account":
-                assert labels == {"alice", "carol", "dave"}, (board["uid"], var, result)
+                assert labels == NAMED[mode], (board["uid"], var, result)
     assert checked > 40
     unused = {key for key in MAY_BE_EMPTY
               if not any(k[:2] == key for k in results)}
     assert unused == set(), "MAY_BE_EMPTY names panels that do not exist"
-    print(f"{checked} dashboard queries; empty in this scenario: {empty}")
+    print(f"{checked} dashboard queries; empty in this scenario ({mode}): {empty}")
 
-    _dashboard_says_what_happened(results)
-    await _rules_agree(http, prom)
+    _dashboard_says_what_happened(results, mode)
+    await _rules_agree(http, prom, mode)
 
 
-def _dashboard_says_what_happened(results: dict[tuple[str, str, str], list[Any]]) -> None:
+def _dashboard_says_what_happened(results: dict[tuple[str, str, str], list[Any]],
+                                  mode: str) -> None:
     def panel(uid: str, title: str, ref: str = "A") -> list[dict[str, Any]]:
         return results[(uid, title, ref)]
 
+    def named(accounts: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in accounts.items() if k in NAMED[mode]}
+
     ov = "accmon-overview"
     down = panel(ov, "Accounts down now")
-    assert set(by_account(down)) == {"carol", "dave"}, down
-    assert {s["metric"]["account"]: s["metric"]["protected"] for s in down} == {
-        "carol": "true", "dave": "false"}
+    assert set(by_account(down)) == {"carol", "dave"} & NAMED[mode], down
+    assert {s["metric"]["account"]: s["metric"]["protected"] for s in down} == named({
+        "carol": "true", "dave": "false"})
     assert all(age > 0 for age in by_account(down).values())
     priority = by_account(panel(ov, "Accounts down now", "B"))
-    assert priority["carol"] > 1e9 > priority["dave"] > 0, "protected sorts first"
+    if mode == "all":
+        assert priority["carol"] > 1e9 > priority["dave"] > 0, "protected sorts first"
+    assert value(panel(ov, "Down, not named")) == 2 - len(set(by_account(down)))
+    # The figures are the counts: the same in every mode.
     assert value(panel(ov, "Down (protected)")) == 1
     assert value(panel(ov, "Down")) == 2
     assert value(panel(ov, "Suspect")) == 0
@@ -297,12 +341,18 @@ def _dashboard_says_what_happened(results: dict[tuple[str, str, str], list[Any]]
     assert by_state == {"unknown": 0, "up": 1, "suspect": 0, "down": 2}
 
     acc = "accmon-account"
-    assert by_account(panel(acc, "State")) == {"alice": 1, "carol": 3, "dave": 3}
-    assert by_account(panel(acc, "Now", "A")) == {"alice": 1, "carol": 3, "dave": 3}
-    assert by_account(panel(acc, "Blind")) == {"alice": 0, "carol": 0, "dave": 0}
+    assert by_account(panel(acc, "State")) == named({"alice": 1, "carol": 3, "dave": 3})
+    assert by_account(panel(acc, "Now", "A")) == named({"alice": 1, "carol": 3, "dave": 3})
+    assert by_account(panel(acc, "Blind")) == named({"alice": 0, "carol": 0, "dave": 0})
+    assert by_account(panel(acc, "Now", "D")) == named({"alice": 0, "carol": 0, "dave": 0})
     outage = by_account(panel(acc, "Current outage age"))
-    assert outage["alice"] == 0 and outage["carol"] > 0 and outage["dave"] > 0
-    assert all(0 <= age < 10 for age in by_account(panel(acc, "Last probe age")).values())
+    assert set(outage) == NAMED[mode]
+    assert outage.get("alice", 0) == 0 and all(outage[a] > 0 for a in outage if a != "alice")
+    within = by_account(panel(acc, "Now", "C"))
+    assert set(within) == NAMED[mode] and all(0 <= age < 10 for age in within.values())
+    (platform_within,) = panel(acc, "Probed within, on the platform")
+    assert platform_within["metric"]["platform"] == "masto"
+    assert 0 <= float(platform_within["value"][1]) < 10
 
     pr = "accmon-probes"
     results_seen = {s["metric"]["result"] for s in panel(pr, "Probe answers by result")}
@@ -311,15 +361,21 @@ def _dashboard_says_what_happened(results: dict[tuple[str, str, str], list[Any]]
     for ref in "ABC":
         (latency,) = panel(pr, "Probe latency", ref)
         assert 0 < float(latency["value"][1]) < 1, latency
+    (oldest,) = panel(pr, "Oldest last probe")
+    assert 0 <= float(oldest["value"][1]) < 10, oldest
 
 
-async def _rules_agree(http: aiohttp.ClientSession, prom: Prometheus) -> None:
+async def _rules_agree(http: aiohttp.ClientSession, prom: Prometheus, mode: str) -> None:
     allowed = allowed_series()
+    expected_results = RULE_RESULTS[mode]
     for rule in load_rules():
         assert metric_names(rule.expr) <= allowed, rule.alert
         result = await query(http, prom, rule.expr)
         accounts = {s["metric"].get("account", "?") for s in result}
-        assert accounts == RULE_RESULTS.get(rule.alert, set()), (rule.alert, result)
+        assert accounts == expected_results.get(rule.alert, set()), (rule.alert, result)
+        if rule.alert.endswith("AccountVanished") and accounts == {"?"}:
+            (counted,) = result  # one per platform, its value how many
+            assert (counted["metric"]["platform"], value(result)) == ("masto", 1), counted
 
     groups = (await _get(http, prom, "/api/v1/rules"))["groups"]
     health = {r["name"]: (r["health"], r.get("lastError", "")) for g in groups
@@ -332,8 +388,12 @@ async def _rules_agree(http: aiohttp.ClientSession, prom: Prometheus) -> None:
         return {(a["labels"]["alertname"], a["labels"].get("account", ""),
                  a["labels"]["severity"]) for a in alerts if a["state"] == "firing"}
 
-    expected = {("ProtectedAccountVanished", "carol", "critical"),
-                ("AccountVanished", "dave", "warning"),
+    def who(alert: str) -> str:
+        (account,) = expected_results[alert]
+        return "" if account == "?" else account
+
+    expected = {("ProtectedAccountVanished", who("ProtectedAccountVanished"), "critical"),
+                ("AccountVanished", who("AccountVanished"), "warning"),
                 ("Watchdog", "", "none")}
     got = await until("the vanished accounts' alerts firing",
                       lambda: _matches(firing, expected))
