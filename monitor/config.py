@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BeforeValidator,
     ConfigDict,
@@ -631,12 +630,16 @@ class Config(Strict):
 
 # --------------------------------------------------------------------------- loading
 
+from monitor import watchfile  # noqa: E402 (this section's own imports)
+from monitor.config_types import shown  # noqa: E402
+
 
 @dataclass(frozen=True)
 class Problem:
-    path: str  # dotted field path, e.g. accounts[3].interval
+    path: str  # dotted field path, e.g. accounts[3].interval; a column of accounts_file
     line: int | None
     reason: str
+    file: str | None = None  # where, when not the config file itself (the accounts_file)
 
 
 class ConfigError(Exception):
@@ -650,7 +653,8 @@ class ConfigError(Exception):
     def render(self) -> str:
         lines = [f"{self.file}: {len(self.problems)} problem(s):"]
         for p in self.problems:
-            where = f"{self.file}:{p.line}" if p.line else self.file
+            file = p.file or self.file
+            where = f"{file}:{p.line}" if p.line else file
             lines.append(f"  {where}: {p.path or '(top level)'}: {p.reason}")
         return "\n".join(lines)
 
@@ -661,13 +665,35 @@ MAX_CONFIG_BYTES = 64 * 1024**2
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _expand_env(node: Any, path: str, env: dict[str, str], problems: list[Problem]) -> Any:
-    """Replace ``${VAR}`` in every string; a missing variable is a problem, not an empty string."""
+def _expand_env(node: Any, parts: list[Any], env: dict[str, str],
+                problems: list[Problem]) -> Any:
+    """Replace ``${VAR}`` in every string; a missing variable is a problem, not an empty string.
+
+    What holds no reference comes back as the same object (a 100k-account watchlist is not
+    copied to expand the one token it has); ``parts`` is the path, joined only for a problem.
+    """
     if isinstance(node, dict):
-        return {k: _expand_env(v, _join(path, k), env, problems) for k, v in node.items()}
+        copy: dict[Any, Any] | None = None
+        for key, value in node.items():
+            parts.append(key)
+            new = _expand_env(value, parts, env, problems)
+            parts.pop()
+            if new is not value:
+                copy = dict(node) if copy is None else copy
+                copy[key] = new
+        return node if copy is None else copy
     if isinstance(node, list):
-        return [_expand_env(v, f"{path}[{i}]", env, problems) for i, v in enumerate(node)]
-    if isinstance(node, str):
+        items: list[Any] | None = None
+        for i, value in enumerate(node):
+            parts.append(i)
+            new = _expand_env(value, parts, env, problems)
+            parts.pop()
+            if new is not value:
+                items = list(node) if items is None else items
+                items[i] = new
+        return node if items is None else items
+    if isinstance(node, str) and "${" in node:
+        path = _path_of(parts)
 
         def sub(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
@@ -686,28 +712,26 @@ def _expand_env(node: Any, path: str, env: dict[str, str], problems: list[Proble
 _join = yamlsafe.join_path
 
 
-def _line_index(root: yaml.Node | None) -> dict[str, int]:
-    """Map every field path in the composed YAML to its 1-based line, for error messages.
+def _path_of(parts: Iterable[Any]) -> str:
+    path = ""
+    for part in parts:
+        path = _join(path, part)
+    return path
 
-    The graph was checked by :func:`yamlsafe.compose`: no cycles, bounded depth and alias
-    expansion, so walking it expanded is bounded too.
+
+def _line_index(text: str, paths: Iterable[str]) -> dict[str, int]:
+    """The 1-based line of each of ``paths`` (and of their ancestors), for error messages.
+
+    Only when there are problems to place: one pass over the parser's events
+    (:func:`yamlsafe.lines_of`), not the node graph a large watchlist would need.
     """
-    index: dict[str, int] = {}
-
-    def walk(node: yaml.Node, path: str) -> None:
-        index.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                child = _join(path, key_node.value)
-                index[child] = key_node.start_mark.line + 1
-                walk(value_node, child)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, f"{path}[{i}]")
-
-    if root is not None:
-        walk(root, "")
-    return index
+    wanted: set[str] = {""}
+    for path in paths:
+        while path and path not in wanted:
+            wanted.add(path)
+            parent = _LAST_PART.sub("", path)
+            path = parent if parent != path else ""
+    return yamlsafe.lines_of(text, wanted)
 
 
 def _loc_to_path(loc: Iterable[Any]) -> str:
@@ -759,14 +783,40 @@ def _validation_problems(exc: ValidationError) -> list[Problem]:
     return problems
 
 
-def parse_config(text: str, file: str = "<config>", env: dict[str, str] | None = None) -> Config:
+def parse_config(text: str, file: str = "<config>", env: dict[str, str] | None = None, *,
+                 base_dir: str | os.PathLike[str] | None = None) -> Config:
     """Validate YAML text into a :class:`Config`; raise :class:`ConfigError` with every problem.
 
+    ``accounts_file`` is read relative to ``base_dir`` (default: the directory of ``file``)
+    and its accounts follow the file's own ``accounts:`` in ``Config.accounts``.
     Nothing else is raised, whatever the text: reload relies on it to reject a bad file.
     """
+    raw = _parse_yaml(text, file)
+    problems: list[Problem] = []
+    raw = _expand_env(raw, [], dict(os.environ) if env is None else env, problems)
+    config: Config | None
     try:
-        root, loader = yamlsafe.compose(text)
-        raw = yamlsafe.construct(loader, root) if root is not None else None
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(_validation_problems(exc))
+        config = None
+    base = os.path.dirname(file) if base_dir is None else os.fspath(base_dir)
+    found = _read_accounts_file(raw, config, base, problems)
+    if problems or (found is not None and not found[1].ok):
+        raise ConfigError(file, _placed(text, file, problems, found))
+    assert config is not None
+    if found is not None and found[1].accounts:
+        accounts = found[1].accounts
+        if config.accounts:
+            accounts = [*config.accounts, *accounts]
+        config = config.model_copy(update={"accounts": accounts})
+    return config
+
+
+def _parse_yaml(text: str, file: str) -> dict[Any, Any]:
+    """The YAML as Python values (built without a node graph: :func:`yamlsafe.load`)."""
+    try:
+        raw = yamlsafe.load(text)
     except yamlsafe.YamlProblems as exc:
         raise ConfigError(file, [Problem(p.path, p.line, p.reason)
                                  for p in exc.problems]) from None
@@ -775,18 +825,57 @@ def parse_config(text: str, file: str = "<config>", env: dict[str, str] | None =
     if not isinstance(raw, dict):
         raise ConfigError(file, [Problem("", 1, "expected a mapping with platforms: and "
                                          "accounts:")])
-    problems: list[Problem] = []
-    raw = _expand_env(raw, "", dict(os.environ) if env is None else env, problems)
-    try:
-        config = Config.model_validate(raw)
-    except ValidationError as exc:
-        problems.extend(_validation_problems(exc))
-        config = None
-    if problems:
-        lines = _line_index(root)
-        raise ConfigError(file, [replace(p, line=_line_for(p.path, lines)) for p in problems])
-    assert config is not None
-    return config
+    return raw
+
+
+def _read_accounts_file(raw: dict[Any, Any], config: Config | None, base: str,
+                        problems: list[Problem]) -> tuple[str, watchfile.Watchfile] | None:
+    """The watchlist file's name and contents, when the config names one.
+
+    With an invalid config its rows are still checked, all but their platforms; a file that
+    cannot be read at all is a problem of ``accounts_file`` (in the config, with its line).
+    """
+    name = config.accounts_file if config is not None else raw.get("accounts_file")
+    if not isinstance(name, str):
+        return None
+    if watchfile.format_of(name) is None:
+        problems.append(Problem("accounts_file", None, f"{shown(name)}: unknown format; name "
+                                "the file .csv (a header row, then one account per row) or "
+                                ".jsonl (one JSON object per line)"))
+        return None
+    path = os.path.join(base, os.path.expanduser(name))
+    listed = ({(a.platform, a.handle): i for i, a in enumerate(config.accounts)}
+              if config is not None else {})
+    found = watchfile.read(path, platforms=config.platforms if config is not None else None,
+                           listed=listed)
+    for p in found.problems:
+        if p.line is None:  # the file as a whole
+            problems.append(Problem("accounts_file", None, f"{path}: {p.reason}"))
+    return path, found
+
+
+def _placed(text: str, file: str, problems: list[Problem],
+            found: tuple[str, watchfile.Watchfile] | None) -> list[Problem]:
+    """Every problem with its line: the config's from the YAML, the watchlist file's its own
+    (a row repeating an ``accounts:`` entry names that entry's line too)."""
+    rows = [p for p in found[1].problems if p.line is not None] if found is not None else []
+    lines = _line_index(text, [p.path for p in problems]
+                        + [f"accounts[{p.listed_at}]" for p in rows if p.listed_at is not None])
+    placed = [replace(p, line=_line_for(p.path, lines)) for p in problems]
+    if found is None:
+        return placed
+    path, contents = found
+    for p in rows:
+        reason = p.reason
+        if p.listed_at is not None:
+            entry = f"accounts[{p.listed_at}]"
+            reason += (f" (first at {file}:{_line_for(entry, lines)}, {entry}); keep one "
+                       "of them")
+        placed.append(Problem(p.field, p.line, reason, file=path))
+    if contents.unlisted:
+        placed.append(Problem("", None, f"{contents.unlisted:,} more problem(s) not listed "
+                              f"(the first {watchfile.MAX_PROBLEMS} are)", file=path))
+    return placed
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -23,7 +23,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import yaml
@@ -356,3 +356,284 @@ def join_path(path: str, key: Any) -> str:
     if not _PLAIN_KEY.match(text):
         return f"{path}[{json.dumps(text[:60])}]"
     return f"{path}.{text}" if path else text
+
+
+# --------------------------------------------------------------------------- fast load
+
+
+def load(text: str) -> Any:
+    """The Python value of ``text``, exactly as :func:`compose` + :func:`construct` build it,
+    or the :class:`YamlProblem` (or :class:`YamlProblems`) they raise.
+
+    A 100k-account watchlist composed into PyYAML nodes peaks at ~300 MB (a node, a mark
+    pair and a tuple per scalar) and takes seconds more to walk; built straight from
+    libyaml's events (:class:`_EventBuilder`), the peak is the Python value itself. The
+    builder keeps the graph checks (depth, alias expansion, recursion, duplicate keys) and
+    gives up on anything it does not reproduce exactly (a parse error, a tagged collection,
+    a merge of several mappings, a key collision, a scalar it cannot build): then the node
+    path runs, so every problem is still the one :func:`compose` names, with its line.
+    """
+    try:
+        return _EventBuilder(text).build()
+    except _NotFast:
+        pass
+    root, loader = compose(text)
+    return construct(loader, root) if root is not None else None
+
+
+class _NotFast(Exception):
+    """The event builder cannot be sure to match the node path: use that instead."""
+
+
+STR_TAG = "tag:yaml.org,2002:str"
+_DEFAULT_TAGS = (None, "!")
+
+
+class _Open:
+    """A collection being built: its value, and its expanded size and height so far."""
+
+    __slots__ = ("anchor", "has_key", "height", "is_map", "key", "merge", "pairs", "size",
+                 "value")
+
+    def __init__(self, value: dict[Any, Any] | list[Any], anchor: str | None) -> None:
+        self.value = value
+        self.is_map = isinstance(value, dict)
+        self.key: Any = None
+        self.has_key = False  # a mapping's key is read, its value is next
+        self.pairs = 0  # a mapping's pairs other than merges
+        self.merge: dict[Any, Any] | None = None  # what ``<<: *anchor`` brings in
+        self.size = 1
+        self.height = 1
+        self.anchor = anchor
+
+
+class _EventBuilder:
+    """Builds the document from libyaml's events (see :func:`load`); raises :class:`_NotFast`."""
+
+    def __init__(self, text: str) -> None:
+        self.loader: Any = Loader(text)  # get_event and resolve are untyped in the stubs
+        self.anchors: dict[str, tuple[Any, int, int]] = {}  # name -> (value, size, height)
+        self.open_anchors: set[str] = set()
+        self.stack: list[_Open] = []
+        self.aliases = 0
+        self.alias_nodes = 0
+        self.root: Any = None
+        self.done = False
+
+    def build(self) -> Any:
+        try:
+            return self._run()
+        except (yaml.YAMLError, ValueError, OverflowError, TypeError, RecursionError):
+            raise _NotFast from None
+        finally:
+            self.loader.dispose()
+
+    def _run(self) -> Any:
+        get = self.loader.get_event
+        get()  # StreamStart
+        event = get()
+        if isinstance(event, yaml.StreamEndEvent):
+            return None
+        while True:
+            event = get()
+            kind = type(event)
+            if kind is yaml.ScalarEvent:
+                self._scalar(event)
+            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                self._start(event)
+            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                self._end()
+            elif kind is yaml.AliasEvent:
+                self._alias(event)
+            elif kind is yaml.DocumentEndEvent:
+                break
+            else:
+                raise _NotFast
+        if not isinstance(get(), yaml.StreamEndEvent):  # a second document
+            raise _NotFast
+        return self.root
+
+    def _scalar(self, event: yaml.ScalarEvent) -> None:
+        tag = event.tag
+        if tag in _DEFAULT_TAGS:
+            tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        if tag == STR_TAG:
+            value: Any = event.value
+        elif tag == MERGE_TAG and self._expects_key():
+            self._add_merge_key()
+            return
+        else:
+            constructor = self.loader.yaml_constructors.get(tag)
+            if constructor is None:
+                raise _NotFast  # an unknown tag: the node path names it
+            # no marks: a constructor error means _NotFast, and the node path names it
+            node = yaml.ScalarNode(tag, event.value, None, None, style=event.style)
+            value = constructor(self.loader, node)
+        if event.anchor is not None:
+            self._anchor(event.anchor, value, 0, 0)
+        self._add(value, 0, 0)
+
+    def _start(self, event: yaml.MappingStartEvent | yaml.SequenceStartEvent) -> None:
+        if event.tag not in _DEFAULT_TAGS or self._expects_key():
+            raise _NotFast  # a tagged collection, or a collection as a key
+        if len(self.stack) >= MAX_DEPTH:
+            raise _NotFast
+        anchor = event.anchor
+        if anchor is not None:
+            if anchor in self.anchors or anchor in self.open_anchors:
+                raise _NotFast
+            self.open_anchors.add(anchor)
+        value: dict[Any, Any] | list[Any] = (
+            {} if isinstance(event, yaml.MappingStartEvent) else [])
+        self.stack.append(_Open(value, anchor))
+
+    def _end(self) -> None:
+        frame = self.stack.pop()
+        value: Any = frame.value
+        if frame.is_map:
+            if len(value) != frame.pairs:
+                raise _NotFast  # a duplicate key (or two keys that are equal once built)
+            if frame.merge is not None:
+                value = {**frame.merge, **value}
+        if frame.anchor is not None:
+            self.open_anchors.discard(frame.anchor)
+            self._anchor(frame.anchor, value, frame.size, frame.height)
+        self._add(value, frame.size, frame.height)
+
+    def _alias(self, event: yaml.AliasEvent) -> None:
+        name = event.anchor
+        if name in self.open_anchors or name not in self.anchors:
+            raise _NotFast  # recursive, or undefined
+        value, size, height = self.anchors[name]
+        if self._expects_key() and size:
+            raise _NotFast
+        if size:  # a collection: what it adds once a consumer expands it
+            self.aliases += 1
+            self.alias_nodes += size
+            if self.aliases > MAX_ALIASES or self.alias_nodes > MAX_ALIAS_NODES:
+                raise _NotFast
+        self._add(value, size, height)
+
+    def _anchor(self, name: str, value: Any, size: int, height: int) -> None:
+        if name in self.anchors or (size == 0 and name in self.open_anchors):
+            raise _NotFast
+        self.anchors[name] = (value, size, height)
+
+    def _expects_key(self) -> bool:
+        return bool(self.stack) and self.stack[-1].is_map and not self.stack[-1].has_key
+
+    def _add_merge_key(self) -> None:
+        frame = self.stack[-1]
+        if frame.merge is not None:
+            raise _NotFast  # several merges: PyYAML's order rules are its own
+        frame.key, frame.has_key = _MERGE, True
+        frame.size += 1
+
+    def _add(self, value: Any, size: int, height: int) -> None:
+        """Put a built value into the open collection (``size`` 0: a scalar)."""
+        if not self.stack:
+            self.root = value
+            return
+        frame = self.stack[-1]
+        frame.size += size or 1
+        if height >= frame.height:
+            frame.height = height + 1
+            if frame.height > MAX_DEPTH:
+                raise _NotFast
+        if not frame.is_map:
+            frame.value.append(value)  # type: ignore[union-attr]
+        elif not frame.has_key:
+            if value != value:  # NaN: never equal to itself, so never a dict collision
+                raise _NotFast
+            hash(value)  # TypeError for an unhashable key
+            frame.key, frame.has_key = value, True
+        else:
+            frame.has_key = False
+            if frame.key is _MERGE:
+                if not isinstance(value, dict) or size == 0:
+                    raise _NotFast  # a list of mappings, or not a mapping: the node path
+                frame.merge = value
+            else:
+                frame.value[frame.key] = value
+                frame.pairs += 1
+
+
+_MERGE = object()
+
+
+def lines_of(text: str, wanted: Collection[str]) -> dict[str, int]:
+    """The 1-based line of each field path in ``wanted`` that the document has.
+
+    A mapping's child is found at its key's line, a list item at the item's; an alias at
+    the alias (what it points to is not walked). One pass over libyaml's events and no node
+    graph: only for files that parsed already (a problem being located), so a parse error
+    here just ends the walk with what was found.
+    """
+    found: dict[str, int] = {}
+    loader: Any = Loader(text)
+    # Each open collection: [path, is a mapping, next item index, key path awaiting a value]
+    stack: list[list[Any]] = []
+    try:
+        while True:
+            event = loader.get_event()
+            if isinstance(event, yaml.StreamEndEvent | yaml.DocumentEndEvent):
+                break
+            if not isinstance(event, yaml.NodeEvent | yaml.CollectionEndEvent):
+                continue
+            if isinstance(event, yaml.CollectionEndEvent):
+                stack.pop()
+                _lines_value_done(stack)
+                continue
+            line = event.start_mark.line + 1 if event.start_mark is not None else 0
+            path = _lines_path(stack, event, line, wanted, found)
+            if path is _KEY:
+                continue
+            if path is not None and path in wanted:
+                found.setdefault(path, line)
+            if isinstance(event, yaml.CollectionStartEvent):
+                stack.append([path, isinstance(event, yaml.MappingStartEvent), 0, None])
+            else:
+                _lines_value_done(stack)
+    except yaml.YAMLError:
+        pass
+    finally:
+        loader.dispose()
+    return found
+
+
+# What an open mapping expects next (else it holds the path of the value it expects).
+_EXPECT_KEY = None
+_IN_COMPLEX_KEY = "\0complex key"  # a collection as a key: its value has no readable path
+_VALUE_NO_PATH = "\0no path"
+_KEY = "\0key"  # returned by _lines_path: the event was a mapping's key
+
+
+def _lines_path(stack: list[list[Any]], event: Any, line: int, wanted: Collection[str],
+                found: dict[str, int]) -> str | None:
+    """The path of the node ``event`` starts (None: no readable path), or _KEY for a key."""
+    if not stack:
+        return ""
+    frame = stack[-1]
+    parent, is_map, index, expects = frame
+    if not is_map:
+        frame[2] = index + 1
+        return None if parent is None else join_path(parent, index)
+    if expects is _EXPECT_KEY:
+        if isinstance(event, yaml.CollectionStartEvent):
+            frame[3] = _IN_COMPLEX_KEY
+            return None
+        if isinstance(event, yaml.ScalarEvent) and parent is not None:
+            child = join_path(parent, event.value)
+            if child in wanted:
+                found[child] = line
+            frame[3] = child
+        else:
+            frame[3] = _VALUE_NO_PATH
+        return _KEY
+    return None if expects is _VALUE_NO_PATH else str(expects)
+
+
+def _lines_value_done(stack: list[list[Any]]) -> None:
+    """A node ended: in a mapping, after a complex key comes its value, after a value a key."""
+    if stack and stack[-1][1]:
+        stack[-1][3] = _VALUE_NO_PATH if stack[-1][3] is _IN_COMPLEX_KEY else _EXPECT_KEY
