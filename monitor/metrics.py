@@ -2,7 +2,13 @@
 
 Per-account series are not stored as client-library children (seven children per account
 would cost hundreds of MB at 100k accounts): :func:`render_accounts` writes them at scrape
-time straight from the live account table, like kube-state-metrics does.
+time straight from the live account table, like kube-state-metrics does, beside the
+aggregates of the same pass (accounts per platform, state and protected flag; blind ones;
+the oldest probe), which are always there. ``monitor.metrics.per_account`` says whose
+per-account series are written: every account's (`all`), the protected ones' (`protected`),
+nobody's (`none`), or `auto`: `all` up to :data:`AUTO_ALL_UP_TO` watched accounts and
+`protected` above. The rules and dashboards fall back to the aggregates where accounts are
+not named (config/prometheus/account-rules.yml). bench/scrape.py measures a scrape.
 """
 
 from __future__ import annotations
