@@ -12,6 +12,7 @@ duplicate probes of one account.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import random
@@ -74,29 +75,79 @@ BatchFn = Callable[[list[Hashable]], Awaitable[dict[Hashable, float | None]]]
 
 # crashed(key, exc) -> seconds until the next probe of key, after a probe raised
 CrashFn = Callable[[Hashable, BaseException], float | None]
-# (priority, seq, key, due): due is when the account fell due (monotonic), for the lag
-QueueItem = tuple[int, int, Hashable, float]
 CRASH_DELAY = 60.0  # the default retry after a probe that raised
 
 
-class TwoLevelQueue(asyncio.Queue[QueueItem]):
-    """Due accounts, priority 0 (protected) before 1, FIFO within each: O(1), unlike a heap."""
+class Entry:
+    """One watched key's place in the scheduler: the key itself is hashed once, when it is
+    added or rescheduled from outside; the heap, the queues and the workers pass this
+    object around instead (an AccountKey's dataclass ``__hash__`` costs ~0.7 us, and the
+    hot path looked keys up a dozen times a probe)."""
 
-    def _init(self, maxsize: int) -> None:
-        self._levels: tuple[deque[QueueItem], ...] = (deque(), deque())
+    __slots__ = ("key", "lane", "priority", "token")
 
-    # asyncio.Queue reads ``self._queue`` directly in these two: answer from both levels.
+    def __init__(self, key: Hashable, lane: str, priority: int):
+        self.key = key
+        self.lane: str | None = lane  # None once removed: nothing probes it again
+        self.priority = priority
+        self.token = -1  # the seq of its live heap entry; -1 when it has none
+
+
+# (entry, due): due is when the account fell due (monotonic), for the lag
+QueueItem = tuple[Entry, float]
+
+
+class TwoLevelQueue:
+    """Due accounts, priority 0 (protected) before 1, FIFO within each: O(1), unlike a heap.
+
+    asyncio.Queue's put and get are half a dozen Python calls each (``full()``,
+    ``_wakeup_next``, an Event cleared per put); this is the part of it the workers use."""
+
+    def __init__(self) -> None:
+        self._levels: tuple[deque[QueueItem], deque[QueueItem]] = (deque(), deque())
+        self._getters: deque[asyncio.Future[None]] = deque()
+
     def qsize(self) -> int:
         return len(self._levels[0]) + len(self._levels[1])
 
     def empty(self) -> bool:
         return not (self._levels[0] or self._levels[1])
 
-    def _put(self, item: QueueItem) -> None:
-        self._levels[0 if item[0] <= 0 else 1].append(item)
+    def put_nowait(self, item: QueueItem) -> None:
+        self._levels[0 if item[0].priority <= 0 else 1].append(item)
+        getters = self._getters
+        while getters:
+            getter = getters.popleft()
+            if not getter.done():
+                getter.set_result(None)
+                return
 
-    def _get(self) -> QueueItem:
-        return (self._levels[0] or self._levels[1]).popleft()
+    def get_nowait(self) -> QueueItem:
+        """The next item; raises IndexError when there is none."""
+        high, low = self._levels
+        return (high or low).popleft()
+
+    async def get(self) -> QueueItem:
+        while not (self._levels[0] or self._levels[1]):
+            getter = asyncio.get_running_loop().create_future()
+            self._getters.append(getter)
+            try:
+                await getter
+            except BaseException:
+                getter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._getters.remove(getter)
+                if not self.empty() and not getter.cancelled():
+                    self._wake_next()  # woken and cancelled at once: pass the item on
+                raise
+        return self.get_nowait()
+
+    def _wake_next(self) -> None:
+        while self._getters:
+            getter = self._getters.popleft()
+            if not getter.done():
+                getter.set_result(None)
+                return
 
     def items(self) -> Iterator[QueueItem]:
         """Every waiting item, protected ones first (for the lag figures; not the hot path)."""
@@ -117,7 +168,7 @@ class Lane:
     linger: float = 0.02
     # One worker fills a batch at a time, so concurrent workers do not split it in pieces.
     collecting: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # (priority, seq, key): protected accounts (priority 0) go first when budget is short.
+    # Due accounts: protected ones (priority 0) go first when budget is short.
     queue: TwoLevelQueue = field(default_factory=TwoLevelQueue)
     in_flight: int = 0
     # Accounts a worker took from the queue but holds until the budget allows: still
@@ -144,10 +195,8 @@ class Scheduler:
         self.clock = clock
         self.rng = rng or random.Random()
         self.lanes: dict[str, Lane] = {}
-        self._lane_of: dict[Hashable, str] = {}
-        self._priority: dict[Hashable, int] = {}
-        self._heap: list[tuple[float, int, Hashable]] = []
-        self._due: dict[Hashable, int] = {}  # key -> seq of its live heap entry
+        self._entries: dict[Hashable, Entry] = {}
+        self._heap: list[tuple[float, int, Entry]] = []
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
@@ -175,9 +224,12 @@ class Scheduler:
         """Watch ``key``; its first probe falls at a random point within ``spread`` seconds,
         so a restart with thousands of accounts is not a thundering herd. Lower ``priority``
         goes first when a platform's budget cannot keep up."""
-        self._lane_of[key] = lane
-        self._priority[key] = priority
-        self.schedule(key, self.rng.uniform(0, spread))
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = Entry(key, lane, priority)
+        else:
+            entry.lane, entry.priority = lane, priority
+        self._push(entry, self.rng.uniform(0, spread))
 
     def apply_budget(self, lane: str, plan: BudgetPlan) -> float:
         """Follow a platform's own budget (:func:`monitor.budget.plan`): pause the lane, or
@@ -197,18 +249,24 @@ class Scheduler:
 
     def remove(self, key: Hashable) -> None:
         """Stop probing ``key`` (a queued or in-flight probe finishes, then it is dropped)."""
-        self._lane_of.pop(key, None)
-        self._priority.pop(key, None)
-        self._due.pop(key, None)
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            entry.lane, entry.token = None, -1
 
     def schedule(self, key: Hashable, delay: float) -> None:
         """(Re)schedule ``key`` to be probed ``delay`` seconds from now."""
-        if key not in self._lane_of:
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._push(entry, delay)
+
+    def _push(self, entry: Entry, delay: float) -> None:
+        """Put ``entry`` on the heap ``delay`` seconds from now; an earlier entry of it is
+        superseded (skipped when it comes up)."""
+        if entry.lane is None:
             return
-        seq = next(self._seq)
-        self._due[key] = seq
-        due = self.clock() + max(0.0, delay)
-        heapq.heappush(self._heap, (due, seq, key))
+        seq = entry.token = next(self._seq)
+        due = self.clock() + (delay if delay > 0.0 else 0.0)
+        heapq.heappush(self._heap, (due, seq, entry))
         if due < self._timer_at and self.running:
             self._arm(due)
 
@@ -216,7 +274,7 @@ class Scheduler:
         return delay * self.rng.uniform(1 - self.jitter, 1 + self.jitter)
 
     def __len__(self) -> int:
-        return len(self._lane_of)
+        return len(self._entries)
 
     def lag(self, slack: float = 1.0) -> dict[str, tuple[float, int]]:
         """Per lane: (how far past due its most overdue account is, in seconds; how many
@@ -228,24 +286,30 @@ class Scheduler:
         out = {name: (0.0, 0) for name in self.lanes}
         for name, lane in self.lanes.items():
             worst, count = 0.0, 0
-            waiting = itertools.chain(((key, due) for _, _, key, due in lane.queue.items()),
-                                      lane.held.items())
-            for key, due in waiting:
-                if key not in self._lane_of:
-                    continue
+            for _, due in self._waiting_in(lane):
                 late = now - due
                 worst = max(worst, late)
                 count += late > slack
             out[name] = (worst, count)
-        for due, seq, key in self._heap_overdue(now - slack):
-            if self._due.get(key) != seq or key not in self._lane_of:
+        for due, seq, entry in self._heap_overdue(now - slack):
+            lane_name = entry.lane
+            if entry.token != seq or lane_name is None or lane_name not in out:
                 continue
-            name = self._lane_of[key]
-            worst, count = out[name]
-            out[name] = (max(worst, now - due), count + 1)
+            worst, count = out[lane_name]
+            out[lane_name] = (max(worst, now - due), count + 1)
         return out
 
-    def _heap_overdue(self, before: float) -> Iterator[tuple[float, int, Hashable]]:
+    def _waiting_in(self, lane: Lane) -> Iterator[tuple[Hashable, float]]:
+        """(key, when it fell due) of every still-watched account in ``lane``'s queue or
+        held there for budget."""
+        for entry, due in lane.queue.items():
+            if entry.lane is not None:
+                yield entry.key, due
+        for key, due in lane.held.items():
+            if key in self._entries:
+                yield key, due
+
+    def _heap_overdue(self, before: float) -> Iterator[tuple[float, int, Entry]]:
         """Heap entries due before ``before``, by a walk that prunes at the first later one
         (a child is never due before its parent): O(overdue), not O(accounts). Normally
         empty: the timer dispatches entries as they fall due, unless the loop stalls."""
@@ -260,10 +324,8 @@ class Scheduler:
         """Accounts waiting in their lane's queue (due, but no worker or no budget took
         them yet) for more than ``slack`` seconds: the ones our own backlog starves."""
         now = self.clock()
-        return {key for lane in self.lanes.values()
-                for key, due in itertools.chain(
-                    ((key, due) for _, _, key, due in lane.queue.items()), lane.held.items())
-                if now - due > slack and key in self._lane_of}
+        return {key for lane in self.lanes.values() for key, due in self._waiting_in(lane)
+                if now - due > slack}
 
     # ----------------------------------------------------------------- running
 
@@ -291,47 +353,58 @@ class Scheduler:
         if self._stopping:
             return
         now = self.clock()
-        heap = self._heap
+        heap, lanes, pop = self._heap, self.lanes, heapq.heappop
         while heap and heap[0][0] <= now:
-            due, seq, key = heapq.heappop(heap)
-            if self._due.get(key) != seq:
+            due, seq, entry = pop(heap)
+            if entry.token != seq or entry.lane is None:
                 continue  # superseded by a later schedule() or removed
-            del self._due[key]
-            lane = self._lane_of.get(key)
-            if lane is not None:
-                self.lanes[lane].queue.put_nowait((self._priority.get(key, 1), seq, key, due))
+            entry.token = -1
+            lanes[entry.lane].queue.put_nowait((entry, due))
         if heap:
             self._arm(heap[0][0])
+
+    async def _take(self, lane: Lane) -> Entry:
+        """The next due, still-watched account of ``lane``, once the budget allows a request
+        for it (held meanwhile, for the lag figures). No await at all when one is queued and
+        the budget has room: the common case costs no task switch."""
+        queue = lane.queue
+        while True:
+            entry, due = queue.get_nowait() if not queue.empty() else await queue.get()
+            if entry.lane is None:
+                continue
+            wait = lane.budget.reserve()
+            if wait > 0:
+                lane.held[entry.key] = due
+                try:
+                    await asyncio.sleep(wait)
+                finally:
+                    del lane.held[entry.key]
+            return entry
 
     async def _work(self, lane: Lane) -> None:
         """One worker of a lane, forever. Nothing a probe raises ends it (supervision): the
         account is handed to :attr:`crashed` and rescheduled at the delay it returns."""
         me = asyncio.current_task()
+        busy, jitter = self._busy, self.jitter
         while not self._stopping:
             if lane.batch > 1 and self.probe_batch is not None:
                 await self._work_batch(lane, me)
                 continue
-            _, _, key, due = await lane.queue.get()
-            if key not in self._lane_of:
-                continue
-            lane.held[key] = due
-            try:
-                await lane.budget.acquire()
-            finally:
-                del lane.held[key]
+            entry = await self._take(lane)
             if self._stopping:
                 return
             lane.in_flight += 1
-            self._busy.add(me)
+            busy.add(me)
             try:
-                delay = await self.probe(key)
+                delay = await self.probe(entry.key)
             except Exception as exc:  # supervision: see the docstring
-                delay = self._crash(key, exc)
+                delay = self._crash(entry.key, exc)
             finally:
                 lane.in_flight -= 1
-                self._busy.discard(me)
+                busy.discard(me)
             if delay is not None and not self._stopping:
-                self.schedule(key, self.jittered(delay))
+                # jittered(), inlined: the same draw from the same generator
+                self._push(entry, delay * self.rng.uniform(1 - jitter, 1 + jitter))
 
     def _crash(self, key: Hashable, exc: BaseException) -> float | None:
         try:
@@ -344,11 +417,10 @@ class Scheduler:
         the platform about all of them in one request and one unit of budget."""
         assert self.probe_batch is not None
         async with lane.collecting:
-            keys = await self._collect(lane)
-        if not keys:
+            entries = await self._collect(lane)
+        if not entries or self._stopping:
             return
-        if self._stopping:
-            return
+        keys = [entry.key for entry in entries]
         lane.in_flight += 1
         self._busy.add(me)
         try:
@@ -358,37 +430,34 @@ class Scheduler:
         finally:
             lane.in_flight -= 1
             self._busy.discard(me)
-        if not self._stopping:
-            for key, delay in delays.items():
-                if delay is not None:
-                    self.schedule(key, self.jittered(delay))
+        if self._stopping:
+            return
+        for entry in entries:
+            delay = delays.get(entry.key)
+            if delay is not None:
+                self._push(entry, self.jittered(delay))
 
-    async def _collect(self, lane: Lane) -> list[Hashable]:
+    async def _collect(self, lane: Lane) -> list[Entry]:
         """The first due account, then the budget, then whatever came due meanwhile: when
         the budget is short, every request leaves with a full batch."""
-        _, _, first, due = await lane.queue.get()
-        lane.held[first] = due
-        try:
-            await lane.budget.acquire()
-        finally:
-            del lane.held[first]
-        keys = [first] if first in self._lane_of else []
+        entries = [await self._take(lane)]
+        queue = lane.queue
         deadline = self.clock() + lane.linger
-        while len(keys) < lane.batch:
+        while len(entries) < lane.batch:
             try:
-                if lane.queue.empty():
+                if queue.empty():
                     wait = deadline - self.clock()
                     if wait <= 0:
                         break
                     async with asyncio.timeout(wait):  # not wait_for: it can eat a cancel
-                        item = await lane.queue.get()
+                        entry, _ = await queue.get()
                 else:
-                    item = lane.queue.get_nowait()
+                    entry, _ = queue.get_nowait()
             except TimeoutError:
                 break
-            if item[2] in self._lane_of:
-                keys.append(item[2])
-        return keys
+            if entry.lane is not None:
+                entries.append(entry)
+        return entries
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop dispatching; give in-flight probes ``grace`` seconds to finish, then cancel."""

@@ -21,7 +21,7 @@ Event conventions (consumers rely on them):
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 from monitor.model import (
     AbsentReason,
@@ -56,8 +56,7 @@ def step(key: AccountKey, st: AccountState, obs: Observation, policy: Policy) ->
     if obs.result is Result.PRESENT and st.state is State.UP and not st.blind:
         # The steady state, nearly every probe: one copy, no events. (In UP the streaks
         # and absence fields are already clear: every way into UP resets them.)
-        at = obs.at
-        return replace(st, last_observed_at=at, last_decisive_at=at, last_present_at=at), []
+        return _seen_present(st, obs.at), []
     sighted = [_sighted_event(key, st, obs)] if st.blind else []
     seen = replace(
         _stamp_first_observation(st, obs.at),
@@ -97,6 +96,24 @@ def next_delay(st: AccountState, policy: Policy) -> float:
     if st.state is State.DOWN and st.present_streak > 0:
         return policy.confirm_interval
     return policy.interval
+
+
+# The fields :func:`_seen_present` copies by position, in AccountState's order: checked at
+# import, so a field added to AccountState fails loudly here instead of being dropped.
+_STATE_FIELDS = ("state", "absent_streak", "present_streak", "reason", "last_present_at",
+                 "first_absent_at", "last_absent_at", "first_recovered_at", "last_observed_at",
+                 "last_decisive_at", "blind", "outage_id", "since", "watched_since")
+if tuple(f.name for f in fields(AccountState)) != _STATE_FIELDS:
+    raise ImportError("monitor.state._seen_present must copy every field of AccountState")
+
+
+def _seen_present(st: AccountState, at: float) -> AccountState:
+    """``replace(st, last_observed_at=at, last_decisive_at=at, last_present_at=at)`` as a
+    positional copy: the steady state's one allocation, ~6x cheaper than
+    dataclasses.replace (which looks up and getattr()s each of the 14 fields by name)."""
+    return AccountState(st.state, st.absent_streak, st.present_streak, st.reason, at,
+                        st.first_absent_at, st.last_absent_at, st.first_recovered_at, at, at,
+                        st.blind, st.outage_id, st.since, st.watched_since)
 
 
 # --- errors and blindness -------------------------------------------------------------
