@@ -73,7 +73,8 @@ class Monitor:
         self.listen_host = listen_host or config.monitor.listen_host
         self.listen_port = config.monitor.listen_port if listen_port is None else listen_port
         self.watchlist, self.bus = Watchlist(), EventBus()
-        self.metrics = Metrics(self.watchlist.views, lambda: self.streams)
+        self.metrics = Metrics(self.watchlist.views, lambda: self.streams,
+                               per_account=lambda: self.config.monitor.metrics.per_account)
         self.scheduler = Scheduler(_not_started, jitter=config.defaults.jitter)
         self.silencing = SilenceBook(lambda: self.store, self.metrics)
         self.additions = Additions(lambda: self.store, lambda: self.file_config,
