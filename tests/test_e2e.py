@@ -88,7 +88,7 @@ async def test_account_vanishes_pages_state_down_then_returns_with_an_honest_out
 
             text = await scrape(monitor.port or 0)
             assert metric(text, "accmon_outage_duration_seconds_count", platform="masto") == 1
-            assert metric(text, "accmon_account_outage_seconds", account="alice") is None  # while down
+            assert metric(text, "accmon_account_outage_seconds", account="alice") is None
 
 
 @pytest.mark.slow
