@@ -235,7 +235,7 @@ class _Reader:
                                              "quote a value that holds a comma")
                 continue
             self._row(row, header)
-        if header is None:
+        if header is None and not self.result.problems:
             self.problem(None, "", "empty: a CSV watchlist starts with a header row naming "
                                    "its columns (platform,handle,...)")
 

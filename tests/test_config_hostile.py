@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor import yamlsafe
 from monitor.app import Monitor
 from monitor.cli import main
 from monitor.config import ConfigError, load_config, parse_config
@@ -507,3 +508,68 @@ def test_odd_keys_are_quoted_so_each_problem_stays_one_line(
     found = check(tmp_path, capsys, text)
     assert [(line, path) for line, path, _ in found] == [
         (4, 'platforms.m["s tatus"]'), (5, 'platforms.m["a\\nb: c"]')]
+
+
+# --------------------------------------------------------------------------- fast YAML load
+
+TRICKY_YAML = [
+    VALID, BOMB, "loop: &l [*l]\n", "deep: " + "[" * 40 + "]" * 40 + "\n",
+    "a: &a {k: 1, j: 0}\nb: &b {<<: *a, k: 2}\nc: {<<: [*b, *a]}\nd: {<<: [*a, *b]}\n",
+    "a: &a {k: 1}\nc: {k: 0, <<: *a, z: 1}\n", "a: &a {k: 1}\nc: {<<: *a, <<: {z: 1}}\n",
+    "a: {<<: 1}\n", "a: {<<: [1]}\n", "x: <<\n", "x: =\n", "? [a, b]\n: c\n", "? {a: 1}\n: c\n",
+    "{1: a, 01: b}\n", "{.nan: a, .nan: b}\n", "{1: a, 1.0: b}\n", "{a: 1, a: 2}\n",
+    "x: &a 1\ny: *a\n", "x: &a [1]\ny: [*a, *a]\n", "x: &a 1\nx2: &a 2\n", "bad: *undefined\n",
+    "x: !!python/object:os.system\n", "x: !!binary '!!!'\n", "x: !!binary aGVsbG8=\n",
+    "x: !!timestamp 2001-02-31\n", "x: 2001-12-14t21:59:43.10-05:00\n", "x: !!set {a, b}\n",
+    "x: !!omap [a: 1]\n", "x: !!str 1\n", "x: ! 1\n", "---\nsecond: document\n---\nthird: x\n",
+    "---\n", "", "# only a comment\n", "[1, 2]\n", "x: '\\x00'\n", "x: \"\\ud800\"\n",
+    "x: " + "1" * 5000 + "\n", "%YAML 9.9\n---\nx: 1\n", "x: [" + ", ".join(["{}"] * 2000) + "]\n",
+    "&r {a: *r}\n", "x: &a {y: &a 1}\n", "? &k a\n: 1\n? *k\n: 2\n", "a: {b: [c, {d: e}]}\n",
+    "x: 0x1F\ny: 1_000\nz: .inf\nw: ~\nv: yes\n",
+]
+
+
+def _slow_load(text: str) -> tuple[str, object]:
+    """The node path: compose, check, construct (what parse_config used before)."""
+    try:
+        root, loader = yamlsafe.compose(text)
+        return "value", yamlsafe.construct(loader, root) if root is not None else None
+    except yamlsafe.YamlProblems as exc:
+        return "problems", [(p.line, p.path, p.reason) for p in exc.problems]
+    except yamlsafe.YamlProblem as exc:
+        return "problem", (exc.line, exc.path, exc.reason)
+
+
+def _fast_load(text: str) -> tuple[str, object]:
+    try:
+        return "value", yamlsafe.load(text)
+    except yamlsafe.YamlProblems as exc:
+        return "problems", [(p.line, p.path, p.reason) for p in exc.problems]
+    except yamlsafe.YamlProblem as exc:
+        return "problem", (exc.line, exc.path, exc.reason)
+
+
+def _same(a: object, b: object) -> bool:
+    return repr(a) == repr(b)  # NaN keys and values compare by their text
+
+
+@pytest.mark.parametrize("text", TRICKY_YAML)
+def test_the_event_loader_gives_what_the_node_path_gives(text: str) -> None:
+    with deadline():
+        assert _same(_fast_load(text), _slow_load(text))
+
+
+def test_the_event_loader_builds_plain_configs_itself() -> None:
+    # Without this, load() could always give up and fall back, and pass the test above.
+    bundled = (ROOT / "config" / "monitor.yaml").read_text()
+    for text in (bundled, VALID, "a: &a {k: 1}\nc: {k: 0, <<: *a}\n", "x: &a [1]\ny: *a\n"):
+        value = yamlsafe._EventBuilder(text).build()
+        assert _same(value, _slow_load(text)[1])
+    for text in (BOMB, "{a: 1, a: 2}\n", "loop: &l [*l]\n", "{.nan: a}\n"):
+        with pytest.raises(yamlsafe._NotFast):
+            yamlsafe._EventBuilder(text).build()
+
+
+def test_aliases_stay_shared_as_the_node_path_shares_them() -> None:
+    value = yamlsafe.load("x: &a [1]\ny: *a\n")
+    assert value["x"] is value["y"]
