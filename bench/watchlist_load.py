@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""Loading a big watchlist: time and peak memory of real processes, per account.
+
+    .venv/bin/python bench/watchlist_load.py [--sizes 10000,100000,1000000]
+        [--formats csv,jsonl,yaml] [--run 1000000] [--profile 100000]
+
+1. For each size and format, a generated watchlist (X accounts with ids, 1 % protected, a
+   third with a team, every one a ``tier`` label: the shape of a real list) and
+   ``python -m monitor check-config`` on it as a subprocess: wall time, and peak RSS from
+   ``wait4`` (the child's own ``ru_maxrss``). ``yaml`` puts the accounts under ``accounts:``;
+   ``csv`` and ``jsonl`` in ``accounts_file``.
+2. ``--run N`` (0 skips): ``python -m monitor run --port 0`` on the CSV watchlist of N
+   accounts, with a state file in a temporary directory, stopped (SIGTERM) once it logs
+   ``watching`` (the watchlist is loaded, every account scheduled, the HTTP server up, the
+   first probes under way): seconds until then, peak RSS, and RSS sampled from /proc every
+   0.1 s at each log line, so the step where memory goes is visible. The platform points at
+   a refused loopback port with a one-hour interval: probes cost nothing but their error.
+3. Memory per watched account: the peak RSS of each run over N, and the marginal cost
+   between the two largest sizes (peak difference / accounts difference), which leaves
+   the interpreter and the imports out.
+4. ``--profile N`` (0 skips): in this process, tracemalloc of ``load_config`` and of
+   ``Monitor.start`` on N accounts, the allocations still held afterwards grouped by the
+   line that made them (the top ones, in MB and bytes per account), and cProfile of
+   ``Monitor.start``'s top functions by own time.
+
+A benchmark, not a test: the machine is shared and noisy; ratios of one run count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PLATFORM = ("platforms:\n  x:\n    probe: x\n    base_url: http://127.0.0.1:{port}\n"
+            "    rate_per_second: 100000\n    burst: 1000\n    concurrency: 64\n")
+
+
+def header(state: str) -> str:
+    return (f"monitor:\n  listen_port: 0\n  state_path: {state}\n  log_format: json\n"
+            "defaults:\n  interval: 1h\n  staleness: 2h\n  timeout: 2s\n")
+
+
+def account(i: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"platform": "x", "handle": f"user{i}", "id": str(10**9 + i)}
+    if i % 100 == 0:
+        row["protected"] = True
+    if i % 3 == 0:
+        row["team"] = "core"
+    row["labels"] = {"tier": str(i % 5)}
+    return row
+
+
+def write_watchlist(directory: Path, size: int, kind: str, port: int) -> Path:
+    """The config (and its accounts file) for ``size`` accounts in ``kind``."""
+    config = directory / f"{kind}-{size}.yaml"
+    text = header(str(directory / f"state-{kind}-{size}.db")) + PLATFORM.format(port=port)
+    if kind == "yaml":
+        with config.open("w") as f:
+            f.write(text + "accounts:\n")
+            for i in range(size):
+                a = account(i)
+                f.write(f"  - platform: x\n    handle: {a['handle']}\n    id: '{a['id']}'\n"
+                        + ("    protected: true\n" if a.get("protected") else "")
+                        + (f"    team: {a['team']}\n" if a.get("team") else "")
+                        + f"    labels: {{tier: '{a['labels']['tier']}'}}\n")
+        return config
+    name = f"accounts-{size}.{kind}"
+    with (directory / name).open("w") as f:
+        if kind == "csv":
+            f.write("platform,handle,id,protected,team,label.tier\n")
+        for i in range(size):
+            a = account(i)
+            if kind == "csv":
+                f.write(f"x,{a['handle']},{a['id']},{'true' if a.get('protected') else ''},"
+                        f"{a.get('team', '')},{a['labels']['tier']}\n")
+            else:
+                f.write(json.dumps(a) + "\n")
+    config.write_text(text + f"accounts_file: {name}\n")
+    return config
+
+
+def refused_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # bound then closed: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_child(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
+    """(exit status, peak RSS in MB) of a finished child, from wait4."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss / 1024
+
+
+def check_config(config: Path) -> tuple[float, float]:
+    """Seconds and peak RSS (MB) of ``python -m monitor check-config``."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "monitor", "check-config", str(config)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    code, peak = wait_child(proc)
+    seconds = time.perf_counter() - started
+    if code != 0:
+        raise SystemExit(f"check-config {config} failed ({code}):\n{err.decode()[:2000]}")
+    return seconds, peak
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_until_watching(config: Path, state_dir: Path) -> dict[str, Any]:
+    """``run --port 0`` until it logs ``watching``; then SIGTERM. Times, RSS per step."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run", "--config", str(config), "--port", "0",
+         "--state", str(state_dir / "run.db"), "--log-format", "json"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    highest = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:  # the RSS curve, to place the peak among the log lines
+        while not done.is_set():
+            try:
+                highest[0] = max(highest[0], rss_mb(proc.pid))
+            except OSError:
+                return
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    steps: list[tuple[str, float, float, float]] = []  # event, seconds, RSS, highest so far
+    for raw in proc.stdout:
+        try:
+            event = json.loads(raw).get("event", "")
+        except ValueError:
+            continue
+        now = time.perf_counter() - started
+        steps.append((event, now, rss_mb(proc.pid), highest[0]))
+        if event == "watching":
+            break
+    watching = time.perf_counter() - started
+    proc.send_signal(signal.SIGTERM)
+    for _ in proc.stdout:  # drain, so the child never blocks on a full pipe
+        pass
+    done.set()
+    code, peak = wait_child(proc)
+    return {"seconds": watching, "peak": peak, "steps": steps, "code": code,
+            "stop_seconds": time.perf_counter() - started - watching}
+
+
+def profile(size: int, directory: Path) -> None:
+    """tracemalloc and cProfile of load_config and Monitor.start, in this process."""
+    from monitor.app import Monitor
+    from monitor.config import load_config
+
+    config_path = write_watchlist(directory, size, "csv", refused_port())
+    tracemalloc.start(1)
+    before = tracemalloc.take_snapshot()
+    started = time.perf_counter()
+    config = load_config(config_path)
+    loaded = time.perf_counter() - started
+    after_load = tracemalloc.take_snapshot()
+    print(f"\nprofile at {size:,} accounts (CSV; tracemalloc on, so times are inflated)")
+    print(f"load_config: {loaded:.1f} s; held afterwards:")
+    _top(after_load.compare_to(before, "lineno"), size)
+
+    async def start() -> Monitor:
+        monitor = Monitor(config, state_path=str(directory / "profile.db"), listen_port=0)
+        await monitor.start()
+        return monitor
+
+    async def stop(monitor: Monitor) -> None:
+        await monitor.stop()
+
+    loop = asyncio.new_event_loop()
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    monitor = loop.run_until_complete(start())
+    profiler.disable()
+    print(f"Monitor.start: {time.perf_counter() - started:.1f} s; held afterwards:")
+    _top(tracemalloc.take_snapshot().compare_to(after_load, "lineno"), size)
+    traced, peak = tracemalloc.get_traced_memory()
+    print(f"traced now {traced / 2**20:.0f} MB, traced peak {peak / 2**20:.0f} MB")
+    loop.run_until_complete(stop(monitor))
+    loop.close()
+    tracemalloc.stop()
+    print("Monitor.start, top functions by own time (cProfile):")
+    stats = pstats.Stats(profiler)
+    rows = sorted(stats.stats.items(),  # type: ignore[attr-defined]
+                  key=lambda kv: kv[1][2], reverse=True)
+    for (file, line, name), (_, calls, own, cumulative, _) in rows[:12]:
+        where = f"{Path(file).name}:{line}({name})" if line else name
+        print(f"  {own:6.2f} s own {cumulative:6.2f} s cum {calls:>9,} calls  {where}")
+
+
+def _top(diffs: list[tracemalloc.StatisticDiff], size: int, count: int = 12) -> None:
+    for diff in diffs[:count]:
+        frame = diff.traceback[0]
+        file = Path(frame.filename)
+        where = f"{file.relative_to(ROOT) if file.is_relative_to(ROOT) else file.name}"
+        where += f":{frame.lineno}"
+        print(f"  {diff.size_diff / 2**20:7.1f} MB {diff.size_diff / size:6.0f} B/account "
+              f"{diff.count_diff:>9,} blocks  {where}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--formats", default="csv,jsonl,yaml")
+    parser.add_argument("--run", default="10000,100000,1000000",
+                        help="sizes to run (CSV), comma-separated; empty skips")
+    parser.add_argument("--profile", type=int, default=100_000, help="0 skips")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    formats = [f for f in args.formats.split(",") if f]
+    runs = [int(s) for s in args.run.split(",") if s]
+    port = refused_port()
+    with tempfile.TemporaryDirectory(prefix="watchlist-load-") as tmp:
+        directory = Path(tmp)
+        print("check-config (a subprocess; peak RSS from wait4):")
+        print(f"{'format':>6} {'accounts':>10} {'seconds':>8} {'peak MB':>8} {'KB/account':>10}")
+        for size in sizes:
+            for kind in formats:
+                config = write_watchlist(directory, size, kind, port)
+                seconds, peak = check_config(config)
+                print(f"{kind:>6} {size:>10,} {seconds:8.1f} {peak:8.0f} "
+                      f"{peak * 1024 / size:10.2f}", flush=True)
+                if kind != "csv":
+                    for leftover in directory.glob(f"*-{size}.{kind}"):
+                        leftover.unlink()
+        peaks: dict[int, float] = {}
+        for size in runs:
+            config = write_watchlist(directory, size, "csv", port)
+            state_dir = directory / f"run-{size}"
+            state_dir.mkdir()
+            result = run_until_watching(config, state_dir)
+            peaks[size] = result["peak"]
+            print(f"\nrun, {size:,} accounts (CSV): watching after {result['seconds']:.1f} s, "
+                  f"peak RSS {result['peak']:.0f} MB ({result['peak'] * 1024 / size:.2f} KB "
+                  f"per account), stopped in {result['stop_seconds']:.1f} s, exit "
+                  f"{result['code']}")
+            for event, at, rss, highest in result["steps"]:
+                print(f"  {at:6.1f} s  RSS {rss:6.0f} MB (highest so far {highest:6.0f})  "
+                      f"{event}")
+        if len(peaks) >= 2:
+            small, large = sorted(peaks)[-2:]
+            marginal = (peaks[large] - peaks[small]) * 2**20 / (large - small)
+            print(f"\nmarginal memory per watched account (run, {small:,} -> {large:,}): "
+                  f"{marginal:,.0f} bytes")
+        if args.profile:
+            profile(args.profile, directory)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
