@@ -1,4 +1,4 @@
-"""Writes to the state file in order, and keeps every write that the disk refuses.
+"""Writes to the state file in order, many per commit, and keeps every write the disk refuses.
 
 A decision (a transition, its outage row and its pages) must never be lost because the
 state file is locked by another process, the disk is full or an I/O error happened: it is
@@ -7,15 +7,34 @@ written after a refused write waits behind it, so the file never sees writes out
 (a resolve before its trigger, say). Meanwhile :attr:`StoreWriter.failing` says why, which
 ``/readyz`` reports, and ``accmon_store_write_failures_total`` counts each refused attempt.
 
-Only errors of the file are retried. A write that fails for any other reason (a bug: a
-constraint violated, a value that does not serialise) would fail forever and block every
-write behind it, so it is logged with its traceback and skipped.
+Group commit: one durable commit (an fsync, ``synchronous=FULL``) costs far more than the
+rows of one decision, so writes that queue up are committed together, in order, in one
+``BEGIN IMMEDIATE`` … ``COMMIT`` (each store method's own transaction joins it:
+:class:`monitor.store._Transaction`). It never waits to fill a batch: a write submitted
+while the writer is idle is committed at once, before :meth:`StoreWriter.submit` returns;
+the writes submitted after that in the same turn of the event loop (a mass vanish decides
+many accounts in one turn) are committed together as soon as that turn ends, and so on
+while they keep coming. A batch is bounded (:data:`MAX_BATCH` writes, or
+:data:`MAX_BATCH_SECONDS` of work) so the loop is never held for long. A write's ``done``
+(wake the outbox, tell the event bus) runs only after the COMMIT that holds it, in the
+order the writes were submitted. The batch is applied and committed without an ``await``,
+so nothing else on the loop can see its rows before they are committed: the outbox reads
+the store, and sends only committed rows.
+
+Only errors of the file are retried (the whole batch stays queued, in order). A write that
+fails for any other reason (a bug: a constraint violated, a value that does not serialise)
+would fail forever and block every write behind it, so it is logged with its traceback and
+skipped: the batch is rolled back and the writes before it committed again without it (the
+writes after it follow at the next turn). Bugs are rare; a savepoint per write would cost
+every decision a third of its time instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +46,11 @@ from monitor.store import OutboxItem, OutboxStatus, Store, retryable
 
 log = structlog.get_logger("monitor.writer")
 
-@dataclass(slots=True)
+MAX_BATCH = 1000  # writes in one commit at most
+MAX_BATCH_SECONDS = 0.05  # of applying writes in one commit, at most (then commit, yield)
+
+
+@dataclass(slots=True, eq=False)  # compared (and hashed) by identity
 class Write:
     """One write: ``apply(store)`` in a transaction, then ``done(result)`` once committed."""
 
@@ -37,51 +60,150 @@ class Write:
     outbox: tuple[OutboxItem, ...] = ()  # the rows it writes, for :meth:`StoreWriter.holds`
 
 
+class _Bug(Exception):
+    """The write at ``index`` of a batch failed, not because of the file: skip it."""
+
+    def __init__(self, index: int):
+        super().__init__(index)
+        self.index = index
+
+
 class StoreWriter:
-    """Applies writes now when it can, later (in order, with backoff) when it cannot."""
+    """Applies writes now when idle, together when they queue up, later (in order, with
+    backoff) when the file refuses them."""
 
     def __init__(self, store: Store, *, on_failure: Callable[[BaseException], None],
-                 retry_initial: float = 0.1, retry_max: float = 5.0):
+                 retry_initial: float = 0.1, retry_max: float = 5.0,
+                 max_batch: int = MAX_BATCH, max_batch_seconds: float = MAX_BATCH_SECONDS):
         self.store = store
         self.on_failure = on_failure
         self.retry_initial, self.retry_max = retry_initial, retry_max
-        self.backlog: deque[Write] = deque()
+        self.max_batch, self.max_batch_seconds = max(1, max_batch), max_batch_seconds
+        self.backlog: deque[Write] = deque()  # every write not committed yet, oldest first
         self.failing: str | None = None  # why the backlog cannot be written, while it cannot
+        self.commits = 0  # durable commits made (each holds one batch)
+        self.committed = 0  # writes committed (or skipped as bugs)
         self._retry: asyncio.Task[None] | None = None
+        self._turn: asyncio.Handle | None = None  # the commit of what queues this loop turn
 
     def submit(self, write: Write) -> bool:
-        """Apply ``write`` now, or queue it behind earlier ones; True when committed now."""
-        if self.backlog or not self._try(write):
-            self.backlog.append(write)
-            self._start_retry()
+        """Commit ``write`` now when the writer is idle, else queue it behind the earlier
+        ones (committed with them when this turn of the loop ends, or by the retry while the
+        file refuses writes). True when it was committed (or skipped as a bug) now."""
+        self.backlog.append(write)
+        if len(self.backlog) > 1 or self._turn is not None or self._retrying() \
+                or self.store.in_transaction:  # never inside someone else's transaction
+            self._schedule()
             return False
-        return True
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a script, a test): one write, one commit
+            loop = None
+        if loop is not None:
+            # Armed before committing: whatever this commit's done callbacks, or the rest of
+            # this turn, submit is queued and committed together after it.
+            self._turn = loop.call_soon(self._on_turn)
+        return self._commit_batch()  # a batch of this one write
 
     def holds(self, dedup_key: str) -> bool:
         """True when a queued write holds back a page of ``dedup_key``."""
         return any(item.dedup_key == dedup_key and item.status is OutboxStatus.HELD
                    for write in self.backlog for item in write.outbox)
 
-    def _try(self, write: Write) -> bool:
-        """One attempt: True when committed (or skipped as a bug), False to retry later."""
-        try:
-            result = write.apply(self.store)
-        except Exception as exc:  # classified just below
-            if retryable(exc):
-                self._failed(write, exc)
+    # ----------------------------------------------------------------- one commit
+
+    def _commit_batch(self) -> bool:
+        """Commit the oldest queued writes (bounded) in one transaction, then run their
+        ``done`` in order. False when the file refused it: then every write is still queued,
+        in order, and the retry is running."""
+        batch = self._take()
+        while batch:
+            try:
+                results = self._apply(batch)
+                break
+            except _Bug as bug:
+                # Rolled back, the writes before it too: commit those again without it; the
+                # writes after it wait for the next turn, still in order.
+                log.error("store write failed and was skipped (a bug, not the disk)",
+                          write=batch[bug.index].what, exc_info=bug.__cause__)
+                self.backlog.extendleft(reversed(batch[bug.index + 1:]))
+                del batch[bug.index:]
+                self.committed += 1
+                self._schedule()
+            except Exception as exc:  # the file's own trouble, by construction (see _apply)
+                self.backlog.extendleft(reversed(batch))
+                self._failed(batch[0], exc)
                 return False
-            log.error("store write failed and was skipped (a bug, not the disk)",
-                      write=write.what, exc_info=exc)
+            except BaseException:
+                self.backlog.extendleft(reversed(batch))
+                raise
+        else:
             return True
+        self.commits += 1
+        self.committed += len(batch)
         if self.failing is not None:
             log.warning("state file writable again", backlog=len(self.backlog))
             self.failing = None
-        if write.done is not None:
-            try:
-                write.done(result)
-            except Exception as exc:  # after-commit work must not undo it
-                log.error("after-commit step failed", write=write.what, exc_info=exc)
+        for write, result in zip(batch, results, strict=True):
+            if write.done is not None:
+                try:
+                    write.done(result)
+                except Exception as exc:  # after-commit work must not undo it
+                    log.error("after-commit step failed", write=write.what, exc_info=exc)
         return True
+
+    def _take(self) -> list[Write]:
+        """The oldest writes, at most :attr:`max_batch` of them, out of the queue."""
+        backlog, n = self.backlog, min(self.max_batch, len(self.backlog))
+        return [backlog.popleft() for _ in range(n)]
+
+    def _apply(self, batch: list[Write]) -> list[Any]:
+        """Apply ``batch`` in one transaction and commit it; the results, in order. Writes
+        past the time bound go back to the queue's head (``batch`` is cut to what was
+        committed). Any failure rolls the whole transaction back: a file error is raised as
+        it is, any other error (a bug in that write) as :class:`_Bug`."""
+        store, results = self.store, []
+        deadline = time.perf_counter() + self.max_batch_seconds
+        with store.transaction():
+            for n, write in enumerate(batch):
+                if n and time.perf_counter() > deadline:
+                    self.backlog.extendleft(reversed(batch[n:]))
+                    del batch[n:]
+                    break
+                try:
+                    results.append(write.apply(store))
+                    if store.aborted:  # it swallowed the failure of its own write
+                        raise sqlite3.ProgrammingError("the write failed inside")
+                except Exception as exc:
+                    if retryable(exc):
+                        raise
+                    raise _Bug(n) from exc
+        return results
+
+    # ----------------------------------------------------------------- scheduling
+
+    def _on_turn(self) -> None:
+        """The loop's turn after a commit: commit what queued meanwhile, and stay armed
+        while writes keep coming (idle again after a turn that brought none)."""
+        self._turn = None
+        if self.backlog and not self._retrying():
+            self._schedule()
+            self._commit_batch()
+
+    def _schedule(self) -> None:
+        """Commit the queue at the loop's next turn (unless the retry has it)."""
+        if self._turn is not None or self._retrying():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: commit now, as one write at a time would
+            while self.backlog and self._commit_batch():
+                pass
+            return
+        self._turn = loop.call_soon(self._on_turn)
+
+    def _retrying(self) -> bool:
+        return self._retry is not None and not self._retry.done()
 
     def _failed(self, write: Write, exc: BaseException) -> None:
         first = self.failing is None
@@ -89,24 +211,38 @@ class StoreWriter:
         self.on_failure(exc)
         if first:
             log.error("state file not writable; keeping decisions in memory and retrying",
-                      file=self.store.path, error=str(exc), write=write.what)
+                      file=self.store.path, error=str(exc), write=write.what,
+                      backlog=len(self.backlog))
+        self._start_retry()
 
     def _start_retry(self) -> None:
-        if self._retry is None or self._retry.done():
-            self._retry = asyncio.get_running_loop().create_task(self._drain(),
-                                                                 name="store-retry")
+        if self._turn is not None:
+            self._turn.cancel()
+            self._turn = None
+        if not self._retrying():
+            with contextlib.suppress(RuntimeError):  # no loop: the next submit tries again
+                self._retry = asyncio.get_running_loop().create_task(
+                    self._drain(), name="store-retry")
 
     async def _drain(self) -> None:
         delay = self.retry_initial
         while self.backlog:
             await asyncio.sleep(delay)
-            while self.backlog and self._try(self.backlog[0]):
-                self.backlog.popleft()
+            while self._commit_batch() and self.backlog:
+                await _yield()  # between batches, the loop's other work
             delay = min(delay * 2, self.retry_max)
+
+    # ----------------------------------------------------------------- shutdown
 
     async def flush(self, timeout: float) -> bool:
         """Try to write the backlog before shutting down; False when some is still unwritten."""
-        if self._retry is not None and not self._retry.done():
+        if self._turn is not None:
+            self._turn.cancel()
+            self._turn = None
+        while self.backlog and not self._retrying() and self._commit_batch():
+            pass
+        if self._retrying():
+            assert self._retry is not None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._retry), timeout)
         if self.backlog:
@@ -115,6 +251,14 @@ class StoreWriter:
         return not self.backlog
 
     async def stop(self) -> None:
+        if self._turn is not None:
+            self._turn.cancel()
+            self._turn = None
         if self._retry is not None:
             self._retry.cancel()
             await asyncio.gather(self._retry, return_exceptions=True)
+
+
+async def _yield() -> None:
+    """Let the loop run its other ready work before the next batch."""
+    await asyncio.sleep(0)

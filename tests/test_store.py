@@ -131,3 +131,23 @@ def test_a_state_is_stored_as_the_json_of_all_its_fields() -> None:
     st = AccountState(**values)  # type: ignore[arg-type]
     assert _state_to_json(st) == json.dumps(dataclasses.asdict(st))
     assert _state_from_json(_state_to_json(st)) == st
+
+
+def test_the_decision_path_encodes_json_exactly_as_json_dumps() -> None:
+    """decide encodes with one reused encoder (store._dumps): the text must be json.dumps's
+    own, byte for byte, for every kind of value a payload, a state or details carry."""
+    import json
+
+    from monitor.store import _dumps
+
+    values: list[object] = [
+        {}, [], "", 0, -1.5, 1e300, float("inf"), float("-inf"), True, None,
+        {"summary": "PROTECTED x/é \"quoted\" \\ \n\t\u2028 🙂", "n": 3, "f": 0.1},
+        {"nested": {"list": [1, 2.5, "three", None, {"deep": [False]}]}},
+        {1: "int key", 2.5: "float key", False: "bool key", None: "null key"},
+        {"state": State.DOWN, "reason": AbsentReason.SUSPENDED},  # str enums, as stored
+    ]
+    for value in values:
+        assert _dumps(value) == json.dumps(value), value
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        _dumps({"payload": object()})
