@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import json
 import os
@@ -46,6 +47,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from monitor.config import MAX_CONFIG_BYTES  # noqa: E402 (after the sys.path line)
 
 PLATFORM = ("platforms:\n  x:\n    probe: x\n    base_url: http://127.0.0.1:{port}\n"
             "    rate_per_second: 100000\n    burst: 1000\n    concurrency: 64\n")
@@ -79,6 +82,8 @@ def write_watchlist(directory: Path, size: int, kind: str, port: int) -> Path:
                         + ("    protected: true\n" if a.get("protected") else "")
                         + (f"    team: {a['team']}\n" if a.get("team") else "")
                         + f"    labels: {{tier: '{a['labels']['tier']}'}}\n")
+                if f.tell() > MAX_CONFIG_BYTES:
+                    break
         return config
     name = f"accounts-{size}.{kind}"
     with (directory / name).open("w") as f:
@@ -163,13 +168,18 @@ def run_until_watching(config: Path, state_dir: Path) -> dict[str, Any]:
         if event == "watching":
             break
     watching = time.perf_counter() - started
+    before_stop, highest[0] = highest[0], 0.0
     proc.send_signal(signal.SIGTERM)
-    for _ in proc.stdout:  # drain, so the child never blocks on a full pipe
-        pass
+    for raw in proc.stdout:  # drain, so the child never blocks on a full pipe
+        with contextlib.suppress(ValueError):
+            event = json.loads(raw).get("event", "")
+            steps.append((event, time.perf_counter() - started, rss_mb(proc.pid),
+                          highest[0]))
     done.set()
     code, peak = wait_child(proc)
     return {"seconds": watching, "peak": peak, "steps": steps, "code": code,
-            "stop_seconds": time.perf_counter() - started - watching}
+            "stop_seconds": time.perf_counter() - started - watching,
+            "highest_before_stop": before_stop, "highest_after_stop": highest[0]}
 
 
 def profile(size: int, directory: Path) -> None:
@@ -247,6 +257,12 @@ def main() -> int:
         for size in sizes:
             for kind in formats:
                 config = write_watchlist(directory, size, kind, port)
+                if config.stat().st_size > MAX_CONFIG_BYTES:
+                    print(f"{kind:>6} {size:>10,}  skipped: {config.stat().st_size >> 20} MiB of "
+                          f"YAML, over the config's {MAX_CONFIG_BYTES >> 20} MiB cap (a list "
+                          "this long belongs in accounts_file)", flush=True)
+                    config.unlink()
+                    continue
                 seconds, peak = check_config(config)
                 print(f"{kind:>6} {size:>10,} {seconds:8.1f} {peak:8.0f} "
                       f"{peak * 1024 / size:10.2f}", flush=True)
@@ -267,6 +283,9 @@ def main() -> int:
             for event, at, rss, highest in result["steps"]:
                 print(f"  {at:6.1f} s  RSS {rss:6.0f} MB (highest so far {highest:6.0f})  "
                       f"{event}")
+            print(f"  RSS sampled every 0.1 s: highest {result['highest_before_stop']:.0f} MB "
+                  f"before SIGTERM, {result['highest_after_stop']:.0f} MB between SIGTERM and "
+                  "exit (the column restarts at SIGTERM)")
         if len(peaks) >= 2:
             small, large = sorted(peaks)[-2:]
             marginal = (peaks[large] - peaks[small]) * 2**20 / (large - small)

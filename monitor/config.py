@@ -659,7 +659,9 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
-# A watchlist of a million accounts is ~40 MB of YAML; a bigger "config" is the wrong file.
+# A bigger "config" is the wrong file: 64 MiB of YAML is ~700,000 accounts with ids and
+# labels (and ~1 KB of Python values each while it is validated); a watchlist that long
+# belongs in accounts_file (monitor/watchfile.py: read line by line, ~250 bytes an account).
 MAX_CONFIG_BYTES = 64 * 1024**2
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
