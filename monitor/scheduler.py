@@ -49,9 +49,10 @@ class RateBudget:
     def reserve(self) -> float:
         """Take the next slot; return how long to wait before using it."""
         now = self.clock()
-        tat = max(self._tat, now)
+        tat = self._tat if self._tat > now else now
         self._tat = tat + self.interval
-        return max(0.0, tat - self.tolerance - now)
+        wait = tat - self.tolerance - now
+        return wait if wait > 0.0 else 0.0
 
     def pause_until(self, when: float) -> float:
         """Spend no budget before ``when`` (monotonic), e.g. after a 429 with a reset time.
@@ -365,32 +366,46 @@ class Scheduler:
 
     async def _take(self, lane: Lane) -> Entry:
         """The next due, still-watched account of ``lane``, once the budget allows a request
-        for it (held meanwhile, for the lag figures). No await at all when one is queued and
-        the budget has room: the common case costs no task switch."""
+        for it (held meanwhile, for the lag figures)."""
         queue = lane.queue
         while True:
             entry, due = queue.get_nowait() if not queue.empty() else await queue.get()
-            if entry.lane is None:
-                continue
-            wait = lane.budget.reserve()
-            if wait > 0:
-                lane.held[entry.key] = due
-                try:
-                    await asyncio.sleep(wait)
-                finally:
-                    del lane.held[entry.key]
-            return entry
+            if entry.lane is not None:
+                wait = lane.budget.reserve()
+                if wait > 0:
+                    await self._hold(lane, entry, due, wait)
+                return entry
+
+    async def _hold(self, lane: Lane, entry: Entry, due: float, wait: float) -> None:
+        """Hold ``entry`` until its request slot (``wait`` seconds): still overdue meanwhile,
+        for the lag figures."""
+        lane.held[entry.key] = due
+        try:
+            await asyncio.sleep(wait)
+        finally:
+            del lane.held[entry.key]
 
     async def _work(self, lane: Lane) -> None:
         """One worker of a lane, forever. Nothing a probe raises ends it (supervision): the
-        account is handed to :attr:`crashed` and rescheduled at the delay it returns."""
+        account is handed to :attr:`crashed` and rescheduled at the delay it returns.
+
+        The common case, an account queued and budget to spare, awaits nothing before the
+        probe itself (no coroutine, no task switch): see :meth:`_take` for the rest."""
         me = asyncio.current_task()
-        busy, jitter = self._busy, self.jitter
+        busy, jitter, queue, uniform = self._busy, self.jitter, lane.queue, self.rng.uniform
         while not self._stopping:
             if lane.batch > 1 and self.probe_batch is not None:
                 await self._work_batch(lane, me)
                 continue
-            entry = await self._take(lane)
+            if queue.empty():
+                entry = await self._take(lane)
+            else:
+                entry, due = queue.get_nowait()
+                if entry.lane is None:
+                    continue
+                wait = lane.budget.reserve()
+                if wait > 0:
+                    await self._hold(lane, entry, due, wait)
             if self._stopping:
                 return
             lane.in_flight += 1
@@ -404,7 +419,7 @@ class Scheduler:
                 busy.discard(me)
             if delay is not None and not self._stopping:
                 # jittered(), inlined: the same draw from the same generator
-                self._push(entry, delay * self.rng.uniform(1 - jitter, 1 + jitter))
+                self._push(entry, delay * uniform(1 - jitter, 1 + jitter))
 
     def _crash(self, key: Hashable, exc: BaseException) -> float | None:
         try:

@@ -261,16 +261,28 @@ class HttpProbe:
 
     async def check(self, target: Target) -> Observation:
         """Ask and classify, timed. Never raises ProbeError: a failed request or an answer
-        the classifier refuses is ``error(kind)``."""
+        the classifier refuses is ``error(kind)``.
+
+        :func:`fetch`'s body, inlined: one coroutine less on the path every probe takes."""
         started = time.monotonic()
         try:
             method, url, headers = self.request(target)
-            answer = await fetch(self.session, method, url, headers, timeout=self.timeout,
-                                 max_body_bytes=self.max_body_bytes)
-            obs = self.classify(answer, target, time.time())  # itself wrapped: classified()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    answer = await _follow(self.session, method, URL(url), headers,
+                                           self.max_body_bytes)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise transport_error(exc, self.timeout) from None
+            return self.stamped(answer, target, time.time(), started)
         except ProbeError as exc:
-            obs = exc.observation(time.time())
-        return obs.timed(time.monotonic() - started)
+            return exc.observation(time.time()).timed(time.monotonic() - started)
+
+    def stamped(self, answer: Answer, target: Target, at: float,
+                started: float) -> Observation:
+        """:meth:`classify`, stamped with the time since ``started`` (monotonic). A probe
+        that can build the stamped observation in one go overrides this (it must return
+        what ``classify(...).timed(...)`` would)."""
+        return self.classify(answer, target, at).timed(time.monotonic() - started)
 
     async def check_batch(self, url: str, keys: Sequence[str],
                           classify: ReadBatch) -> dict[str, Observation]:
@@ -311,30 +323,35 @@ async def fetch(session: aiohttp.ClientSession, method: str, url: str, headers: 
     try:
         async with asyncio.timeout(timeout):
             return await _follow(session, method, URL(url), headers, max_body_bytes)
-    except ProbeError:
-        raise
-    except TimeoutError:
-        raise ProbeError(ErrorKind.TIMEOUT, f"no answer within {timeout:g}s") from None
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
-            aiohttp.ClientOSError, aiohttp.ClientConnectionError) as exc:
-        raise ProbeError(ErrorKind.CONNECTION, type(exc).__name__) from None
-    except aiohttp.ClientResponseError as exc:  # malformed or oversized status line / headers
-        raise _header_error(exc) from None
-    except aiohttp.ClientError as exc:
-        raise ProbeError(ErrorKind.CONNECTION, type(exc).__name__) from None
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise transport_error(exc, timeout) from None
+
+
+def transport_error(exc: TimeoutError | aiohttp.ClientError, timeout: float) -> ProbeError:
+    """The error kind of a failed exchange (timeout, connection, oversized or broken headers)."""
+    if isinstance(exc, TimeoutError):
+        return ProbeError(ErrorKind.TIMEOUT, f"no answer within {timeout:g}s")
+    if isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
+                        aiohttp.ClientOSError, aiohttp.ClientConnectionError)):
+        return ProbeError(ErrorKind.CONNECTION, type(exc).__name__)
+    if isinstance(exc, aiohttp.ClientResponseError):  # malformed or oversized status/headers
+        return _header_error(exc)
+    return ProbeError(ErrorKind.CONNECTION, type(exc).__name__)
 
 
 async def _follow(session: aiohttp.ClientSession, method: str, url: URL,
                   headers: dict[str, str], max_body_bytes: int) -> Answer:
     """Ask ``url``, following same-origin redirects ourselves (aiohttp would follow any)."""
-    seen = {url}
+    seen: set[URL] | None = None  # built on the first redirect: nearly no answer is one
     for _ in range(MAX_REDIRECTS + 1):
         async with session.request(method, url, headers=headers,
                                    allow_redirects=False) as resp:
-            location = resp.headers.get("Location") if resp.status in REDIRECT_STATUSES else None
+            status = resp.status
+            location = resp.headers.get("Location") if status in REDIRECT_STATUSES else None
             if location is None:
                 return await _answer(resp, max_body_bytes)
-            status = resp.status
+        if seen is None:
+            seen = {url}
         url = _redirect_target(url, location, status)
         if url in seen:
             raise ProbeError(ErrorKind.REDIRECT, f"HTTP {status} redirect loop")
@@ -368,15 +385,23 @@ async def _answer(resp: aiohttp.ClientResponse, max_body_bytes: int) -> Answer:
     if declared is not None and declared > max_body_bytes:
         raise ProbeError(ErrorKind.TOO_LARGE,
                          f"HTTP {resp.status}, body of {declared} bytes over the cap")
-    body = await _read_capped(resp, max_body_bytes)
-    return Answer(resp.status, resp.headers, body, str(resp.url))
+    headers = resp.headers
+    if (declared is not None and "Transfer-Encoding" not in headers
+            and headers.get("Content-Encoding", "identity").lower() == "identity"):
+        # Not compressed, not chunked, its length declared within the cap: aiohttp reads
+        # exactly that many bytes, so one read() holds no more than the cap and skips the
+        # chunk loop (the common answer).
+        body = await resp.read()
+    else:
+        body = await _read_capped(resp, max_body_bytes)
+    return Answer(resp.status, headers, body, str(resp.url))
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, max_body_bytes: int) -> bytes:
     """The body as we will hold it (aiohttp decompresses while streaming), at most the cap.
 
-    Reads chunk by chunk whatever Content-Length said, so a compressed body that expands
-    past the cap stops there instead of being inflated whole.
+    Reads chunk by chunk, so a compressed body that expands past the cap stops there
+    instead of being inflated whole, and a body of undeclared length stops at the cap.
     """
     chunks: list[bytes] = []
     size = 0

@@ -10,6 +10,8 @@ are checked first; an answer no rule recognises is ``error(unexpected)``, never 
 from __future__ import annotations
 
 import json
+import re
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -36,6 +38,7 @@ _HTML_ACCEPT = "text/html,application/xhtml+xml,application/json;q=0.9,*/*;q=0.8
 _UNREAD = object()
 _NOT_JSON = object()
 _MISSING = object()
+_STATUSES_REMEMBERED = 1000  # HTTP statuses are three digits: the memo cannot grow past this
 
 
 class RulesProbe(HttpProbe):
@@ -58,21 +61,61 @@ class RulesProbe(HttpProbe):
         self._headers["Accept"] = _HTML_ACCEPT  # most such sites serve pages, not JSON
         self._headers.update(self.rules.headers)
         # Evidence text of each rule, less the status: built once, not on every answer.
-        self._conditions = {id(m): _conditions(m)
-                            for m in (*self.rules.error, *self.rules.absent, *self.rules.present)}
+        rules = (*self.rules.error, *self.rules.absent, *self.rules.present)
+        self._conditions = {id(m): _conditions(m) for m in rules}
+        self._uses_id = "{id}" in self.rules.url
+        # When every rule tests the status alone (or nothing), the status alone decides:
+        # each status's verdict is worked out once (see stamped()), not on every answer.
+        self._by_status: dict[int, Observation] | None = (
+            {} if all(_status_only(m) for m in rules) else None)
 
     def request(self, target: Target) -> tuple[str, str, dict[str, str]]:
-        if "{id}" in self.rules.url and target.account_id is None:
+        if self._uses_id and target.account_id is None:
             raise ProbeError(ErrorKind.UNEXPECTED, "rules.url needs {id}; the account has none")
         url = self.rules.url.format(
             base_url=self.platform.base_url,
-            handle=quote(target.handle, safe="@"),
-            id=quote(target.account_id or "", safe=""),
+            handle=_quoted_path(target.handle, "@"),
+            id=_quoted_path(target.account_id or "", "") if self._uses_id else "",
         )
         return self.rules.method, url, self._headers.copy()
 
     def classify(self, answer: Answer, target: Target, at: float) -> Observation:
         return classify_answer(self.rules, answer, at, self._conditions)
+
+    def stamped(self, answer: Answer, target: Target, at: float,
+                started: float) -> Observation:
+        """``classify(...).timed(...)`` in one allocation: with status-only rules, the
+        verdict for this status, classified the first time it is seen."""
+        memo = self._by_status
+        if memo is None:
+            return super().stamped(answer, target, at, started)
+        verdict = memo.get(answer.status)
+        if verdict is None:
+            verdict = self.classify(answer, target, at)
+            if len(memo) < _STATUSES_REMEMBERED:
+                memo[answer.status] = verdict
+        return Observation(verdict.result, at, reason=verdict.reason, error=verdict.error,
+                           evidence=verdict.evidence, account_id=verdict.account_id,
+                           handle=verdict.handle, latency=time.monotonic() - started,
+                           rate_limit=verdict.rate_limit, moved_to=verdict.moved_to)
+
+
+def _status_only(match: Match) -> bool:
+    """Whether nothing but the status decides if ``match`` holds."""
+    return not (match.body_contains or match.body_not_contains or match.json_fields
+                or match.json_has or match.final_url_contains is not None)
+
+
+# What urllib.parse.quote never escapes (its _ALWAYS_SAFE), plus "@", which callers allow.
+_UNRESERVED_OR_AT = re.compile(r"[A-Za-z0-9_.~@-]*").fullmatch
+
+
+def _quoted_path(text: str, safe: str) -> str:
+    """``quote(text, safe=safe)``, without the call for the usual handle or id that has
+    nothing to escape (``safe`` is "" or "@")."""
+    if _UNRESERVED_OR_AT(text) and (safe or "@" not in text):
+        return text
+    return quote(text, safe=safe)
 
 
 def classify_answer(rules: HttpRules, answer: Answer, at: float,
@@ -140,9 +183,13 @@ class _Reading:
     def matches(self, match: Match) -> bool:
         if match.status is not None and self.answer.status not in match.status:
             return False
-        if not all(marker in self.text for marker in match.body_contains):
+        # Each test only when the rule has it: most rules are a status alone, and an empty
+        # all()/any() still builds a generator per answer.
+        if match.body_contains and not all(marker in self.text
+                                           for marker in match.body_contains):
             return False
-        if any(marker in self.text for marker in match.body_not_contains):
+        if match.body_not_contains and any(marker in self.text
+                                           for marker in match.body_not_contains):
             return False
         if match.final_url_contains is not None and match.final_url_contains not in self.answer.url:
             return False
