@@ -644,10 +644,15 @@ async def test_filter_and_pagination_are_plain_links(tmp_path: Path) -> None:
         listed = [account(h, platform="evil" if i % 10 == 0 else "masto",
                           protected=i % 2 == 0) for i, h in enumerate(handles)]
         mon = Monitor(parse_config(config_text(base, listed, state_path=str(
-            tmp_path / "s.db"), interval="1h"), "test.yaml", env={}))
+            tmp_path / "s.db"), interval="2s"), "test.yaml", env={}))
         await mon.start()
         try:
             run = Running(mon, masto, base)
+            # Pages are sorted worst first: let every first sighting land before paging, or
+            # an account moving from unknown to up between two pages shifts the order.
+            await wait_for(lambda: all(w.view.state.state is not State.UNKNOWN
+                                       for w in mon.watchlist if w.key.platform == "masto"),
+                           timeout=20, what="every masto account decided")
             first = Page((await run.get("/"))[1])
             assert len(first.rows()) == 100
             assert "Page 1 of 3" in first.one("page-status").text
