@@ -18,7 +18,9 @@
 3. Memory per watched account: the peak RSS of each run over N, and the marginal cost
    between the two largest sizes (peak difference / accounts difference), which leaves
    the interpreter and the imports out.
-4. ``--profile N`` (0 skips): in this process, tracemalloc of ``load_config`` and of
+4. ``watchfile.read`` in this process on the largest CSV and JSON lines files, with the
+   fast path (plain rows built without the model) and with every row through the model.
+5. ``--profile N`` (0 skips): in this process, tracemalloc of ``load_config`` and of
    ``Monitor.start`` on N accounts, the allocations still held afterwards grouped by the
    line that made them (the top ones, in MB and bytes per account), and cProfile of
    ``Monitor.start``'s top functions by own time.
@@ -182,21 +184,43 @@ def run_until_watching(config: Path, state_dir: Path) -> dict[str, Any]:
             "highest_before_stop": before_stop, "highest_after_stop": highest[0]}
 
 
-def profile(size: int, directory: Path) -> None:
-    """tracemalloc and cProfile of load_config and Monitor.start, in this process."""
+def fast_path(directory: Path, size: int, port: int) -> None:
+    """watchfile.read of the CSV and JSON lines files, with the fast path and without."""
+    from monitor import watchfile
+
+    print(f"\nwatchfile.read in this process, {size:,} accounts:")
+    for kind in ("csv", "jsonl"):
+        write_watchlist(directory, size, kind, port)
+        path = str(directory / f"accounts-{size}.{kind}")
+        seconds = {}
+        for fast in (True, False):
+            started = time.perf_counter()
+            found = watchfile.read(path, platforms={"x"}, fast=fast)
+            seconds[fast] = time.perf_counter() - started
+            assert found.ok and len(found.accounts) == size
+        print(f"  {kind:>5}: {seconds[True]:.1f} s with the fast path, {seconds[False]:.1f} s "
+              f"with every row through the model")
+
+
+def profile(size: int, directory: Path, trace: bool) -> None:
+    """tracemalloc (``trace``) and cProfile of load_config and Monitor.start, in this
+    process."""
     from monitor.app import Monitor
     from monitor.config import load_config
 
     config_path = write_watchlist(directory, size, "csv", refused_port())
-    tracemalloc.start(1)
-    before = tracemalloc.take_snapshot()
+    if trace:
+        tracemalloc.start(1)
+        before = tracemalloc.take_snapshot()
     started = time.perf_counter()
     config = load_config(config_path)
     loaded = time.perf_counter() - started
-    after_load = tracemalloc.take_snapshot()
-    print(f"\nprofile at {size:,} accounts (CSV; tracemalloc on, so times are inflated)")
-    print(f"load_config: {loaded:.1f} s; held afterwards:")
-    _top(after_load.compare_to(before, "lineno"), size)
+    tracing = "on, so times are inflated" if trace else "off"
+    print(f"\nprofile at {size:,} accounts (CSV; tracemalloc {tracing})")
+    print(f"load_config: {loaded:.1f} s" + ("; held afterwards:" if trace else ""))
+    if trace:
+        after_load = tracemalloc.take_snapshot()
+        _top(after_load.compare_to(before, "lineno"), size)
 
     async def start() -> Monitor:
         monitor = Monitor(config, state_path=str(directory / "profile.db"), listen_port=0)
@@ -212,10 +236,12 @@ def profile(size: int, directory: Path) -> None:
     profiler.enable()
     monitor = loop.run_until_complete(start())
     profiler.disable()
-    print(f"Monitor.start: {time.perf_counter() - started:.1f} s; held afterwards:")
-    _top(tracemalloc.take_snapshot().compare_to(after_load, "lineno"), size)
-    traced, peak = tracemalloc.get_traced_memory()
-    print(f"traced now {traced / 2**20:.0f} MB, traced peak {peak / 2**20:.0f} MB")
+    print(f"Monitor.start: {time.perf_counter() - started:.1f} s (cProfile on)"
+          + ("; held afterwards:" if trace else ""))
+    if trace:
+        _top(tracemalloc.take_snapshot().compare_to(after_load, "lineno"), size)
+        traced, peak = tracemalloc.get_traced_memory()
+        print(f"traced now {traced / 2**20:.0f} MB, traced peak {peak / 2**20:.0f} MB")
     loop.run_until_complete(stop(monitor))
     loop.close()
     tracemalloc.stop()
@@ -223,9 +249,15 @@ def profile(size: int, directory: Path) -> None:
     stats = pstats.Stats(profiler)
     rows = sorted(stats.stats.items(),  # type: ignore[attr-defined]
                   key=lambda kv: kv[1][2], reverse=True)
-    for (file, line, name), (_, calls, own, cumulative, _) in rows[:12]:
+    for (file, line, name), (_, calls, own, cumulative, _) in rows[:15]:
         where = f"{Path(file).name}:{line}({name})" if line else name
         print(f"  {own:6.2f} s own {cumulative:6.2f} s cum {calls:>9,} calls  {where}")
+    print("Monitor.start, our functions by cumulative time:")
+    ours = [row for row in rows if str(ROOT / "monitor") in row[0][0]]
+    for (file, line, name), (_, calls, own, cumulative, _) in sorted(
+            ours, key=lambda kv: kv[1][3], reverse=True)[:15]:
+        where = f"{Path(file).relative_to(ROOT)}:{line}({name})"
+        print(f"  {cumulative:6.2f} s cum {own:6.2f} s own {calls:>9,} calls  {where}")
 
 
 def _top(diffs: list[tracemalloc.StatisticDiff], size: int, count: int = 12) -> None:
@@ -245,6 +277,8 @@ def main() -> int:
     parser.add_argument("--run", default="10000,100000,1000000",
                         help="sizes to run (CSV), comma-separated; empty skips")
     parser.add_argument("--profile", type=int, default=100_000, help="0 skips")
+    parser.add_argument("--no-trace", action="store_true",
+                        help="profile without tracemalloc (times only)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     formats = [f for f in args.formats.split(",") if f]
@@ -291,8 +325,10 @@ def main() -> int:
             marginal = (peaks[large] - peaks[small]) * 2**20 / (large - small)
             print(f"\nmarginal memory per watched account (run, {small:,} -> {large:,}): "
                   f"{marginal:,.0f} bytes")
+        if sizes and "csv" in formats:
+            fast_path(directory, max(sizes), port)
         if args.profile:
-            profile(args.profile, directory)
+            profile(args.profile, directory, not args.no_trace)
     return 0
 
 

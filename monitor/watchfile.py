@@ -88,15 +88,17 @@ def format_of(path: str) -> str | None:
 
 
 def read(path: str, *, platforms: Collection[str] | None = None,
-         listed: Mapping[tuple[str, str], int] | None = None) -> Watchfile:
+         listed: Mapping[tuple[str, str], int] | None = None, fast: bool = True) -> Watchfile:
     """Read and validate the watchlist file at ``path``.
 
     ``platforms``: the configured platform names each row's ``platform`` must be one of
     (None: not checked, the config itself is invalid). ``listed``: (platform, handle) -> index
     of the config's own ``accounts:``, so a row repeating one is a problem naming both.
+    ``fast=False`` sends every row through the model (bench/watchlist_load.py compares).
     Never raises for bad input: every problem is in the result.
     """
     reader = _Reader(path, platforms, listed or {})
+    reader.fast = fast
     reader.run()
     return reader.result
 
@@ -116,6 +118,7 @@ class _Reader:
         self.label_sets: dict[tuple[tuple[str, str], ...], Mapping[str, str]] = {}
         self.line = 0  # the line being read
         self.adapter = _adapter()
+        self.fast = True  # plain rows built without the model (see _csv_fast)
 
     def problem(self, line: int | None, name: str, reason: str,
                 listed_at: int | None = None) -> None:
@@ -289,7 +292,7 @@ class _Reader:
         """One CSV row: built directly when it holds only plain values, else by the model."""
         if len(row) < plan.width:
             row = row + [""] * (plan.width - len(row))
-        account = _csv_fast(row, plan, self)
+        account = _csv_fast(row, plan, self) if self.fast else None
         if account is None:
             account = self._validated(_csv_fields(plan.columns, row), csv_labels=True)
         if account is not None:
@@ -297,7 +300,7 @@ class _Reader:
 
     def _object(self, values: dict[str, Any]) -> None:
         """One JSON object: built directly when its values are plain, else by the model."""
-        account = _json_fast(values, self)
+        account = _json_fast(values, self) if self.fast else None
         if account is None:
             account = self._validated(values, csv_labels=False)
         if account is not None:

@@ -181,6 +181,21 @@ def test_the_fast_path_builds_exactly_what_the_model_builds(tmp_path: Path) -> N
     assert (fast_rows, fast_objects) == (7, 8)  # the rest went to the model
 
 
+@pytest.mark.parametrize("name", ["w.csv", "w.jsonl"])
+def test_a_file_reads_the_same_with_and_without_the_fast_path(name: str,
+                                                               tmp_path: Path) -> None:
+    path = tmp_path / name
+    if name.endswith(".csv"):
+        path.write_text(HEADER + "".join(CSV_ROWS[i].replace(",a,", f",u{i},") + "\n"
+                                         for i in range(len(CSV_ROWS))))
+    else:
+        path.write_text("".join(json.dumps({**v, "handle": f"u{i}"}) + "\n"
+                                for i, v in enumerate(JSON_ROWS)))
+    fast, model = (watchfile.read(str(path), fast=f) for f in (True, False))
+    assert fast.accounts == model.accounts and len(fast.accounts) > 5
+    assert fast.problems == model.problems and fast.problems
+
+
 def test_rows_the_fast_path_leaves_to_the_model_still_load(tmp_path: Path) -> None:
     body = "platform,handle,protected,interval\nx,a,YES,\nx,b,,5m\nx,c,0,\n"
     accounts = load_config(write_config(tmp_path, "w.csv", body)).accounts
