@@ -78,9 +78,11 @@ class Decisions:
         if health is not None and (health.errors_since is not None
                                    or obs.result is Result.ERROR):
             health.saw(obs)
-        # Nearly every answer cannot change the identity: no Reconciled built for those.
-        seen = None if identity.says_nothing_new(key, watched.identity, obs) else \
-            identity.reconcile(key, watched.identity, view.state, obs)
+        # Nearly every answer cannot change the identity: no Reconciled built for those (and
+        # no call at all for an answer without an id, says_nothing_new's first test).
+        seen = None if obs.account_id is None or identity.says_nothing_new(
+            key, watched.identity, obs) else identity.reconcile(key, watched.identity,
+                                                                view.state, obs)
         new, events = machine.step(key, view.state, obs if seen is None else seen.observation,
                                    watched.policy)
         changed = seen is not None and seen.changed

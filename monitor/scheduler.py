@@ -18,7 +18,7 @@ import itertools
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -70,8 +70,9 @@ class RateBudget:
 
 # probe(key) -> seconds until the next probe of key (None: stop probing it)
 ProbeFn = Callable[[Hashable], Awaitable[float | None]]
-# probe_batch(keys) -> the same per key, for platforms that look up many accounts at once
-BatchFn = Callable[[list[Hashable]], Awaitable[dict[Hashable, float | None]]]
+# probe_batch(keys) -> the same for each key, in order, for platforms that look up many
+# accounts at once
+BatchFn = Callable[[list[Hashable]], Awaitable[Sequence[float | None]]]
 
 
 # crashed(key, exc) -> seconds until the next probe of key, after a probe raised
@@ -440,17 +441,19 @@ class Scheduler:
         self._busy.add(me)
         try:
             delays = await self.probe_batch(keys)
+            if len(delays) != len(keys):
+                raise ValueError(f"probe_batch gave {len(delays)} delays for {len(keys)} keys")
         except Exception as exc:  # supervision, as in _work
-            delays = {key: self._crash(key, exc) for key in keys}
+            delays = [self._crash(key, exc) for key in keys]
         finally:
             lane.in_flight -= 1
             self._busy.discard(me)
         if self._stopping:
             return
-        for entry in entries:
-            delay = delays.get(entry.key)
-            if delay is not None:
-                self._push(entry, self.jittered(delay))
+        jitter, uniform = self.jitter, self.rng.uniform
+        for entry, delay in zip(entries, delays, strict=True):
+            if delay is not None:  # jittered(), inlined as in _work
+                self._push(entry, delay * uniform(1 - jitter, 1 + jitter))
 
     async def _collect(self, lane: Lane) -> list[Entry]:
         """The first due account, then the budget, then whatever came due meanwhile: when

@@ -43,6 +43,7 @@ from monitor.probes.base import (
     Target,
     classified,
     classified_batch,
+    quote_part,
     status_error,
 )
 from monitor.probes.corroboration import Unconfirmed, settle
@@ -120,9 +121,10 @@ class BlueskyProbe(HttpProbe):
         return results
 
     async def _check_batch(self, dids: list[str]) -> dict[str, Observation]:
-        actors = "&".join(f"actors={quote(did, safe=':')}" for did in dids)
+        actors = "&".join(f"actors={quote_part(did, ':')}" for did in dids)
         url = f"{self.platform.base_url}/xrpc/app.bsky.actor.getProfiles?{actors}"
-        return await self.check_batch(url, dids, classify_profiles)
+        # What classify_profiles() reads, each observation stamped once (latency, budget).
+        return await self.check_batch(url, dids, _classify_profiles, bluesky_rate_limit)
 
     # ------------------------------------------------------------------ corroboration
 

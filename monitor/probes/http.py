@@ -10,10 +10,8 @@ are checked first; an answer no rule recognises is ``error(unexpected)``, never 
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import aiohttp
 
@@ -25,6 +23,7 @@ from monitor.probes.base import (
     ProbeError,
     Target,
     classified,
+    quote_part,
     status_error,
 )
 from monitor.probes.evidence import short
@@ -74,8 +73,8 @@ class RulesProbe(HttpProbe):
             raise ProbeError(ErrorKind.UNEXPECTED, "rules.url needs {id}; the account has none")
         url = self.rules.url.format(
             base_url=self.platform.base_url,
-            handle=_quoted_path(target.handle, "@"),
-            id=_quoted_path(target.account_id or "", "") if self._uses_id else "",
+            handle=quote_part(target.handle, "@"),
+            id=quote_part(target.account_id or "") if self._uses_id else "",
         )
         return self.rules.method, url, self._headers.copy()
 
@@ -104,18 +103,6 @@ def _status_only(match: Match) -> bool:
     """Whether nothing but the status decides if ``match`` holds."""
     return not (match.body_contains or match.body_not_contains or match.json_fields
                 or match.json_has or match.final_url_contains is not None)
-
-
-# What urllib.parse.quote never escapes (its _ALWAYS_SAFE), plus "@", which callers allow.
-_UNRESERVED_OR_AT = re.compile(r"[A-Za-z0-9_.~@-]*").fullmatch
-
-
-def _quoted_path(text: str, safe: str) -> str:
-    """``quote(text, safe=safe)``, without the call for the usual handle or id that has
-    nothing to escape (``safe`` is "" or "@")."""
-    if _UNRESERVED_OR_AT(text) and (safe or "@" not in text):
-        return text
-    return quote(text, safe=safe)
 
 
 def classify_answer(rules: HttpRules, answer: Answer, at: float,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from monitor.model import AbsentReason, ErrorKind, Observation
+from monitor.model import AbsentReason, ErrorKind, Observation, Result
 from monitor.probes.base import (
     Answer,
     HttpProbe,
@@ -19,6 +19,7 @@ from monitor.probes.base import (
     Target,
     classified,
     classified_batch,
+    quote_part,
     status_error,
 )
 from monitor.probes.evidence import json_object, short
@@ -59,9 +60,10 @@ class XProbe(HttpProbe):
         return results
 
     async def _check_batch(self, ids: list[str]) -> dict[str, Observation]:
-        joined = ",".join(quote(i, safe="") for i in ids)
+        joined = ",".join(quote_part(i) for i in ids)
         url = f"{self.platform.base_url}/2/users?ids={joined}&{_FIELDS}"
-        return await self.check_batch(url, ids, classify_batch)
+        # What classify_batch() reads, each observation stamped once (latency and budget).
+        return await self.check_batch(url, ids, _classify_batch, x_rate_limit)
 
 
 def classify_user(answer: Answer, target: Target, at: float) -> Observation:
@@ -149,8 +151,10 @@ def _present(user: dict[str, Any], at: float) -> Observation:
         codes = [str(c) for c in withheld.get("country_codes") or []]
         shown = ",".join(codes[:_COUNTRIES_SHOWN]) + ("…" if len(codes) > _COUNTRIES_SHOWN else "")
         evidence += f", withheld in {shown or '?'}"
-    return Observation.present(at, evidence, account_id=user_id,
-                               handle=username if isinstance(username, str) else None)
+    # The constructor itself, not Observation.present(**kw): this runs for each of the 100
+    # users of a batch answer.
+    return Observation(Result.PRESENT, at, evidence=evidence, account_id=user_id,
+                       handle=username if isinstance(username, str) else None)
 
 
 def _not_found_answer(answer: Answer, at: float) -> Observation:
