@@ -793,6 +793,12 @@ def parse_config(text: str, file: str = "<config>", env: dict[str, str] | None =
     and its accounts follow the file's own ``accounts:`` in ``Config.accounts``.
     Nothing else is raised, whatever the text: reload relies on it to reject a bad file.
     """
+    with watchfile.collector_paused():  # a big watchlist makes no cycles: see there
+        return _parse(text, file, env, base_dir)
+
+
+def _parse(text: str, file: str, env: dict[str, str] | None,
+           base_dir: str | os.PathLike[str] | None) -> Config:
     raw = _parse_yaml(text, file)
     problems: list[Problem] = []
     raw = _expand_env(raw, [], dict(os.environ) if env is None else env, problems)
