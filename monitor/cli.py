@@ -80,7 +80,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                       listen_host=host, listen_port=port, shard=shard,
                       reload_token=os.environ.get("ACCMON_RELOAD_TOKEN") or None)
     try:
-        asyncio.run(monitor.run_forever())
+        from monitor import loop
+
+        loop.run(monitor.run_forever())  # uvloop when installed, says which (monitor.loop)
     except (sqlite3.Error, OSError) as exc:  # lost a race with the checks above
         line = _startup_failure(exc, state_path, host, port)
         if line is None:

@@ -633,6 +633,8 @@ class Config(Strict):
 from monitor import watchfile  # noqa: E402 (this section's own imports)
 from monitor.config_types import shown  # noqa: E402
 
+watchfile.use_model(AccountConfig)  # rows of accounts_file are read into the same model
+
 
 @dataclass(frozen=True)
 class Problem:

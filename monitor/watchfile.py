@@ -44,8 +44,8 @@ from pydantic import TypeAdapter, ValidationError
 from monitor.config_types import shown
 from monitor.yamlsafe import join_path
 
-# Imported lazily by monitor.config (which defines AccountConfig), so the model is reached
-# through :func:`_model` at first use.
+# monitor.config (which defines AccountConfig and imports this module) hands the model over
+# with use_model(); it is reached through _model().
 
 MAX_FILE_BYTES = 1024**3  # a million accounts are ~40-80 MB; a gigabyte is the wrong file
 MAX_LINE_BYTES = 64 * 1024  # an account is a few hundred bytes
@@ -598,10 +598,20 @@ def _adapter() -> TypeAdapter[Any]:
     return TypeAdapter(_model())
 
 
-def _model() -> Any:
-    from monitor.config import AccountConfig
+_MODELS: list[Any] = []  # the account model, given by monitor.config (use_model)
 
-    return AccountConfig
+
+def use_model(model: Any) -> None:
+    """monitor.config hands over its AccountConfig: this module reads rows into it without
+    importing the config module (which imports this one to load ``accounts_file``)."""
+    _MODELS[:] = [model]
+    _adapter.cache_clear()
+
+
+def _model() -> Any:
+    if not _MODELS:
+        raise RuntimeError("monitor.config has not given its account model (use_model)")
+    return _MODELS[0]
 
 
 def _field(loc: tuple[int | str, ...], csv_labels: bool) -> str:
