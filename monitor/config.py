@@ -555,7 +555,8 @@ class Config(Strict):
     maintenance: list[MaintenanceWindow] = Field(default_factory=list, description=(
         "Planned windows (one-off or weekly) when matching accounts are watched but not "
         "paged; a page still due when the window ends goes out then, once."))
-    _policies: dict[Policy, Policy] = PrivateAttr(default_factory=dict)
+    # Policies by their overrides (a tuple) and by themselves: one object per distinct one.
+    _policies: dict[Any, Policy] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
@@ -606,20 +607,28 @@ class Config(Strict):
         return self
 
     def policy(self, account: AccountConfig) -> Policy:
-        """Defaults with the account's overrides applied."""
-        def pick(name: str) -> Any:
-            value = getattr(account, name)
-            return getattr(self.defaults, name) if value is None else value
-
-        policy = Policy(
-            interval=pick("interval"),
-            failure_threshold=pick("failure_threshold"),
-            recovery_threshold=pick("recovery_threshold"),
-            confirm_interval=pick("confirm_interval"),
-            staleness=pick("staleness"),
-        )
-        # Most accounts share their policy: keep one object per distinct value.
-        return self._policies.setdefault(policy, policy)
+        """Defaults with the account's overrides applied: one object per distinct set of
+        overrides, looked up by them (called once per account at start and reload, so a
+        million-account watchlist must not build a Policy each time)."""
+        overrides = (account.interval, account.failure_threshold, account.recovery_threshold,
+                     account.confirm_interval, account.staleness)
+        policies = self.__pydantic_private__["_policies"]  # type: ignore[index]
+        found = policies.get(overrides)
+        if found is None:
+            d = self.defaults
+            found = Policy(
+                interval=d.interval if overrides[0] is None else overrides[0],
+                failure_threshold=(d.failure_threshold if overrides[1] is None
+                                   else overrides[1]),
+                recovery_threshold=(d.recovery_threshold if overrides[2] is None
+                                    else overrides[2]),
+                confirm_interval=d.confirm_interval if overrides[3] is None else overrides[3],
+                staleness=d.staleness if overrides[4] is None else overrides[4],
+            )
+            # Different overrides can give the same policy: still one object for them.
+            found = policies.setdefault(found, found)
+            policies[overrides] = found
+        return found  # type: ignore[no-any-return]
 
     def platform_timeout(self, name: str) -> float:
         return self.platforms[name].timeout or self.defaults.timeout
