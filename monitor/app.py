@@ -175,7 +175,9 @@ class Monitor:
         if self.config_path is None:
             return ["this monitor was started without a config file"]
         try:
-            config = load_config(self.config_path)
+            # In a thread: a million-account watchlist file takes seconds to read, and
+            # probing, paging and scrapes go on meanwhile.
+            config = await asyncio.to_thread(load_config, self.config_path)
         except ConfigError as exc:
             problems = [p.strip() for p in exc.render().splitlines()[1:]]
             log.error("config reload rejected; keeping the running config",
