@@ -95,6 +95,7 @@ class Watchlist:
         for key in removed:
             del self.accounts[key]
         added: list[Watched] = []
+        fresh: AccountState | None = None  # one shared (frozen) state for every new account
         for key, account in wanted.items():
             policy = config.policy(account)
             watched = self.accounts.get(key)
@@ -105,7 +106,10 @@ class Watchlist:
                     watched.account_id = account.id
                 continue
             saved = stored.get(key)
-            st = machine.watching(saved.state if saved else AccountState(), now)
+            if saved is not None:
+                st = machine.watching(saved.state, now)
+            else:
+                st = fresh = fresh or machine.watching(AccountState(), now)
             known = saved.identity if saved else Identity()
             identity = Identity(account.id or known.account_id, known.current_handle,
                                 known.moved_to)
