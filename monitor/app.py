@@ -21,6 +21,7 @@ from monitor import (
     additions,
     capacity,
     heartbeat,
+    loop,
     readiness,
     reports,
     retention,
@@ -132,7 +133,8 @@ class Monitor:
         self.runner, self.port = await web.serve(web.build_app(self), self.listen_host,
                                                  self.listen_port)
         log.info("monitor started", accounts=len(self.watchlist), platforms=len(prober.probes),
-                 listen=f"{self.listen_host}:{self.port}", state=self.state_path)
+                 listen=f"{self.listen_host}:{self.port}", state=self.state_path,
+                 **loop.running())
         self.watchlist.report(capacity.estimate(self.config, self.shard))
 
     def _configure(self, file_config: Config, *, at_once: bool = False) -> None:

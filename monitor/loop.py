@@ -60,14 +60,26 @@ def _uvloop_factory() -> LoopFactory | None:
 
 
 def run(main: Coroutine[Any, Any, T], env: Mapping[str, str] | None = None) -> T:
-    """``asyncio.run(main)`` on the loop :func:`choose` picks, after one log line naming it
-    (a warning when ``ACCMON_LOOP`` asked for something it could not have)."""
+    """``asyncio.run(main)`` on the loop :func:`choose` picks. Which one runs is in the
+    "monitor started" line (:func:`running`); a warning comes first when ``ACCMON_LOOP``
+    asked for something it could not have."""
     name, factory, why = choose(env)
     wanted = (os.environ if env is None else env).get(ENV, "").strip().lower()
-    refused = bool(wanted) and wanted != name
-    (log.warning if refused else log.info)("event loop", loop=name, why=why)
+    if wanted and wanted != name:
+        log.warning("event loop", loop=name, why=why)
+    _WHY[:] = [why]
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
+
+
+_WHY: list[str] = []  # why run() chose the loop it chose
+
+
+def running() -> dict[str, str]:
+    """The loop this process runs on, and why, for the start-up log line."""
+    loop = asyncio.get_running_loop()
+    name = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+    return {"loop": name, "loop_why": _WHY[0] if _WHY else "started without monitor.loop.run"}
 
 
 def freeze_heap() -> int:
