@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import structlog
 
@@ -185,6 +186,44 @@ class Lane:
     # Accounts a worker took from the queue but holds until the budget allows: still
     # overdue (key -> when it fell due), for the lag figures.
     held: dict[Hashable, float] = field(default_factory=dict)
+
+
+T = TypeVar("T")
+
+
+class Deadlines(Generic[T]):
+    """Items filed by the moment they next need a look, in buckets of ``granularity``
+    seconds: O(1) to file, and a look takes only the buckets it has reached, so a periodic
+    check of a million accounts touches the few whose moment came, not all of them.
+
+    :meth:`take` may hand an item over up to one bucket early (never late), and an item
+    filed twice comes out twice: the caller checks each one, and files it again for its
+    next moment."""
+
+    def __init__(self, granularity: float):
+        self.granularity = granularity
+        self._buckets: dict[int, list[T]] = {}
+        self._order: list[int] = []  # the bucket numbers, a min-heap
+
+    def __len__(self) -> int:
+        return sum(len(items) for items in self._buckets.values())
+
+    def file(self, item: T, at: float) -> None:
+        bucket = math.floor(at / self.granularity)
+        items = self._buckets.get(bucket)
+        if items is None:
+            items = self._buckets[bucket] = []
+            heapq.heappush(self._order, bucket)
+        items.append(item)
+
+    def take(self, now: float) -> list[T]:
+        """Every item filed for a bucket that has begun by ``now``."""
+        reached = math.floor(now / self.granularity)
+        taken: list[T] = []
+        order, buckets = self._order, self._buckets
+        while order and order[0] <= reached:
+            taken += buckets.pop(heapq.heappop(order))
+        return taken
 
 
 def _log_crash(key: Hashable, exc: BaseException) -> float:

@@ -40,7 +40,7 @@ from monitor.model import (
     VanishedDetails,
 )
 
-__all__ = ["next_delay", "step", "tick", "watching"]
+__all__ = ["next_delay", "stale_at", "step", "tick", "watching"]
 
 Transition = tuple[AccountState, list[Event]]
 
@@ -82,6 +82,17 @@ def tick(key: AccountKey, st: AccountState, now: float, policy: Policy,
     if not _is_stale(st, now, policy):
         return st, []
     return replace(st, blind=True), [_blind_event(key, st, now, error=why)]
+
+
+def stale_at(st: AccountState, policy: Policy) -> float | None:
+    """The moment after which :func:`tick` finds ``st`` stale (it goes blind once ``now`` is
+    past it), or None while it is already blind (only a decisive answer, which is an event,
+    ends that). Observations only ever move it later, so the shell may look at an account
+    first at this moment instead of at every tick."""
+    if st.blind:
+        return None
+    ref = _blind_reference(st)
+    return None if ref is None else ref + policy.staleness
 
 
 def next_delay(st: AccountState, policy: Policy) -> float:
