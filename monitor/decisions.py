@@ -27,6 +27,7 @@ from monitor.health import ALL_ERRORS_FOR, PlatformHealth
 from monitor.matchers import subject_labels
 from monitor.metrics import Metrics
 from monitor.model import AccountKey, AccountState, Event, EventKind, Observation, Result, State
+from monitor.scheduler import Deadlines
 from monitor.silences import Suppression
 from monitor.store import OutboxItem, Store
 from monitor.watchlist import Watched, Watchlist
@@ -55,9 +56,13 @@ class Decisions:
         self._reminded: dict[str, float] = {}  # outage dedup key -> last notified
         self._holds_checked = False
         self._period: float | None = None  # tick_period(), once per config
+        # When each account could next go stale (state.stale_at), so a tick looks at those
+        # whose moment came instead of every account; rebuilt after each configure().
+        self._stale: Deadlines[Watched] | None = None
+        self._blind: set[AccountKey] = set()  # blind accounts, kept by commit()
 
     def configure(self, config: Config) -> None:
-        self.config, self._period = config, None
+        self.config, self._period, self._stale = config, None, None
         self.health = {name: self.health.get(name, PlatformHealth())
                        for name in config.platforms}
 
@@ -118,6 +123,10 @@ class Decisions:
             self.writer.submit(Write(f"identity {key}", lambda store: store.save_account(
                 key, new, who, now)))
         watched.view.state = new
+        if new.blind:
+            self._blind.add(key)
+        else:
+            self._blind.discard(key)
         if new.blind and not watched.view.blind_reason:
             blind = next((e for e in events if e.kind is EventKind.BLIND), None)
             why = blind.blind()["error"] if blind is not None else None
@@ -189,9 +198,12 @@ class Decisions:
         self.metrics.platform_anomaly.labels(platform).set(1 if verdict.active else 0)
 
     def check_own_blindness(self) -> None:
+        accounts = self.watchlist.accounts
+        self._blind &= accounts.keys()  # removed by a reload meanwhile
         verdict = blindness.evaluate(
             (blindness.BlindAccount(w.key.platform, w.view.state, w.view.blind_reason)
-             for w in self.watchlist), len(self.watchlist), self.config.monitor.own_blindness)
+             for w in map(accounts.__getitem__, self._blind)), len(self.watchlist),
+            self.config.monitor.own_blindness)
         self.holds, actions = holds.blindness_step(self.holds, verdict, time.time(),
                                                    self.config)
         if actions and verdict.active:
@@ -249,7 +261,11 @@ class Decisions:
         for platform in self.config.platforms:
             self.check_anomaly(platform)  # windows expire, canaries come back
         starved: set[Any] | None = None
-        for watched in list(self.watchlist):
+        stale = self._deadlines(now)
+        accounts = self.watchlist.accounts
+        for watched in stale.take(now):
+            if accounts.get(watched.key) is not watched:
+                continue  # removed (or replaced) by a reload since it was filed
             try:
                 new, events = machine.tick(watched.key, watched.view.state, now,
                                            watched.policy)
@@ -260,12 +276,24 @@ class Decisions:
                                                watched.policy, why)
                 if events or new is not watched.view.state:
                     self.commit(watched, new, events)
-                if new.state is State.DOWN and new.outage_id is not None:
-                    self._remind(watched, new, now)
             except Exception as exc:  # one account's trouble must not stop the others'
                 self.metrics.probe_errors.labels(watched.key.platform, "internal").inc()
                 log.error("tick failed for one account", platform=watched.key.platform,
                           account=watched.key.handle, exc_info=exc)
+            self._file(stale, watched, now)
+        # Reminders: only a down account can need one, and every down account is in an
+        # absent set (suspect or down).
+        for key in [k for absent in self.watchlist.absent.values() for k in absent]:
+            down = accounts.get(key)
+            st = down.view.state if down is not None else None
+            if down is not None and st is not None and st.state is State.DOWN \
+                    and st.outage_id is not None:
+                try:
+                    self._remind(down, st, now)
+                except Exception as exc:  # as above
+                    self.metrics.probe_errors.labels(key.platform, "internal").inc()
+                    log.error("tick failed for one account", platform=key.platform,
+                              account=key.handle, exc_info=exc)
         self.check_own_blindness()
         if not self._holds_checked:
             self._holds_checked = True
@@ -279,6 +307,22 @@ class Decisions:
                 kind, count, hint = warning
                 log.warning("every answer from this platform is an error", platform=platform,
                             error=kind, errors=count, seconds=ALL_ERRORS_FOR, hint=hint)
+
+    def _deadlines(self, now: float) -> Deadlines[Watched]:
+        """The staleness index, built (O(accounts)) after each configure()."""
+        if self._stale is None:
+            self._stale = Deadlines(self.tick_period())
+            for watched in self.watchlist:
+                self._file(self._stale, watched, now)
+            self._blind = {w.key for w in self.watchlist if w.view.state.blind}
+        return self._stale
+
+    @staticmethod
+    def _file(stale: Deadlines[Watched], watched: Watched, now: float) -> None:
+        """Next look at ``watched``: when it could go stale, or (blind now) a staleness
+        bound from now; answers in between only move the moment later."""
+        at = machine.stale_at(watched.view.state, watched.policy)
+        stale.file(watched, now + watched.policy.staleness if at is None else at)
 
     def _remind(self, watched: Watched, st: AccountState, now: float) -> None:
         """While an outage stays open, notify again every ``routing.reminder_interval``."""
