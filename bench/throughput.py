@@ -188,7 +188,8 @@ def bare_child(base: str, concurrency: int, seconds: float, loop: str) -> dict[s
 
 
 def bench_config(platforms: str, rows: Iterator[str], workdir: Path, name: str, *,
-                 per_account: str | None = None, interval: str = "1ms") -> Path:
+                 per_account: str | None = None, interval: str = "1ms",
+                 log_level: str = "warning") -> Path:
     """A config file and its watchlist file (CSV, ``rows`` after the header), quiet logs.
     Returns the config's path."""
     csv_path = workdir / f"{name}.csv"
@@ -198,7 +199,7 @@ def bench_config(platforms: str, rows: Iterator[str], workdir: Path, name: str, 
     config = workdir / f"{name}.yaml"
     config.write_text(
         f"monitor:\n  listen_port: 0\n  state_path: {workdir / name}.db\n"
-        f"  log_level: warning\n  log_format: json\n{metrics}"
+        f"  log_level: {log_level}\n  log_format: json\n{metrics}"
         f"defaults:\n  interval: {interval}\n  confirm_interval: {interval}\n"
         f"  staleness: 1h\n  timeout: 10s\nplatforms:\n{platforms}"
         f"accounts_file: {csv_path.name}\n")
@@ -307,6 +308,14 @@ class MonitorProcess:
             time.sleep(poll)
         raise SystemExit(f"accounts still unknown after {seconds:g}s")
 
+    def loop_running(self) -> str:
+        """The event loop the monitor's "monitor started" line names (log_level info)."""
+        self.log.flush()
+        for line in Path(self.log.name).read_text(errors="replace").splitlines():
+            if '"monitor started"' in line:
+                return str(json.loads(line).get("loop", "?"))
+        return "?"
+
     def stop(self) -> None:
         stop(self.proc)
         self.log.close()
@@ -326,7 +335,8 @@ def monitor_window(config: Path, workdir: Path, seconds: float, loop: str) -> di
                   - samples(first.text, "accmon_probes_total", platform="bench"))
         cpu = last.cpu - first.cpu
         return {"rate": probes / (last.at - first.at), "cpu_per_1k": cpu / max(probes, 1) * 1000,
-                "scrape_s": last.seconds, "scrape_mb": len(last.text) / 1e6}
+                "scrape_s": last.seconds, "scrape_mb": len(last.text) / 1e6,
+                "loop": mon.loop_running()}
     finally:
         mon.stop()
 
@@ -346,25 +356,36 @@ def throughput(args: argparse.Namespace, workdir: Path, base: str) -> None:
     if "uvloop" in loops and not uvloop_installed():
         print("uvloop: not installed (pip install '.[fast]'); measuring asyncio only")
         loops.remove("uvloop")
+    # log_level info: the "monitor started" line names the loop (no line per probe then).
     config = bench_config(http_platform(base, args.concurrency), http_rows(args.accounts),
-                          workdir, "throughput")
+                          workdir, "throughput", log_level="info")
     print(f"first sightings of {args.accounts} accounts (state file warm-up): "
           f"{warm_state(config, workdir):.1f}s")
     results: dict[str, dict[str, list[float]]] = {
         f"{side}-{loop}": {"rate": [], "cpu_per_1k": []}
         for loop in loops for side in ("bare", "monitor")}
+    paired: dict[str, dict[str, list[float]]] = {loop: {"rate": [], "cpu": []} for loop in loops}
     for r in range(1, args.rounds + 1):
         for loop in loops:
-            bare = bare_child(base, args.concurrency, args.seconds, loop)
-            mon = monitor_window(config, workdir, args.seconds, loop)
+            # Back to back, the order alternating, so drift in the machine's load hits both
+            # sides of a round's ratio alike.
+            if r % 2:
+                bare = bare_child(base, args.concurrency, args.seconds, loop)
+                mon = monitor_window(config, workdir, args.seconds, loop)
+            else:
+                mon = monitor_window(config, workdir, args.seconds, loop)
+                bare = bare_child(base, args.concurrency, args.seconds, loop)
             for side, got in (("bare", bare), ("monitor", mon)):
                 for k in ("rate", "cpu_per_1k"):
                     results[f"{side}-{loop}"][k].append(got[k])
+            paired[loop]["rate"].append(mon["rate"] / bare["rate"])
+            paired[loop]["cpu"].append(mon["cpu_per_1k"] / bare["cpu_per_1k"])
             print(f"round {r} {loop:7}: bare {bare['rate']:7.0f} probes/s "
-                  f"{bare['cpu_per_1k']:.3f} CPU-s/1k | monitor {mon['rate']:7.0f} probes/s "
-                  f"{mon['cpu_per_1k']:.3f} CPU-s/1k (scrape {mon['scrape_mb']:.1f} MB in "
-                  f"{mon['scrape_s']:.2f}s) | {mon['rate'] / bare['rate']:.2f}x probes/s, "
-                  f"{mon['cpu_per_1k'] / bare['cpu_per_1k']:.2f}x CPU/probe")
+                  f"{bare['cpu_per_1k']:.3f} CPU-s/1k | monitor (loop {mon['loop']}) "
+                  f"{mon['rate']:7.0f} probes/s {mon['cpu_per_1k']:.3f} CPU-s/1k (scrape "
+                  f"{mon['scrape_mb']:.1f} MB in {mon['scrape_s']:.2f}s) | "
+                  f"{paired[loop]['rate'][-1]:.2f}x probes/s, "
+                  f"{paired[loop]['cpu'][-1]:.2f}x CPU/probe", flush=True)
     med = {name: {k: statistics.median(v) for k, v in got.items()}
            for name, got in results.items()}
     print(f"median of {args.rounds} rounds, {args.accounts} accounts, concurrency "
@@ -373,14 +394,15 @@ def throughput(args: argparse.Namespace, workdir: Path, base: str) -> None:
     for name, got in med.items():
         print(f"  {name:22} {got['rate']:9.0f} {got['cpu_per_1k']:9.3f}")
     for loop in loops:
-        bare, mon = med[f"bare-{loop}"], med[f"monitor-{loop}"]
         target = "  (target >= 0.90x, <= 1.15x)" if loop == "asyncio" else ""
-        print(f"  monitor/bare on {loop}: {mon['rate'] / bare['rate']:.2f}x probes/s, "
-              f"{mon['cpu_per_1k'] / bare['cpu_per_1k']:.2f}x CPU per probe{target}")
+        print(f"  monitor/bare on {loop}, median of the rounds' ratios: "
+              f"{statistics.median(paired[loop]['rate']):.2f}x probes/s, "
+              f"{statistics.median(paired[loop]['cpu']):.2f}x CPU per probe{target}")
     if "uvloop" in loops and "asyncio" in loops:
         bare, mon = med["bare-asyncio"], med["monitor-uvloop"]
-        print(f"  monitor on uvloop / bare on asyncio: {mon['rate'] / bare['rate']:.2f}x "
-              f"probes/s, {mon['cpu_per_1k'] / bare['cpu_per_1k']:.2f}x CPU per probe")
+        print(f"  monitor on uvloop / bare on asyncio (medians): "
+              f"{mon['rate'] / bare['rate']:.2f}x probes/s, "
+              f"{mon['cpu_per_1k'] / bare['cpu_per_1k']:.2f}x CPU per probe")
 
 
 # ----------------------------------------------------------------------- accounts per request
