@@ -69,6 +69,9 @@ class Monitor:
                  reload_token: str | None = None):
         self.config, self.config_path, self.reload_token = config, config_path, reload_token
         self.file_config = config  # as loaded; self.config adds the API's watchlist additions
+        # gc.freeze() once started (monitor.loop.freeze_heap): only for the one monitor of a
+        # real process; a test process starting many monitors would keep their cycles.
+        self.freeze_heap = False
         self.shard = shard if shard is not None else config.monitor.shard
         self.state_path = state_path or config.monitor.state_path
         self.listen_host = listen_host or config.monitor.listen_host
@@ -136,6 +139,8 @@ class Monitor:
                  listen=f"{self.listen_host}:{self.port}", state=self.state_path,
                  **loop.running())
         self.watchlist.report(capacity.estimate(self.config, self.shard))
+        if self.freeze_heap:  # the real process: start-up's objects live as long as it does
+            loop.freeze_heap()
 
     def _configure(self, file_config: Config, *, at_once: bool = False) -> None:
         """Make the running monitor match the config file plus the API's additions (at

@@ -82,6 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         from monitor import loop
 
+        monitor.freeze_heap = True
         loop.run(monitor.run_forever())  # uvloop when installed, says which (monitor.loop)
     except (sqlite3.Error, OSError) as exc:  # lost a race with the checks above
         line = _startup_failure(exc, state_path, host, port)
