@@ -7,7 +7,29 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
-from typing import Any, TypedDict, cast
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
+
+_T = TypeVar("_T")
+
+if TYPE_CHECKING:
+    from typing_extensions import dataclass_transform
+
+    @dataclass_transform(frozen_default=True, field_specifiers=(field,))
+    def hot_value(cls: type[_T]) -> type[_T]:
+        """A frozen slots dataclass, as the type checker sees it (see below)."""
+else:
+    def hot_value(cls):
+        """``@dataclass(frozen=True, slots=True)`` for the types made once or more per probe
+        (an observation, the account's next state, a probe's target and answer).
+
+        Frozen to ``mypy --strict``, which refuses any assignment to a field (the CI runs
+        it on ``monitor/``), but built at run time without the frozen ``__init__``: that
+        sets each field through ``object.__setattr__``, ~9x the cost of a plain slot store
+        (10 fields: 2.9 us against 0.34 us), and a probe makes two or three of these. Equal
+        and hashed by value, as a frozen dataclass is.
+        """
+        return dataclass(slots=True, unsafe_hash=True)(cls)
+
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -66,7 +88,7 @@ class RateLimit:
     retry_after: float | None = None  # seconds, when the platform asked us to back off
 
 
-@dataclass(frozen=True, slots=True)
+@hot_value
 class Observation:
     """One classified probe answer (or one pushed stream event)."""
 
@@ -122,7 +144,7 @@ class Policy:
     staleness: float = 600.0
 
 
-@dataclass(frozen=True, slots=True)
+@hot_value
 class AccountState:
     """Everything the state machine knows about one account. Replaced, never mutated."""
 

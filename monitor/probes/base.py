@@ -19,7 +19,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import quote
 
@@ -27,14 +27,14 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from monitor.model import ErrorKind, Observation, RateLimit
+from monitor.model import ErrorKind, Observation, RateLimit, hot_value
 from monitor.probes.ratelimit import RateLimitReader
 
 if TYPE_CHECKING:  # for types only: monitor.config imports the probe registry
     from monitor.config import PlatformConfig
 
 
-@dataclass(frozen=True, slots=True)
+@hot_value
 class Target:
     """What to check: the handle we watch and, once learned, the platform's immutable id."""
 
@@ -42,7 +42,7 @@ class Target:
     account_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@hot_value
 class Answer:
     """One HTTP answer, body already read (and capped)."""
 

@@ -28,17 +28,16 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-from monitor.model import AbsentReason, ErrorKind, Observation, Result
+from monitor.model import AbsentReason, ErrorKind, Observation, Result, hot_value
 from monitor.probes.base import ProbeError
 from monitor.probes.evidence import short
 
 _EVIDENCE_CHARS = 240  # the two lookups' evidence together, kept readable
 
 
-@dataclass(frozen=True, slots=True)
+@hot_value  # as Observation is
 class Unconfirmed(Observation):
     """An absence the platform cannot vouch for: ``error(unexpected)`` until confirmed.
 
