@@ -26,7 +26,16 @@ from monitor.events import EventBus
 from monitor.health import ALL_ERRORS_FOR, PlatformHealth
 from monitor.matchers import subject_labels
 from monitor.metrics import Metrics
-from monitor.model import AccountKey, AccountState, Event, EventKind, Observation, Result, State
+from monitor.model import (
+    AccountKey,
+    AccountState,
+    ErrorKind,
+    Event,
+    EventKind,
+    Observation,
+    Result,
+    State,
+)
 from monitor.scheduler import Deadlines
 from monitor.silences import Suppression
 from monitor.store import OutboxItem, Store
@@ -277,7 +286,7 @@ class Decisions:
                 if events or new is not watched.view.state:
                     self.commit(watched, new, events)
             except Exception as exc:  # one account's trouble must not stop the others'
-                self.metrics.probe_errors.labels(watched.key.platform, "internal").inc()
+                self.metrics.probe_counts.error(watched.key.platform, ErrorKind.INTERNAL)
                 log.error("tick failed for one account", platform=watched.key.platform,
                           account=watched.key.handle, exc_info=exc)
             self._file(stale, watched, now)
@@ -291,7 +300,7 @@ class Decisions:
                 try:
                     self._remind(down, st, now)
                 except Exception as exc:  # as above
-                    self.metrics.probe_errors.labels(key.platform, "internal").inc()
+                    self.metrics.probe_counts.error(key.platform, ErrorKind.INTERNAL)
                     log.error("tick failed for one account", platform=key.platform,
                               account=key.handle, exc_info=exc)
         self.check_own_blindness()

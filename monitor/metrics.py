@@ -31,7 +31,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from monitor import __version__
-from monitor.model import AccountKey, AccountState, ErrorKind, Observation, Result, State
+from monitor.model import AccountKey, AccountState, Observation, State
+from monitor.probecounts import ProbeCounts
 
 if TYPE_CHECKING:
     from monitor.store import Store
@@ -277,13 +278,10 @@ class Metrics:
         self.build_info = Gauge("accmon_build_info", "Always 1; the version label says which",
                                 ["version"], registry=r)
         self.build_info.labels(__version__).set(1)
-        self.probes = Counter("accmon_probes", "Probe answers by classification",
-                              ["platform", "result"], registry=r)
-        self.probe_errors = Counter("accmon_probe_errors", "Probe errors by kind",
-                                    ["platform", "kind"], registry=r)
-        self.probe_duration = Histogram("accmon_probe_duration_seconds",
-                                        "Time from request to classified answer", ["platform"],
-                                        buckets=PROBE_BUCKETS, registry=r)
+        # accmon_probes_total, accmon_probe_errors_total, accmon_probe_duration_seconds: the
+        # series every answer moves, kept as plain numbers (monitor.probecounts).
+        self.probe_counts = ProbeCounts(PROBE_BUCKETS)
+        r.register(self.probe_counts)
         self.outages = Counter("accmon_outages", "Confirmed outages (accounts gone down)",
                                ["platform", "reason"], registry=r)
         self.outage_duration = Histogram("accmon_outage_duration_seconds",
@@ -312,8 +310,6 @@ class Metrics:
         self.ratelimit_throttled = Counter("accmon_ratelimit_throttled_seconds",
                                            "Time a platform's probes were paused for its rate "
                                            "limit", ["platform"], registry=r)
-        self._children: dict[tuple[str, Result], tuple[Any, Any]] = {}
-        self._error_children: dict[tuple[str, ErrorKind], Any] = {}
         self.scheduler_queue = Gauge("accmon_scheduler_queue_depth",
                                      "Accounts due but waiting for a worker or rate budget",
                                      ["platform"], registry=r)
@@ -415,19 +411,6 @@ class Metrics:
                                    per_account=self.per_account(), platforms=self.platforms)
 
     def observed(self, platform: str, obs: Observation, *, timed: bool = True) -> None:
-        """Count one answer (the hot path: label children are cached); its latency goes to
-        the duration histogram unless it was no request (``timed=False``: a stream event)."""
-        cached = self._children.get((platform, obs.result))
-        if cached is None:
-            cached = (self.probes.labels(platform, obs.result.value),
-                      self.probe_duration.labels(platform))
-            self._children[(platform, obs.result)] = cached
-        cached[0].inc()
-        if timed:
-            cached[1].observe(obs.latency)
-        if obs.result is Result.ERROR and obs.error is not None:
-            errors = self._error_children.get((platform, obs.error))
-            if errors is None:
-                errors = self._error_children[platform, obs.error] = self.probe_errors.labels(
-                    platform, obs.error.value)
-            errors.inc()
+        """Count one answer; its latency goes to the duration histogram unless it was no
+        request (``timed=False``: a stream event)."""
+        self.probe_counts.observed(platform, obs, timed=timed)

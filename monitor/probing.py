@@ -187,7 +187,7 @@ class Prober:
 
     def internal(self, platform: str, where: str, exc: BaseException) -> Observation:
         """Count an internal error; log its traceback at most once per platform and minute."""
-        self.metrics.probe_errors.labels(platform, ErrorKind.INTERNAL.value).inc()
+        self.metrics.probe_counts.error(platform, ErrorKind.INTERNAL)
         now = time.monotonic()
         if now - self._internal_logged.get(platform, -INTERNAL_LOG_EVERY) >= INTERNAL_LOG_EVERY:
             self._internal_logged[platform] = now
