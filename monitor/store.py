@@ -15,13 +15,14 @@ import contextlib
 import enum
 import errno
 import json
+import operator
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from monitor.model import (
     AbsentReason,
@@ -303,6 +304,28 @@ class StoredAccount:
     identity: Identity = field(default_factory=Identity)
 
 
+# The decision path's statements, one text each, so sqlite3's statement cache finds them.
+_INSERT_TRANSITION = (
+    "INSERT INTO transitions (platform, handle, kind, at, old_state, new_state, reason,"
+    " outage_id, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_INSERT_OUTBOX = (
+    "INSERT INTO outbox (transition_id, notifier, action, dedup_key, payload, created_at,"
+    " next_attempt_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+_UPSERT_ACCOUNT = (
+    "INSERT INTO accounts (platform, handle, account_id, current_handle, moved_to, state,"
+    " since, outage_id, data, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (platform, handle) DO UPDATE SET account_id = excluded.account_id,"
+    " current_handle = excluded.current_handle, moved_to = excluded.moved_to,"
+    " state = excluded.state, since = excluded.since, outage_id = excluded.outage_id,"
+    " data = excluded.data, updated_at = excluded.updated_at")
+
+
+def _text(value: str | None) -> str | None:
+    """A StrEnum member (or None) as the plain str sqlite3 binds without its adapter
+    look-up (a microsecond per member: a decision binds nine)."""
+    return None if value is None else str(value)
+
+
 class Store:
     """The embedded SQLite store. Not thread-safe: used from the event loop only.
 
@@ -343,6 +366,9 @@ class Store:
             "SELECT MAX(COALESCE((SELECT MAX(id) FROM outages), 0), COALESCE((SELECT seq FROM"
             " sqlite_sequence WHERE name = 'outages'), 0))").fetchone()
         self._last_outage_id = int(row[0] or 0)
+        # The decision path's own cursor: Connection.execute makes (and registers) a new
+        # cursor per statement, about as long as the INSERT it runs (see decide).
+        self._rows = self.db.cursor()
 
     # ----------------------------------------------------------------- schema
 
@@ -445,6 +471,7 @@ class Store:
         grace period when its outage has already ended.
         """
         with self.transaction():
+            rows, platform, handle = self._rows, key.platform, key.handle
             for event in events:
                 if event.kind is EventKind.VANISHED:
                     outage_id = st.outage_id or self.next_outage_id()
@@ -453,21 +480,23 @@ class Store:
                         st = replace(st, outage_id=outage_id)
                 elif event.kind is EventKind.RECOVERED:
                     self._close_outage(event)
-            ids = [self._insert_transition(key, ev, st.outage_id if ev.kind is not
-                                           EventKind.RECOVERED else ev.outage_id)
-                   for ev in events]
+            ids: list[int] = []
+            for ev in events:
+                rows.execute(_INSERT_TRANSITION, (
+                    platform, handle, str(ev.kind), ev.at, str(ev.old_state),
+                    str(ev.new_state), _text(ev.reason),
+                    ev.outage_id if ev.kind is EventKind.RECOVERED else st.outage_id,
+                    _dumps(ev.details)))
+                ids.append(cast(int, rows.lastrowid))  # (never None after an INSERT)
             for row_id, why in drop:
-                self.db.execute("UPDATE outbox SET status = 'dropped', finished_at = ?,"
-                                " last_error = ? WHERE id = ?"
-                                " AND status IN ('pending', 'held', 'silenced', 'quorum')",
-                                (now, why, row_id))
+                rows.execute("UPDATE outbox SET status = 'dropped', finished_at = ?,"
+                             " last_error = ? WHERE id = ?"
+                             " AND status IN ('pending', 'held', 'silenced', 'quorum')",
+                             (now, why, row_id))
             for index, item in outbox:
-                self.db.execute(
-                    "INSERT INTO outbox (transition_id, notifier, action, dedup_key, payload,"
-                    " created_at, next_attempt_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (ids[index], item.notifier, item.action, item.dedup_key,
-                     _dumps(item.payload), now, now + item.delay, item.status),
-                )
+                rows.execute(_INSERT_OUTBOX, (
+                    ids[index], item.notifier, item.action, item.dedup_key,
+                    _dumps(item.payload), now, now + item.delay, str(item.status)))
             self._upsert(key, st, account_id, now)
         return st, ids
 
@@ -483,22 +512,18 @@ class Store:
 
     def _upsert(self, key: AccountKey, st: AccountState, who: str | Identity | None,
                 now: float) -> None:
-        identity = who if isinstance(who, Identity) else Identity(who)
-        self.db.execute(
-            "INSERT INTO accounts (platform, handle, account_id, current_handle, moved_to, state,"
-            " since, outage_id, data, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (platform, handle) DO UPDATE SET account_id = excluded.account_id,"
-            " current_handle = excluded.current_handle, moved_to = excluded.moved_to,"
-            " state = excluded.state, since = excluded.since, outage_id = excluded.outage_id,"
-            " data = excluded.data, updated_at = excluded.updated_at",
-            (key.platform, key.handle, identity.account_id, identity.current_handle,
-             identity.moved_to, st.state, st.since, st.outage_id, _state_to_json(st), now),
-        )
+        if isinstance(who, Identity):
+            identity = (who.account_id, who.current_handle, who.moved_to)
+        else:
+            identity = (who, None, None)
+        self._rows.execute(_UPSERT_ACCOUNT, (key.platform, key.handle, *identity,
+                                             str(st.state), st.since, st.outage_id,
+                                             _state_to_json(st), now))
 
     def _open_outage(self, key: AccountKey, event: Event, outage_id: int) -> None:
         d = event.vanished()
         first = d.get("first_absent_at")
-        self.db.execute(
+        self._rows.execute(
             "INSERT INTO outages (id, platform, handle, reason, last_seen_present_at,"
             " first_seen_absent_at, confirmed_at, last_seen_absent_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -512,23 +537,12 @@ class Store:
         if d.get("outage_id") is None:
             return
         recovered = d.get("recovered_at")
-        self.db.execute(
+        self._rows.execute(
             "UPDATE outages SET recovered_at = ?, last_seen_absent_at ="
             " MAX(COALESCE(last_seen_absent_at, 0), COALESCE(?, 0)) WHERE id = ?",
             (event.at if recovered is None else recovered, d.get("last_absent_at"),
              d.get("outage_id")),
         )
-
-    def _insert_transition(self, key: AccountKey, event: Event, outage_id: int | None) -> int:
-        cur = self.db.execute(
-            "INSERT INTO transitions (platform, handle, kind, at, old_state, new_state, reason,"
-            " outage_id, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            # (StrEnum members are bound as their text, without .value's descriptor call)
-            (key.platform, key.handle, event.kind, event.at, event.old_state, event.new_state,
-             event.reason, outage_id, _dumps(event.details)),
-        )
-        assert cur.lastrowid is not None
-        return cur.lastrowid
 
     # ----------------------------------------------------------------- queries
 
@@ -1105,12 +1119,13 @@ def _outage(row: sqlite3.Row) -> Outage:
 
 
 _STATE_FIELDS = tuple(AccountState.__dataclass_fields__)
+_STATE_VALUES = operator.attrgetter(*_STATE_FIELDS)  # every field at once, in C
 
 
 def _state_to_json(st: AccountState) -> str:
     """The same JSON as ``json.dumps(dataclasses.asdict(st))`` (every field is a plain
     value) at a tenth of the cost: asdict deep-copies, and this runs on every decision."""
-    return _dumps({name: getattr(st, name) for name in _STATE_FIELDS})
+    return _dumps(dict(zip(_STATE_FIELDS, _STATE_VALUES(st), strict=True)))
 
 
 def _not_serialisable(value: object) -> Any:
