@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from monitor.model import (
     AbsentReason,
@@ -304,20 +304,108 @@ class StoredAccount:
     identity: Identity = field(default_factory=Identity)
 
 
-# The decision path's statements, one text each, so sqlite3's statement cache finds them.
-_INSERT_TRANSITION = (
-    "INSERT INTO transitions (platform, handle, kind, at, old_state, new_state, reason,"
-    " outage_id, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-_INSERT_OUTBOX = (
-    "INSERT INTO outbox (transition_id, notifier, action, dedup_key, payload, created_at,"
-    " next_attempt_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-_UPSERT_ACCOUNT = (
-    "INSERT INTO accounts (platform, handle, account_id, current_handle, moved_to, state,"
-    " since, outage_id, data, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (platform, handle) DO UPDATE SET account_id = excluded.account_id,"
-    " current_handle = excluded.current_handle, moved_to = excluded.moved_to,"
-    " state = excluded.state, since = excluded.since, outage_id = excluded.outage_id,"
-    " data = excluded.data, updated_at = excluded.updated_at")
+# The tables a decision writes, in the order their held rows are written (an outbox row
+# refers to its transition): each INSERT's text up to VALUES, its number of columns, and
+# what follows the rows.
+_HELD_TABLES: tuple[tuple[str, int, str], ...] = (
+    ("INSERT INTO outages (id, platform, handle, reason, last_seen_present_at,"
+     " first_seen_absent_at, confirmed_at, last_seen_absent_at) VALUES ", 8, ""),
+    ("INSERT INTO transitions (id, platform, handle, kind, at, old_state, new_state, reason,"
+     " outage_id, details) VALUES ", 10, ""),
+    ("INSERT INTO outbox (transition_id, notifier, action, dedup_key, payload, created_at,"
+     " next_attempt_at, status) VALUES ", 8, ""),
+    ("INSERT INTO accounts (platform, handle, account_id, current_handle, moved_to, state,"
+     " since, outage_id, data, updated_at) VALUES ", 10,
+     " ON CONFLICT (platform, handle) DO UPDATE SET account_id = excluded.account_id,"
+     " current_handle = excluded.current_handle, moved_to = excluded.moved_to,"
+     " state = excluded.state, since = excluded.since, outage_id = excluded.outage_id,"
+     " data = excluded.data, updated_at = excluded.updated_at"),
+)
+_OUTAGES, _TRANSITIONS, _OUTBOX, _ACCOUNTS = range(4)  # indexes into _HELD_TABLES
+HELD_CHUNK = 32  # rows in one INSERT at most (more: no faster, and longer to prepare)
+
+
+def _insert_rows(table: int, rows: int) -> str:
+    """The INSERT of ``rows`` rows into ``_HELD_TABLES[table]``: one text per (table, rows),
+    and ``rows`` is HELD_CHUNK or a power of two below it, so sqlite3's statement cache
+    (128 texts) keeps the few there are prepared."""
+    head, width, tail = _HELD_TABLES[table]
+    one = "(" + ", ".join("?" * width) + ")"
+    return head + ", ".join([one] * rows) + tail
+
+
+class _HeldRows:
+    """The rows of the decisions in the open transaction, not written yet: written together,
+    up to :data:`HELD_CHUNK` rows to an INSERT, when the transaction commits or before any
+    other statement runs on the store's connection (:class:`_Connection`), so nothing in
+    the transaction reads or writes around them.
+
+    One INSERT per row costs each row the statement's own work once more (opening the table
+    and each of its indexes, AUTOINCREMENT's sqlite_sequence row, sqlite3's call and
+    bindings), more than the row itself: a mass vanish's SQL took 201k instructions a
+    decision one row to an INSERT, 121k 32 rows to one (callgrind). Each table's values lie
+    flat, a row's after the one before."""
+
+    __slots__ = ("cursor", "on_failure", "statements", "tables")
+
+    def __init__(self, cursor: sqlite3.Cursor, on_failure: Callable[[], None]):
+        self.cursor = cursor
+        self.tables: tuple[list[Any], ...] = tuple([] for _ in _HELD_TABLES)
+        self.statements: dict[tuple[int, int], str] = {}
+        self.on_failure = on_failure  # a write failed: the transaction can only roll back
+
+    def __bool__(self) -> bool:
+        return any(self.tables)
+
+    def write(self, only: int | None = None) -> None:
+        """Write every held row (or those of table ``only``), in order."""
+        try:
+            for table, values in enumerate(self.tables):
+                if values and (only is None or table == only):
+                    self._write(table, values)
+                    values.clear()
+        except BaseException:
+            self.clear()
+            self.on_failure()
+            raise
+
+    def _write(self, table: int, values: list[Any]) -> None:
+        width, execute, statements = _HELD_TABLES[table][1], self.cursor.execute, self.statements
+        rows, start = len(values) // width, 0
+        while rows:
+            n = HELD_CHUNK if rows >= HELD_CHUNK else 1 << (rows.bit_length() - 1)
+            sql = statements.get((table, n))
+            if sql is None:
+                sql = statements[table, n] = _insert_rows(table, n)
+            end = start + n * width
+            execute(sql, values[start:end])
+            start, rows = end, rows - n
+
+    def clear(self) -> None:
+        for values in self.tables:
+            values.clear()
+
+
+class _Connection(sqlite3.Connection):
+    """The store's connection: a statement on it first writes the decisions' rows held
+    back (:class:`_HeldRows`), so it sees them and comes after them."""
+
+    held: _HeldRows | None = None
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        if self.held:
+            self.held.write()
+        return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        if self.held:
+            self.held.write()
+        return super().executemany(sql, parameters)
+
+    def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
+        if self.held:
+            self.held.write()
+        return super().executescript(sql_script)
 
 
 def _text(value: str | None) -> str | None:
@@ -341,7 +429,7 @@ class Store:
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, isolation_level=None)
+            self.db = sqlite3.connect(self.path, isolation_level=None, factory=_Connection)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError.of(self.path, exc) from None
         try:
@@ -352,6 +440,13 @@ class Store:
                 from None
 
     def _open(self) -> None:
+        # The decision path's own cursor: Connection.execute makes (and registers) a new
+        # cursor per statement, about as long as the INSERT it runs (see decide).
+        self._rows = self.db.cursor()
+        self._held = _HeldRows(self._rows, self._abort)
+        self.hold_rows = True  # False: decide writes its rows before it returns
+        self.db.held = self._held
+        self._last_transition_id = self._transition_id_at_begin = 0  # (set after migrating)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # a confirmed page must survive power loss
@@ -366,9 +461,14 @@ class Store:
             "SELECT MAX(COALESCE((SELECT MAX(id) FROM outages), 0), COALESCE((SELECT seq FROM"
             " sqlite_sequence WHERE name = 'outages'), 0))").fetchone()
         self._last_outage_id = int(row[0] or 0)
-        # The decision path's own cursor: Connection.execute makes (and registers) a new
-        # cursor per statement, about as long as the INSERT it runs (see decide).
-        self._rows = self.db.cursor()
+        # Transition ids likewise, allocated by decide (its rows are written later, and an
+        # outbox row refers to its transition): this connection is the file's only writer
+        # of transitions, and the newest transition is never pruned (each account keeps
+        # its newest), sqlite_sequence aside.
+        row = self.db.execute(
+            "SELECT MAX(COALESCE((SELECT MAX(id) FROM transitions), 0), COALESCE((SELECT seq"
+            " FROM sqlite_sequence WHERE name = 'transitions'), 0))").fetchone()
+        self._last_transition_id = self._transition_id_at_begin = int(row[0] or 0)
 
     # ----------------------------------------------------------------- schema
 
@@ -419,6 +519,16 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def _abort(self) -> None:
+        """Held rows failed to be written: the open transaction can only roll back."""
+        self._aborted = True
+
+    def _rolled_back(self) -> None:
+        """The open transaction ended without its writes: forget the rows it still held and
+        the transition ids it allocated (none of them is on disk)."""
+        self._held.clear()
+        self._last_transition_id = self._transition_id_at_begin
+
     # ----------------------------------------------------------------- states
 
     def load_accounts(self) -> dict[AccountKey, StoredAccount]:
@@ -462,7 +572,9 @@ class Store:
                drop: Sequence[tuple[int, str]] = ()) -> tuple[AccountState, list[int]]:
         """Write one decision atomically (committed here, or with the batch when called
         inside the writer's transaction); returns the state with its outage id and the
-        transition row ids (one per event, in order).
+        transition row ids (one per event, in order). Its rows are held and written with
+        the transaction's others, many to a statement (:class:`_HeldRows`), or before it
+        returns when :attr:`hold_rows` is False; the ids are allocated here.
 
         ``outbox`` pairs an index into ``events`` with the notification that event causes.
         A VANISHED event opens the outage ``st.outage_id`` (allocated beforehand with
@@ -471,7 +583,7 @@ class Store:
         grace period when its outage has already ended.
         """
         with self.transaction():
-            rows, platform, handle = self._rows, key.platform, key.handle
+            platform, handle, tables = key.platform, key.handle, self._held.tables
             for event in events:
                 if event.kind is EventKind.VANISHED:
                     outage_id = st.outage_id or self.next_outage_id()
@@ -481,23 +593,28 @@ class Store:
                 elif event.kind is EventKind.RECOVERED:
                     self._close_outage(event)
             ids: list[int] = []
-            for ev in events:
-                rows.execute(_INSERT_TRANSITION, (
-                    platform, handle, str(ev.kind), ev.at, str(ev.old_state),
+            transitions, first = tables[_TRANSITIONS], self._last_transition_id + 1
+            for row_id, ev in enumerate(events, first):
+                transitions.extend((
+                    row_id, platform, handle, str(ev.kind), ev.at, str(ev.old_state),
                     str(ev.new_state), _text(ev.reason),
                     ev.outage_id if ev.kind is EventKind.RECOVERED else st.outage_id,
                     _dumps(ev.details)))
-                ids.append(cast(int, rows.lastrowid))  # (never None after an INSERT)
-            for row_id, why in drop:
-                rows.execute("UPDATE outbox SET status = 'dropped', finished_at = ?,"
-                             " last_error = ? WHERE id = ?"
-                             " AND status IN ('pending', 'held', 'silenced', 'quorum')",
-                             (now, why, row_id))
+                ids.append(row_id)
+            self._last_transition_id += len(ids)
+            for row_id, why in drop:  # (rows read before: written, none of them held)
+                self._rows.execute("UPDATE outbox SET status = 'dropped', finished_at = ?,"
+                                   " last_error = ? WHERE id = ?"
+                                   " AND status IN ('pending', 'held', 'silenced', 'quorum')",
+                                   (now, why, row_id))
+            outbox_rows = tables[_OUTBOX]
             for index, item in outbox:
-                rows.execute(_INSERT_OUTBOX, (
+                outbox_rows.extend((
                     ids[index], item.notifier, item.action, item.dedup_key,
                     _dumps(item.payload), now, now + item.delay, str(item.status)))
             self._upsert(key, st, account_id, now)
+            if not self.hold_rows:
+                self._held.write()
         return st, ids
 
     def enqueue(self, items: Iterable[OutboxItem], now: float) -> None:
@@ -516,27 +633,24 @@ class Store:
             identity = (who.account_id, who.current_handle, who.moved_to)
         else:
             identity = (who, None, None)
-        self._rows.execute(_UPSERT_ACCOUNT, (key.platform, key.handle, *identity,
-                                             str(st.state), st.since, st.outage_id,
-                                             _state_to_json(st), now))
+        self._held.tables[_ACCOUNTS].extend((key.platform, key.handle, *identity,
+                                            str(st.state), st.since, st.outage_id,
+                                            _state_to_json(st), now))
 
     def _open_outage(self, key: AccountKey, event: Event, outage_id: int) -> None:
         d = event.vanished()
         first = d.get("first_absent_at")
-        self._rows.execute(
-            "INSERT INTO outages (id, platform, handle, reason, last_seen_present_at,"
-            " first_seen_absent_at, confirmed_at, last_seen_absent_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (outage_id, key.platform, key.handle, str(event.reason or "unknown"),
-             d.get("last_present_at"), event.at if first is None else first, event.at,
-             event.at),
-        )
+        self._held.tables[_OUTAGES].extend((
+            outage_id, key.platform, key.handle, str(event.reason or "unknown"),
+            d.get("last_present_at"), event.at if first is None else first, event.at,
+            event.at))
 
     def _close_outage(self, event: Event) -> None:
         d = event.recovered()
         if d.get("outage_id") is None:
             return
         recovered = d.get("recovered_at")
+        self._held.write(_OUTAGES)  # it may have opened in this transaction
         self._rows.execute(
             "UPDATE outages SET recovered_at = ?, last_seen_absent_at ="
             " MAX(COALESCE(last_seen_absent_at, 0), COALESCE(?, 0)) WHERE id = ?",
@@ -1042,7 +1156,11 @@ class _Transaction:
     whole transaction roll back: its exception goes on up and the outer one rolls back
     with it, or, should a caller swallow it, the outer one refuses to commit
     (``sqlite3.ProgrammingError``) rather than commit half a write. (No SAVEPOINT per inner
-    one: each costs a copy of every page it touches, a third of a decision's time.)"""
+    one: each costs a copy of every page it touches, a third of a decision's time.)
+
+    The decisions' rows held back (:class:`_HeldRows`) are written just before the COMMIT,
+    in the same transaction; a failure there (the disk full, a constraint a row breaks)
+    rolls the whole transaction back like any other."""
 
     __slots__ = ("store",)
 
@@ -1054,6 +1172,7 @@ class _Transaction:
         if store._depth == 0:
             store.db.execute("BEGIN IMMEDIATE")
             store._aborted = False
+            store._transition_id_at_begin = store._last_transition_id
         store._depth += 1
         return store.db
 
@@ -1066,15 +1185,19 @@ class _Transaction:
             return
         db = store.db
         if exc_type is not None:
+            store._rolled_back()  # (first: ROLLBACK is not to write the held rows)
             _roll_back(db)
         elif store._aborted:
+            store._rolled_back()
             _roll_back(db)
             raise sqlite3.ProgrammingError("a write inside this transaction failed; the "
                                            "whole transaction was rolled back")
         else:
             try:
+                store._held.write()
                 db.execute("COMMIT")
             except BaseException:
+                store._rolled_back()
                 _roll_back(db)  # a refused COMMIT leaves the transaction open: end it
                 raise
 

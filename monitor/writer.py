@@ -161,7 +161,26 @@ class StoreWriter:
         """Apply ``batch`` in one transaction and commit it; the results, in order. Writes
         past the time bound go back to the queue's head (``batch`` is cut to what was
         committed). Any failure rolls the whole transaction back: a file error is raised as
-        it is, any other error (a bug in that write) as :class:`_Bug`."""
+        it is, any other error (a bug in that write) as :class:`_Bug`.
+
+        The store holds decisions' rows back and writes them together, at the COMMIT or
+        before the next statement of another write (:class:`monitor.store._HeldRows`), so
+        a row that breaks a constraint fails in a later write's turn or at the COMMIT. Then
+        the batch is applied again, each decision writing its rows before the next one
+        runs, to find the write it belongs to (rare: it takes a bug)."""
+        try:
+            return self._apply_once(batch)
+        except Exception as exc:
+            if retryable(exc) and not isinstance(exc, _Bug):
+                raise  # the file's own trouble: the whole batch waits, whoever failed
+        store = self.store
+        store.hold_rows = False
+        try:
+            return self._apply_once(batch)
+        finally:
+            store.hold_rows = True
+
+    def _apply_once(self, batch: list[Write]) -> list[Any]:
         store, results = self.store, []
         deadline = time.perf_counter() + self.max_batch_seconds
         with store.transaction():

@@ -151,3 +151,87 @@ def test_the_decision_path_encodes_json_exactly_as_json_dumps() -> None:
         assert _dumps(value) == json.dumps(value), value
     with pytest.raises(TypeError, match="not JSON serializable"):
         _dumps({"payload": object()})
+
+
+
+# ------------------------------------------------------------- many decisions, one write
+
+
+Decision = tuple[AccountKey, AccountState, list[Event], str | None,
+                 list[tuple[int, OutboxItem]]]
+
+
+def _decisions(accounts: int) -> list[Decision]:
+    """Each account vanishes (a page), recovers (a resolve) and vanishes again: three
+    decisions an account, the accounts interleaved, every other one with a known id. The
+    outage ids are left to decide, so two stores given these in order allocate the same."""
+    out = []
+    for step in range(3):
+        for i in range(accounts):
+            key = AccountKey("x", f"user{i}")
+            at = 1000.0 * (step + 1) + i
+            st, events = recovered(at, i + 1) if step == 1 else vanished(at)
+            events = [Event(e.kind, key, e.at, e.old_state, e.new_state, e.reason, e.details)
+                      for e in events]
+            item = OutboxItem("pd", "resolve" if step == 1 else "trigger",
+                              f"x/user{i}/{step}", {"step": step, "i": i})
+            out.append((key, st, events, f"id{i}" if i % 2 else None, [(1, item)]))
+    return out
+
+
+def _contents(store: Store) -> dict[str, list[tuple[object, ...]]]:
+    return {table: [tuple(r) for r in store.db.execute(f"SELECT * FROM {table} ORDER BY 1, 2")]
+            for table in ("accounts", "outages", "transitions", "outbox", "sqlite_sequence")}
+
+
+def test_many_decisions_in_one_transaction_write_what_one_each_writes(tmp_path: Path) -> None:
+    """decide holds its rows and writes them many to an INSERT (32, then powers of two):
+    75 decisions (64 + 8 + 2 + 1 rows a table) leave the very rows, ids included, that 75
+    decisions committed one by one leave."""
+    one_each, together = Store(tmp_path / "one.db"), Store(tmp_path / "many.db")
+    results = [one_each.decide(key, st, events, who, 1.0, items)
+               for key, st, events, who, items in _decisions(25)]
+    with together.transaction():
+        assert [together.decide(key, st, events, who, 1.0, items)
+                for key, st, events, who, items in _decisions(25)] == results
+    assert _contents(together) == _contents(one_each)
+    assert len(_contents(together)["transitions"]) == 150
+
+
+def test_held_rows_are_seen_inside_their_transaction_and_gone_with_its_rollback(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    with pytest.raises(ZeroDivisionError), store.transaction():
+        st, ids = store.decide(KEY, *vanished(1000.0), None, 1000.0,
+                               [(1, OutboxItem("pd", "trigger", "k", {}))])
+        assert [t["id"] for t in store.transitions()] == ids == [1, 2]  # a read writes them
+        # a recovery in the same transaction finds the outage it closes
+        store.decide(KEY, *recovered(1600.0, st.outage_id or -1), None, 1600.0)
+        assert store.outages(open_only=True) == []
+        raise ZeroDivisionError
+    assert store.transitions() == [] and store.outages() == [] and store.outbox_rows() == []
+    # Nothing was written, so no id was used up: the next decision starts at 1 again, as
+    # AUTOINCREMENT (its sqlite_sequence row rolled back) would.
+    assert store.decide(KEY, *vanished(2000.0), None, 2000.0)[1] == [1, 2]
+
+
+def test_transition_ids_are_never_reused_after_a_restart_or_after_rows_are_deleted(
+        tmp_path: Path) -> None:
+    """decide allocates transition ids itself (an outbox row refers to its transition
+    before either is written): from past the largest id ever written, which sqlite_sequence
+    keeps when the newest rows were deleted (by hand, or a pruner), as AUTOINCREMENT does."""
+    path = tmp_path / "s.db"
+    store = Store(path)
+    _, first = store.decide(KEY, *vanished(1000.0), None, 1000.0)
+    store.close()
+    store = Store(path)  # a restart
+    st, second = store.decide(KEY, *vanished(2000.0), None, 2000.0)
+    assert first == [1, 2] and second == [3, 4]
+    store.db.execute("DELETE FROM transitions WHERE id >= 2")  # the newest rows
+    store.close()
+    store = Store(path)
+    _, third = store.decide(KEY, *recovered(3000.0, st.outage_id or -1), None, 3000.0)
+    assert third == [5, 6]
+    assert [t["id"] for t in store.transitions()] == [1, 5, 6]
+    assert store.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'transitions'"
+                            ).fetchone()[0] == 6

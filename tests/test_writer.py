@@ -177,6 +177,50 @@ async def test_a_constraint_violated_mid_batch_loses_only_that_write(store: Stor
     await writer.stop()
 
 
+def vanish(handle: str, outage_id: int, done: Callable[[Any], None] | None = None) -> Write:
+    """A vanish opening outage ``outage_id``, with its page: rows the store holds back and
+    writes with the batch (at the COMMIT when nothing else runs after it)."""
+    key = AccountKey("x", handle)
+    down = AccountState(state=State.DOWN, since=2.0, outage_id=outage_id)
+    events = [Event(EventKind.TRANSITION, key, 2.0, State.SUSPECT, State.DOWN),
+              Event(EventKind.VANISHED, key, 2.0, State.SUSPECT, State.DOWN,
+                    details={"first_absent_at": 1.0})]  # type: ignore[arg-type]
+    item = OutboxItem("pd", "trigger", f"x/{handle}/{outage_id}", {"kind": "vanished"})
+    return Write(f"decision {key}",
+                 lambda store: store.decide(key, down, events, None, 2.0, [(1, item)]), done,
+                 (item,))
+
+
+async def test_a_row_refused_at_the_commit_loses_only_its_own_write(store: Store,
+                                                                    path: Path) -> None:
+    """The store writes a batch's decisions together, so a row that breaks a constraint
+    fails at the COMMIT, or in the next write's statement, not in its own write: the writer
+    finds whose it was (the batch again, each decision written at once) and skips that one
+    alone, as a bug, not as the disk's trouble."""
+    writer = writer_for(store)
+    dones: list[str] = []
+    writer.submit(vanish("first", 1, appender(dones, "first")))  # idle: committed alone
+    writer.submit(first_sighting("a", appender(dones, "a")))
+    writer.submit(vanish("bad", 1, appender(dones, "bad")))  # outage 1 exists: refused
+    writer.submit(Write("a cursor", lambda s: s.save_cursor("after", 1, 2.0),
+                        appender(dones, "cursor")))  # its statement writes bad's rows first
+    writer.submit(vanish("c", 2, appender(dones, "c")))
+    await wait_for(lambda: not writer.backlog, what="the queue committed")
+    assert store.load_cursor("after") == 1
+    writer.submit(vanish("bad at the commit", 2, appender(dones, "bad")))  # outage 2 exists
+    writer.submit(first_sighting("d", appender(dones, "d")))
+    await wait_for(lambda: not writer.backlog, what="the queue committed")
+    assert committed(path) == ["first", "first", "a", "c", "c", "d"]
+    assert dones == ["first", "a", "cursor", "c", "d"] and writer.failing is None
+    assert [o.key.handle for o in store.outages()] == ["c", "first"]
+    assert [r.dedup_key for r in store.outbox_rows()] == ["x/first/1", "x/c/2"]
+    assert AccountKey("x", "bad") not in store.load_accounts()
+    assert store.hold_rows  # holding again after the search
+    # Every id handed out with the batch that failed was given back: none is skipped.
+    assert [t["id"] for t in store.transitions()] == [1, 2, 3, 4, 5, 6]
+    await writer.stop()
+
+
 async def test_a_disk_error_mid_batch_keeps_the_whole_batch_and_writes_it_once(
         store: Store, path: Path) -> None:
     failures: list[BaseException] = []
