@@ -9,6 +9,7 @@ outbox worker, the HTTP surface and the heartbeat. See docs/architecture.md.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -99,6 +100,9 @@ class Monitor:
         self._tasks: list[asyncio.Task[Any]] = []
         self._heartbeat: asyncio.Task[None] | None = None
         self._availability: asyncio.Future[None] | None = None  # the gauges' refresh
+        # Transitions from before this time may have been pruned (None: none yet): the
+        # gauges' refresh reads again the watch starts kept from before it.
+        self._pruned_through: float | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -285,21 +289,29 @@ class Monitor:
     def _refresh_availability(self, now: float) -> None:
         """The per-platform availability gauges, once a minute (not per scrape). Worked out
         in a thread on its own read connection (WAL lets it read beside the writer), so a
-        big watchlist's figures never hold up probing; one refresh at a time."""
+        big watchlist's figures never hold up probing; one refresh at a time. The loop
+        side is a snapshot of the table (the thread must not iterate a dict the loop
+        resizes) and the live sightings of the absent accounts only."""
         if self.store is None or (self._availability is not None
                                   and not self._availability.done()):
             return
-        keys = list(self.watchlist.accounts)
-        absent = reports.still_absent(self.watchlist.views())
+        accounts = self.watchlist.accounts
+        watched = list(accounts.values())
+        absent = reports.still_absent(accounts[key].view for keys in
+                                      self.watchlist.absent.values()
+                                      for key in keys if key in accounts)
+        pruned = self._pruned_through
         if self.state_path == ":memory:":  # no second connection can see that file
-            self.metrics.refresh_availability(self.store, keys, now, still_absent_at=absent)
+            self.metrics.refresh_availability(self.store, [w.view for w in watched], now,
+                                              still_absent_at=absent, pruned_through=pruned)
             return
         path, metrics = self.state_path, self.metrics
 
         def refresh() -> None:
             reader = Store(path)
             try:
-                metrics.refresh_availability(reader, keys, now, still_absent_at=absent)
+                metrics.refresh_availability(reader, [w.view for w in watched], now,
+                                             still_absent_at=absent, pruned_through=pruned)
             finally:
                 reader.close()
 
@@ -310,6 +322,10 @@ class Monitor:
         for table, n in counts.items():
             if n:
                 self.metrics.pruned_rows.labels(table).inc(n)
+        keep = self.config.monitor.retention.transitions
+        if counts.get("transitions") and keep is not None:
+            # the round's cutoff was its start minus keep: now minus keep is at or after it
+            self._pruned_through = max(self._pruned_through or -math.inf, time.time() - keep)
 
     def _release_silenced(self) -> None:
         """Kept-back pages whose silence or window ended go out (through the writer, so

@@ -35,6 +35,7 @@ from monitor.model import AccountKey, AccountState, Observation, State
 from monitor.probecounts import ProbeCounts
 
 if TYPE_CHECKING:
+    from monitor.reports import PlatformSums
     from monitor.store import Store
 
 # Outages last from seconds (a glitch) to days (a suspension under appeal).
@@ -52,6 +53,10 @@ class AccountView:
     last_probe_at: float | None = None  # wall clock of the last answer (any result)
     last_error: Observation | None = None  # the newest error answer, for the API
     blind_reason: str | None = None  # why it is blind: an error kind, or "not probed: ..."
+    # When the account began to be watched, as the availability gauges' refresh settled it
+    # (reports.PlatformSums): NaN until then, -inf for "before anything kept". Written
+    # only by that refresh; a cache, so not part of the view's equality.
+    watched_from: float = field(default=math.nan, compare=False, repr=False)
 
 
 def _escape(value: str) -> str:
@@ -384,25 +389,39 @@ class Metrics:
             self.scheduler_lag.labels(name).set(worst)
             self.accounts_overdue.labels(name).set(overdue)
 
-    def refresh_availability(self, store: Store, keys: Iterable[AccountKey], now: float, *,
-                             still_absent_at: Mapping[AccountKey, float] | None = None
-                             ) -> None:
-        """Set the per-platform availability gauges from the state file (a few hundred ms
-        for 10,000 accounts, so once a minute from a background task, never per scrape).
-        A platform with nothing observed in a window has no sample: no data is not 100 %."""
+    # What refresh_availability carries from one refresh to the next; made at the first.
+    _availability_sums: PlatformSums | None = None
+
+    def refresh_availability(self, store: Store,
+                             accounts: Iterable[AccountView] | Iterable[AccountKey],
+                             now: float, *,
+                             still_absent_at: Mapping[AccountKey, float] | None = None,
+                             pruned_through: float | None = None) -> None:
+        """Set the per-platform availability gauges from the state file, once a minute from
+        a background task (never per scrape). ``accounts``: the live views, which keep
+        their watch starts, so a refresh costs little more than the accounts with outages
+        (reports.PlatformSums); bare keys (a one-off) are read afresh each time.
+        ``pruned_through``: transitions from before it may have been pruned (None: none
+        were). A platform with nothing observed in a window has no sample: no data is not
+        100 %."""
         from monitor import reports
 
-        report = reports.availability(store, keys, now, still_absent_at=still_absent_at)
+        listed: list[Any] = list(accounts)
+        if listed and isinstance(listed[0], AccountKey):
+            listed = [AccountView(key, False, AccountState()) for key in dict.fromkeys(listed)]
+        if self._availability_sums is None:
+            self._availability_sums = reports.PlatformSums()
+        figures = self._availability_sums.refresh(store, listed, now,
+                                                  still_absent_at=still_absent_at,
+                                                  pruned_through=pruned_through)
         self.availability_lower.clear()
         self.availability_upper.clear()
-        for row in report["platforms"]:
-            for window, figures in row["availability"].items():
-                if figures["lower"] is not None:
-                    self.availability_lower.labels(row["platform"], window).set(
-                        figures["lower"])
-                if figures["upper"] is not None:
-                    self.availability_upper.labels(row["platform"], window).set(
-                        figures["upper"])
+        for platform, by_window in figures.items():
+            for window, a in by_window.items():
+                if a.lower is not None:
+                    self.availability_lower.labels(platform, window).set(a.lower)
+                if a.upper is not None:
+                    self.availability_upper.labels(platform, window).set(a.upper)
 
     def exposition(self, now: float | None = None) -> Iterator[bytes]:
         """The whole /metrics body: client-library metrics, then the per-account families."""

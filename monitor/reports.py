@@ -17,6 +17,9 @@ From the state file, in a handful of queries whatever the number of accounts:
 The shell that watches also knows each open outage's latest absent sighting
 (``AccountState.last_absent_at``, newer than the row's): :func:`still_absent` takes it from
 the live views, and every function here takes it as ``still_absent_at``.
+
+The availability gauges need only the per-platform sums, every minute: :class:`PlatformSums`
+gives them without a row per account, each live view keeping its watch start.
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import compress
+from operator import and_, attrgetter
 from typing import TYPE_CHECKING, Any
 
 from monitor import availability as av
@@ -300,6 +306,225 @@ def availability(store: Store, keys: Iterable[AccountKey], now: float,
         row["watched_from"] = first[AccountKey(row["platform"], row["handle"])]
     report["unwatched"] = [{"from": s, "to": e} for s, e in _clipped(gaps, since, now)]
     return report
+
+
+# ----------------------------------------------------------------- the gauges
+
+# Keys per Store.watch_starts query while settling watch starts: a few thousand keep each
+# answer (and the JSON array sent) small and each read short, whatever the watchlist.
+LOOKUP_CHUNK = 4000
+BEFORE_ANYTHING_KEPT = -math.inf  # AccountView.watched_from for watched_from() None
+
+
+def settled(start: WatchStart) -> bool:
+    """Whether :func:`watched_from` of ``start`` stays as it is while the account is
+    watched, so a live view may keep it. Once decided, an account's first transition stays
+    its first (retention never deletes the newest), and an addition made again only moves
+    ``added_at`` later; so only a start taken from an addition older than the first
+    decision, or no start at all (never decided: no data yet), is asked again next time.
+    Retention can still delete the first transition, which makes the start "before
+    anything kept": :class:`PlatformSums` asks again after a pruning."""
+    first = start.first_transition_at
+    return first is not None and (not start.from_unknown or start.added_at is None
+                                  or first <= start.added_at)
+
+
+def _settle(store: Store, views: Sequence[AccountView], asked: Sequence[int],
+            now: float) -> dict[int, float]:
+    """Read the watch starts of ``views[i]`` for ``i`` in ``asked``, in chunks; each view
+    keeps a settled one. Returns the others' starts that are not "no data yet" (additions
+    not decided since), by index: few, and good for this refresh only."""
+    pending: dict[int, float] = {}
+    for at in range(0, len(asked), LOOKUP_CHUNK):
+        chunk = asked[at:at + LOOKUP_CHUNK]
+        starts = store.watch_starts([views[i].key for i in chunk])
+        for i in chunk:
+            view = views[i]
+            start = starts.get(view.key)
+            if start is not None and settled(start):
+                first = watched_from(start, now)
+                view.watched_from = BEFORE_ANYTHING_KEPT if first is None else float(first)
+                continue
+            view.watched_from = math.nan
+            if start is not None and start.added_at is not None:
+                pending[i] = min(t for t in (start.first_transition_at, start.added_at)
+                                 if t is not None)
+    return pending
+
+
+@dataclass(slots=True)
+class _Sums:
+    """A platform's seconds in one window, summed as ``platform_availability`` does."""
+
+    certainly_down: float = 0.0
+    possibly_down: float = 0.0
+    observed: float = 0.0
+    outages: int = 0
+    unwatched: float = 0.0
+
+    def add(self, a: Availability) -> None:
+        self.certainly_down += a.certainly_down
+        self.possibly_down += a.possibly_down
+        self.observed += a.observed
+        self.outages += a.outages
+        self.unwatched += a.unwatched
+
+    def figures(self) -> Availability:
+        return Availability(lower=_ratio(self.possibly_down, self.observed),
+                            upper=_ratio(self.certainly_down, self.observed),
+                            certainly_down=self.certainly_down,
+                            possibly_down=self.possibly_down, observed=self.observed,
+                            outages=self.outages, unwatched=self.unwatched)
+
+
+@dataclass(slots=True)
+class _Started:
+    """One platform's quiet accounts (no outage in the longest window): ``before`` were
+    watched since before it begins, the others began at ``starts`` (ascending, each before
+    the end), and ``tail[k]`` is the sum of ``end - start`` over the ``k`` latest."""
+
+    before: int = 0
+    starts: list[float] = field(default_factory=list)
+    tail: list[float] = field(default_factory=list)
+
+    def close(self, end: float) -> None:
+        """Sort, drop the starts from ``end`` on (nothing observed) and sum the tails."""
+        self.starts.sort()
+        del self.starts[bisect.bisect_left(self.starts, end):]
+        self.tail = [0.0, *itertools.accumulate(map(end.__sub__, reversed(self.starts)))]
+
+    def window(self, end: float, length: float, gaps: _Gaps) -> tuple[float, float]:
+        """(observed, possibly down), summed over these accounts, of the window of
+        ``length`` ending at ``end``: what :class:`_Quiet` gives each. An account observes
+        ``end - max(end - length, start)`` and the gaps from there on, so per gap the
+        accounts begun before it count all of it and those begun inside it the rest (none
+        but after a clock step: nothing is decided while nobody watches)."""
+        starts, n = self.starts, len(self.starts)
+        full = self.before + bisect.bisect_right(starts, end - length)  # the whole window
+        observed = full * length + self.tail[self.before + n - full]
+        blind = 0.0
+        for gap_start, gap_end in gaps.gaps:
+            whole = bisect.bisect_right(starts, gap_start)
+            part = bisect.bisect_left(starts, gap_end, whole)
+            blind += (self.before + whole) * (gap_end - gap_start) + math.fsum(
+                gap_end - s for s in itertools.islice(starts, whole, part))
+        return observed, blind
+
+
+def _quiet_starts(starts: Sequence[float], platforms: Sequence[str], exact: Iterable[int],
+                  pending: Mapping[int, float], horizon: float, end: float
+                  ) -> dict[str, _Started]:
+    """Per platform, the accounts without outages in the longest window (``exact``: the
+    indexes of the others) by start (``starts[i]`` is ``views[i].watched_from``), every
+    platform of ``platforms`` there, even with nobody observed. The passes over every
+    account run in C (``map``, ``compress``, ``Counter``) on plain lists; Python code runs
+    per start inside the window (an append) and per account not settled."""
+    before = Counter(platforms)  # less, below, every account not watched since before
+    within = list(map(horizon.__lt__, starts))  # NaN (not settled) is not
+    for i in exact:
+        within[i] = False
+        if not math.isnan(starts[i]):
+            before[platforms[i]] -= 1
+    started: defaultdict[str, _Started] = defaultdict(_Started)
+    for platform, start in zip(compress(platforms, within), compress(starts, within),
+                               strict=True):
+        started[platform].starts.append(start)
+    for platform, group in started.items():
+        before[platform] -= len(group.starts)
+    skip = set(exact)
+    for i in compress(range(len(starts)), map(math.isnan, starts)):
+        platform = platforms[i]
+        before[platform] -= 1
+        got = None if i in skip else pending.get(i)
+        if got is None:
+            continue  # an account with outages, or no data yet: nothing observed
+        if got <= horizon:
+            before[platform] += 1
+        else:
+            started[platform].starts.append(got)
+    for platform, count in before.items():
+        group = started[platform]
+        group.before = count
+        group.close(end)
+    return dict(started)
+
+
+class PlatformSums:
+    """The per-platform figures behind the availability gauges
+    (``Metrics.refresh_availability``): :func:`availability`'s ``platforms``, without a
+    row per account, at a cost that grows with the accounts that had outages in the
+    longest window, plus a few passes in C over the views.
+
+    Each live view keeps its account's watch start once :func:`settled`
+    (``AccountView.watched_from``), so a refresh reads only those not settled yet (new,
+    never decided, or started by an addition before their first decision), the ones with
+    outages (their figures go through the exact per-account path, ``_account_window``,
+    with the start as the file says it now), and, after a pruning, the kept starts inside
+    the longest window that it may have reached (pruning an account's first transition
+    makes it "before anything kept"; a start before the window gives the figures of that
+    anyway). The file cannot say which accounts a pruning reached (its cursor keeps the
+    largest id pruned, and an account's first row, the oldest, becomes prunable only once
+    the account has a newer one), so the pruning side says up to when it pruned. The
+    others are quiet: up but for the gaps, summed from their starts alone
+    (:class:`_Started`). Remembers between refreshes only the pruning last handled; one
+    refresh at a time."""
+
+    def __init__(self) -> None:
+        self.pruned_through: float | None = None  # the pruning the kept starts reflect
+
+    def refresh(self, store: Store, views: Sequence[AccountView], now: float,
+                windows: Mapping[str, float] = WINDOWS, *,
+                still_absent_at: Mapping[AccountKey, float] | None = None,
+                pruned_through: float | None = None) -> dict[str, dict[str, Availability]]:
+        """Per platform of ``views`` (one per account) and window ending ``now``: the
+        figures ``platform_availability`` gives of the per-account ones.
+        ``pruned_through``: transitions from before it may have been pruned (None: none
+        were, as far as the caller knows)."""
+        _check_now(now)
+        horizon = now - _longest(windows)
+        recheck = pruned_through if pruned_through is not None and (
+            self.pruned_through is None or pruned_through > self.pruned_through) else None
+        outages: dict[AccountKey, list[Outage]] = {}
+        for outage in store.outages_since(horizon):
+            outages.setdefault(outage.key, []).append(outage)
+        starts = list(map(attrgetter("watched_from"), views))
+        platforms = list(map(attrgetter("key.platform"), views))
+        handles = {key.handle for key in outages}  # (a str keeps its hash: cheap to test)
+        everyone = range(len(views))
+        exact = [i for i in compress(everyone, map(handles.__contains__, map(
+            attrgetter("key.handle"), views))) if views[i].key in outages]
+        asked = list(compress(everyone, map(math.isnan, starts)))
+        if recheck is not None:
+            asked += compress(everyone, map(and_, map(horizon.__lt__, starts),
+                                            map(recheck.__gt__, starts)))
+        asked += sorted(set(exact) - set(asked))
+        pending = _settle(store, views, asked, now)
+        for i in asked:
+            starts[i] = views[i].watched_from
+        gaps = unwatched(store.runs_since(horizon), now)
+        windowed = {name: _Gaps.of(gaps, now - length, now) for name, length in windows.items()}
+        sums: dict[str, dict[str, _Sums]] = {}
+        for platform, group in _quiet_starts(starts, platforms, exact, pending, horizon,
+                                             now).items():
+            sums[platform] = {}
+            for name, length in windows.items():
+                observed, blind = group.window(now, length, windowed[name])
+                sums[platform][name] = _Sums(0.0, blind, observed, 0, blind)
+        quiet, later = _Quiet(now, windows, windowed), still_absent_at or {}
+        for i in exact:
+            key = views[i].key
+            w = starts[i]
+            since = pending.get(i, now) if math.isnan(w) else (
+                None if w == BEFORE_ANYTHING_KEPT else w)
+            for name, length in windows.items():
+                touching = _touching(outages[key], now - length)
+                sums[key.platform][name].add(
+                    _account_window(touching, now, length, since, windowed[name],
+                                    later.get(key)) if touching else quiet(name, since))
+        if recheck is not None:
+            self.pruned_through = recheck
+        return {platform: {name: s.figures() for name, s in by_window.items()}
+                for platform, by_window in sorted(sums.items())}
 
 
 def day_starts(now: float, days: int = BAR_DAYS) -> list[float]:
