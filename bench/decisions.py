@@ -4,6 +4,8 @@
     .venv/bin/python bench/decisions.py [--accounts 100000] [--vanish 10000] [--runs 3]
                                         [--before-sample 5000] [--dir DIR]
 
+(``--accounts 0`` or ``--vanish 0`` skips that scenario.)
+
 Each run opens a fresh state file (WAL, ``synchronous=FULL`` as the monitor runs it) in a
 temp directory on DIR's disk and submits real decisions, built as ``decisions.py`` builds
 them (the state machine's events, ``pages.plan`` routing a vanish to a PagerDuty notifier,
@@ -287,6 +289,8 @@ async def main(args: argparse.Namespace) -> None:
     print(f"{'scenario':<17} {'path':<14} {'decisions':>9} {'decisions/s':>12} "
           f"{'per CPU-s':>10} {'commits':>8} {'per commit':>10} {'p50 ms':>7} {'p99 ms':>7}")
     for scenario, n in (("first sightings", args.accounts), ("mass vanish", args.vanish)):
+        if not n:  # --accounts 0 or --vanish 0: that scenario is skipped
+            continue
         rows = [("before", min(n, args.before_sample), None),
                 ("group commit", n, None)]
         if args.rate:

@@ -6,6 +6,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
 from monitor.model import AbsentReason, AccountKey, AccountState, Event, EventKind, State
 from monitor.store import MIGRATIONS, OutboxItem, Store, StoreError
@@ -131,6 +133,31 @@ def test_a_state_is_stored_as_the_json_of_all_its_fields() -> None:
     st = AccountState(**values)  # type: ignore[arg-type]
     assert _state_to_json(st) == json.dumps(dataclasses.asdict(st))
     assert _state_from_json(_state_to_json(st)) == st
+
+
+_times = hs.one_of(hs.none(), hs.floats(), hs.integers(-2**70, 2**70), hs.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(hs.builds(
+    AccountState, state=hs.sampled_from(State), absent_streak=hs.integers(0, 10**6),
+    present_streak=hs.integers(0, 10**6),
+    reason=hs.one_of(hs.none(), hs.sampled_from(AbsentReason), hs.text(max_size=12)),
+    last_present_at=_times, first_absent_at=_times, last_absent_at=_times,
+    first_recovered_at=_times, last_observed_at=_times, last_decisive_at=_times,
+    blind=hs.one_of(hs.booleans(), hs.integers(0, 2)),
+    outage_id=hs.one_of(hs.none(), hs.integers(0, 2**62)), since=_times,
+    watched_since=_times))
+def test_a_state_written_field_by_field_is_json_dumps_of_its_fields(
+        state: AccountState) -> None:
+    """_state_to_json writes the JSON itself (json.dumps escapes every key again each
+    time): the very text json.dumps writes, for any values, inf, nan and bools included."""
+    import dataclasses
+    import json
+
+    from monitor.store import _state_to_json
+
+    assert _state_to_json(state) == json.dumps(dataclasses.asdict(state))
 
 
 def test_the_decision_path_encodes_json_exactly_as_json_dumps() -> None:
