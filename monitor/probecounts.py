@@ -53,6 +53,10 @@ class ProbeCounts(Collector):
         if obs.error is not None and obs.result is Result.ERROR:
             self.error(platform, obs.error)
 
+    def answered(self, platform: str, result: Result) -> int:
+        """How many answers of ``platform`` were classified ``result`` so far."""
+        return self.answers.get((platform, result), 0)
+
     def error(self, platform: str, kind: ErrorKind | str, count: int = 1) -> None:
         """Count an error that is not (only) an answer, e.g. one of our own bugs."""
         key = (platform, str(kind))

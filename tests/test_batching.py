@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from monitor.fakes.x import FakeX
-from monitor.model import AccountKey, State
+from monitor.model import AccountKey, Result, State
 from tests.conftest import running_monitor, state_of, wait_for
 
 
@@ -35,11 +36,11 @@ async def test_known_ids_are_polled_in_batches_and_absences_still_found(tmp_path
         for h in handles:  # learn every id now (one by one), not over a 1-s spread
             mon.accounts[AccountKey("x", h)].account_id = x.account_id(h)
         before = x.requests_total
-        present = mon.metrics.probes.labels("x", "present")
-        probes_before = present._value.get()
+        present = partial(mon.metrics.probe_counts.answered, "x", Result.PRESENT)
+        probes_before = present()
         # 150 more answers: one by one they would take 150 requests (30 s at 5 a second);
         # in batches of up to 100 ids, a handful.
-        await wait_for(lambda: present._value.get() - probes_before >= 150, timeout=20,
+        await wait_for(lambda: present() - probes_before >= 150, timeout=20,
                        what="150 more answers")
         requests = x.requests_total - before
         assert requests <= 13, requests

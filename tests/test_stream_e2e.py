@@ -4,11 +4,12 @@ confirming poll (not the stream alone) takes an account down."""
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 from monitor.fakes.bluesky import FakeBluesky
 from monitor.fakes.jetstream import FakeJetstream
-from monitor.model import AccountKey, State
+from monitor.model import AccountKey, Result, State
 from tests.conftest import running_monitor, scrape, state_of, wait_for
 from tests.test_e2e import metric
 
@@ -72,9 +73,9 @@ async def test_pushed_takedown_goes_down_within_a_second_and_a_glitch_never_page
             await wait_for(lambda: mon.streams["jetstream"].events["account"] > pushes,
                            what="the glitch received")
             # The push asks for one poll now; that poll's answer (present) is the verdict.
-            present = mon.metrics.probes.labels("bluesky", "present")
-            answered = present._value.get()
-            await wait_for(lambda: present._value.get() > answered, what="the confirming poll")
+            present = partial(mon.metrics.probe_counts.answered, "bluesky", Result.PRESENT)
+            answered = present()
+            await wait_for(lambda: present() > answered, what="the confirming poll")
             assert state_of(mon, "bluesky", bob.handle) is State.UP
             assert mon.store is not None
             assert [o.key for o in mon.store.outages()] == [alice]
