@@ -323,6 +323,10 @@ _HELD_TABLES: tuple[tuple[str, int, str], ...] = (
 )
 _OUTAGES, _TRANSITIONS, _OUTBOX, _ACCOUNTS = range(4)  # indexes into _HELD_TABLES
 HELD_CHUNK = 32  # rows in one INSERT at most (more: no faster, and longer to prepare)
+# Values of transitions held at most (two chunks' rows): then decide writes every held row,
+# so a batch's SQL runs while the writer applies it, inside the writer's time bound, not
+# all at its COMMIT after the bound was checked.
+_HELD_MAX = 2 * HELD_CHUNK * _HELD_TABLES[_TRANSITIONS][1]
 
 
 def _insert_rows(table: int, rows: int) -> str:
@@ -336,9 +340,10 @@ def _insert_rows(table: int, rows: int) -> str:
 
 class _HeldRows:
     """The rows of the decisions in the open transaction, not written yet: written together,
-    up to :data:`HELD_CHUNK` rows to an INSERT, when the transaction commits or before any
-    other statement runs on the store's connection (:class:`_Connection`), so nothing in
-    the transaction reads or writes around them.
+    up to :data:`HELD_CHUNK` rows to an INSERT, when the transaction commits, when two
+    chunks of transitions are held, or before any other statement runs on the store's
+    connection (:class:`_Connection`), so nothing in the transaction reads or writes around
+    them.
 
     One INSERT per row costs each row the statement's own work once more (opening the table
     and each of its indexes, AUTOINCREMENT's sqlite_sequence row, sqlite3's call and
@@ -621,7 +626,7 @@ class Store:
                     ids[index], item.notifier, item.action, item.dedup_key,
                     _dumps(item.payload), now, now + item.delay, str(item.status)))
             self._upsert(key, st, account_id, now)
-            if not self.hold_rows:
+            if not self.hold_rows or len(transitions) >= _HELD_MAX:
                 self._held.write()
         return st, ids
 

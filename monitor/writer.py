@@ -91,7 +91,9 @@ class StoreWriter:
         ones (committed with them when this turn of the loop ends, or by the retry while the
         file refuses writes). True when it was committed (or skipped as a bug) now."""
         self.backlog.append(write)
-        if len(self.backlog) > 1 or self._turn is not None or self._retrying() \
+        if self._turn is not None:  # (a burst: this turn's commit is armed already)
+            return False
+        if len(self.backlog) > 1 or self._retrying() \
                 or self.store.in_transaction:  # never inside someone else's transaction
             self._schedule()
             return False
@@ -169,18 +171,21 @@ class StoreWriter:
         the batch is applied again, each decision writing its rows before the next one
         runs, to find the write it belongs to (rare: it takes a bug)."""
         try:
-            return self._apply_once(batch)
+            return self._apply_once(batch, each=False)
         except Exception as exc:
             if retryable(exc) and not isinstance(exc, _Bug):
                 raise  # the file's own trouble: the whole batch waits, whoever failed
         store = self.store
         store.hold_rows = False
         try:
-            return self._apply_once(batch)
+            return self._apply_once(batch, each=True)
         finally:
             store.hold_rows = True
 
-    def _apply_once(self, batch: list[Write]) -> list[Any]:
+    def _apply_once(self, batch: list[Write], each: bool) -> list[Any]:
+        """One attempt. A write that swallowed the failure of its own statement leaves the
+        transaction aborted: ``each`` looks after every write; else the COMMIT refuses
+        (``sqlite3.ProgrammingError``) and the search again with ``each`` names it."""
         store, results = self.store, []
         deadline = time.perf_counter() + self.max_batch_seconds
         with store.transaction():
@@ -191,7 +196,7 @@ class StoreWriter:
                     break
                 try:
                     results.append(write.apply(store))
-                    if store.aborted:  # it swallowed the failure of its own write
+                    if each and store.aborted:
                         raise sqlite3.ProgrammingError("the write failed inside")
                 except Exception as exc:
                     if retryable(exc):

@@ -221,6 +221,29 @@ async def test_a_row_refused_at_the_commit_loses_only_its_own_write(store: Store
     await writer.stop()
 
 
+async def test_a_write_that_swallows_its_own_failure_is_skipped_alone(store: Store,
+                                                                     path: Path) -> None:
+    """A write that catches the failure of its own decide leaves half a decision in the
+    transaction: the writer finds which write it was and skips that one."""
+    writer = writer_for(store)
+    bad = OutboxItem("pd", "trigger", "k", {"not json": object()})
+
+    def swallower(s: Store) -> None:
+        with contextlib.suppress(TypeError):
+            first_sighting("swallowed", item=bad).apply(s)
+
+    dones: list[str] = []
+    writer.submit(first_sighting("first", appender(dones, "first")))
+    writer.submit(first_sighting("a", appender(dones, "a")))
+    writer.submit(Write("swallower", swallower, appender(dones, "swallower")))
+    writer.submit(first_sighting("c", appender(dones, "c")))
+    await wait_for(lambda: not writer.backlog, what="the queue committed")
+    assert committed(path) == ["first", "a", "c"] and dones == ["first", "a", "c"]
+    assert AccountKey("x", "swallowed") not in store.load_accounts()
+    assert writer.failing is None
+    await writer.stop()
+
+
 async def test_a_disk_error_mid_batch_keeps_the_whole_batch_and_writes_it_once(
         store: Store, path: Path) -> None:
     failures: list[BaseException] = []
