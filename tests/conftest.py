@@ -272,3 +272,19 @@ def deadline(seconds: float = 10.0) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test that ran the monitor as a process shows the end of that process's log
+    (any ``*.log`` in its tmp_path): what the monitor did is half of why a test timed out,
+    and a CI run on a loaded machine is seldom reproduced by hand."""
+    report = yield
+    if report.failed and call.when == "call":
+        tmp = getattr(item, "funcargs", {}).get("tmp_path")
+        for log_file in sorted(Path(tmp).glob("*.log")) if isinstance(tmp, Path) else ():
+            with contextlib.suppress(OSError):
+                lines = log_file.read_text(errors="replace").splitlines()[-150:]
+                report.sections.append((f"monitor log {log_file.name} (last 150 lines)",
+                                        "\n".join(lines)))
+    return report
