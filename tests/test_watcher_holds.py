@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -127,7 +128,11 @@ async def test_own_blindness_is_one_page_and_resolves_when_we_see_again(tmp_path
             (action, key), = actions(pd)
             assert (action, key.startswith("accmon/monitor/blind-")) == ("trigger", True)
             summary = pd.accepted[0]["payload"]["summary"]
-            assert "5 of 5 accounts blind" in summary and "masto 5" in summary
+            # The page goes out once most of the watchlist is blind, and says how many were
+            # then (the rest may still be waiting for their first failed answer).
+            blind = re.search(r"(\d) of 5 accounts blind", summary)
+            assert blind is not None and int(blind.group(1)) >= 3, summary
+            assert f"masto {blind.group(1)}" in summary, summary
             assert "connection" in summary
             assert mon.metrics.registry.get_sample_value("accmon_monitor_blind") == 1.0
             view = mon.accounts[AccountKey("masto", "u0")].view
