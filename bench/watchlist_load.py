@@ -15,6 +15,9 @@
    first probes under way): seconds until then, peak RSS, and RSS sampled from /proc every
    0.1 s at each log line, so the step where memory goes is visible. The platform points at
    a refused loopback port with a one-hour interval: probes cost nothing but their error.
+   Unless ``--no-settle``, it first runs on for the first results' window the ``watching``
+   line states and 10 s more, until every account has had its first answer and holds a
+   state of its own, as a long run does: RSS and peak RSS then.
 3. Memory per watched account: the peak RSS of each run over N, and the marginal cost
    between the two largest sizes (peak difference / accounts difference), which leaves
    the interpreter and the imports out.
@@ -138,8 +141,9 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_until_watching(config: Path, state_dir: Path) -> dict[str, Any]:
-    """``run --port 0`` until it logs ``watching``; then SIGTERM. Times, RSS per step."""
+def run_until_watching(config: Path, state_dir: Path, settle: bool = True) -> dict[str, Any]:
+    """``run --port 0`` until it logs ``watching`` (and, with ``settle``, for its first
+    results' window and 10 s more); then SIGTERM. Times, RSS per step."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "monitor", "run", "--config", str(config), "--port", "0",
@@ -160,6 +164,7 @@ def run_until_watching(config: Path, state_dir: Path) -> dict[str, Any]:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     steps: list[tuple[str, float, float, float]] = []  # event, seconds, RSS, highest so far
+    window = 0.0  # the first results' window the "watching" line states
     for raw in proc.stdout:
         try:
             event = json.loads(raw).get("event", "")
@@ -168,10 +173,23 @@ def run_until_watching(config: Path, state_dir: Path) -> dict[str, Any]:
         now = time.perf_counter() - started
         steps.append((event, now, rss_mb(proc.pid), highest[0]))
         if event == "watching":
+            window = float(json.loads(raw).get("first_results_within_seconds") or 0.0)
             break
     watching = time.perf_counter() - started
+    at_watching = highest[0]
+    settled: tuple[float, float] | None = None
+    if settle:
+        # Running: every account past its first answer (each then holds a state of its
+        # own), which is what a long run keeps. Drained meanwhile, so the child never
+        # blocks on a full pipe.
+        drain = threading.Thread(target=lambda: [None for _ in proc.stdout or ()],
+                                 daemon=True)
+        drain.start()
+        time.sleep(window + 10.0)
+        settled = (rss_mb(proc.pid), max(highest[0], hwm_mb(proc.pid)))
     before_stop, highest[0] = highest[0], 0.0
     proc.send_signal(signal.SIGTERM)
+    stopping = time.perf_counter()
     for raw in proc.stdout:  # drain, so the child never blocks on a full pipe
         with contextlib.suppress(ValueError):
             event = json.loads(raw).get("event", "")
@@ -180,8 +198,17 @@ def run_until_watching(config: Path, state_dir: Path) -> dict[str, Any]:
     done.set()
     code, peak = wait_child(proc)
     return {"seconds": watching, "peak": peak, "steps": steps, "code": code,
-            "stop_seconds": time.perf_counter() - started - watching,
+            "stop_seconds": time.perf_counter() - stopping, "at_watching": at_watching,
+            "settled": settled, "window": window,
             "highest_before_stop": before_stop, "highest_after_stop": highest[0]}
+
+
+def hwm_mb(pid: int) -> float:
+    """The process's peak RSS so far (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def fast_path(directory: Path, size: int, port: int) -> None:
@@ -276,6 +303,8 @@ def main() -> int:
     parser.add_argument("--formats", default="csv,jsonl,yaml")
     parser.add_argument("--run", default="10000,100000,1000000",
                         help="sizes to run (CSV), comma-separated; empty skips")
+    parser.add_argument("--no-settle", action="store_true",
+                        help="stop each run once it logs watching, before the first answers")
     parser.add_argument("--profile", type=int, default=100_000, help="0 skips")
     parser.add_argument("--no-trace", action="store_true",
                         help="profile without tracemalloc (times only)")
@@ -308,12 +337,17 @@ def main() -> int:
             config = write_watchlist(directory, size, "csv", port)
             state_dir = directory / f"run-{size}"
             state_dir.mkdir()
-            result = run_until_watching(config, state_dir)
+            result = run_until_watching(config, state_dir, settle=not args.no_settle)
             peaks[size] = result["peak"]
-            print(f"\nrun, {size:,} accounts (CSV): watching after {result['seconds']:.1f} s, "
-                  f"peak RSS {result['peak']:.0f} MB ({result['peak'] * 1024 / size:.2f} KB "
-                  f"per account), stopped in {result['stop_seconds']:.1f} s, exit "
-                  f"{result['code']}")
+            print(f"\nrun, {size:,} accounts (CSV): watching after {result['seconds']:.1f} s "
+                  f"(peak RSS until then {result['at_watching']:.0f} MB); peak RSS of the whole "
+                  f"run {result['peak']:.0f} MB ({result['peak'] * 1024 / size:.2f} KB per "
+                  f"account), stopped in {result['stop_seconds']:.1f} s, exit {result['code']}")
+            if result["settled"] is not None:
+                now, hwm = result["settled"]
+                print(f"  running, {result['window'] + 10:.0f} s after watching (every account "
+                      f"past its first answer): RSS {now:.0f} MB, peak {hwm:.0f} MB "
+                      f"({now * 1024 / size:.2f} KB per account)")
             for event, at, rss, highest in result["steps"]:
                 print(f"  {at:6.1f} s  RSS {rss:6.0f} MB (highest so far {highest:6.0f})  "
                       f"{event}")
