@@ -138,7 +138,9 @@ async def stubbed_monitor(config: Path) -> Any:
 
 
 def probes_so_far(monitor: Any) -> float:
-    return float(monitor.metrics.probes.labels("bench", "present")._value.get())
+    from monitor.model import Result
+
+    return float(monitor.metrics.probe_counts.answered("bench", Result.PRESENT))
 
 
 async def wait_all_seen(monitor: Any, seconds: float) -> float:
