@@ -105,6 +105,18 @@ class Entry:
 NOWHERE, NEAR = -1, -2  # Entry.slot: in no slot; in the near heap
 
 
+class _Bucket(list[Entry]):
+    """The entries due in one slot, and the slot's number: one int object that every entry
+    waiting in it refers to (each ``math.ceil`` makes a new one: 32 bytes an account, 32 MB
+    at a million)."""
+
+    __slots__ = ("slot",)
+
+    def __init__(self, slot: int):
+        super().__init__()
+        self.slot = slot
+
+
 # (entry, due): due is when the account fell due (monotonic), for the lag
 QueueItem = tuple[Entry, float]
 
@@ -258,7 +270,7 @@ class Scheduler:
         self._entries: dict[Hashable, Entry] = {}
         # slot number -> entries due in it (slot n ends at n * timer_slack); an entry
         # rescheduled meanwhile may sit in an older slot too, and is skipped there.
-        self._slots: dict[int, list[Entry]] = {}
+        self._slots: dict[int, _Bucket] = {}
         self._slot_heap: list[int] = []  # the slot numbers of _slots, a min-heap
         self._near: list[tuple[float, int, Entry]] = []  # (due, token, entry) of begun slots
         self._near_upto = -1  # the last slot moved into the near heap
@@ -339,11 +351,11 @@ class Scheduler:
             heapq.heappush(self._near, (due, token, entry))
             fire = max(due, self._dispatched_at + slack)
         else:
-            entry.slot = slot
             bucket = self._slots.get(slot)
             if bucket is None:
-                bucket = self._slots[slot] = []
+                bucket = self._slots[slot] = _Bucket(slot)
                 heapq.heappush(self._slot_heap, slot)
+            entry.slot = bucket.slot
             bucket.append(entry)
             fire = (slot - 1) * slack  # when the slot begins, it joins the near heap
         if fire < self._timer_at and self.running:
@@ -458,7 +470,7 @@ class Scheduler:
             due, token, entry = pop(near)
             if entry.slot != NEAR or entry.token != token or entry.lane is None:
                 continue  # superseded by a later schedule(), or removed
-            entry.slot = NOWHERE
+            entry.slot, entry.token = NOWHERE, 0  # (its token, an int of its own, goes)
             lanes[entry.lane].queue.put_nowait((entry, due))
             queued = True
         if queued:
