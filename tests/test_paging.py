@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from monitor.fakes.mastodon import FakeMastodon
@@ -206,6 +207,9 @@ async def test_killed_between_commit_and_delivery_pages_after_restart(tmp_path: 
             proc.wait(timeout=5)
             key = f"accmon/masto/alice/outage-{down['outage_id']}"
             assert outbox(db) == [(key, "pending")]
+            # (the dead process's requests still in the fake's socket buffer are all taken
+            # while the script still says hang, not accepted once it is healthy)
+            await pd.drained()  # the killed process's connections taken and closed
             assert pd.accepted == []
 
             pd.script()  # healthy again
@@ -228,3 +232,20 @@ async def test_killed_between_commit_and_delivery_pages_after_restart(tmp_path: 
     assert any(e.get("event") == "notification delivered" and e.get("dedup_key") == key
                for e in lines)
     assert time.time() > 0
+
+
+async def test_the_fake_pager_is_drained_only_once_its_clients_connections_are_closed() -> None:
+    """What the kill tests wait on before the pager turns healthy: a client's keep-alive
+    connection counts until that client closes it (or dies)."""
+    pd = FakePagerDuty()
+    async with pd.running() as url, aiohttp.ClientSession() as session:
+        event = {"routing_key": ROUTING_KEY, "event_action": "trigger", "dedup_key": "k",
+                 "payload": {"summary": "s", "source": "test", "severity": "critical"}}
+        async with session.post(f"{url}/v2/enqueue", json=event) as response:
+            assert response.status == 202
+        assert pd.open_connections() == 1  # kept alive for the next request
+        with pytest.raises(TimeoutError):
+            await pd.drained(timeout=0.2)
+        await session.close()
+        await pd.drained()
+        assert pd.open_connections() == 0

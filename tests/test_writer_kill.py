@@ -209,6 +209,11 @@ async def test_killed_mid_mass_vanish_every_page_goes_out_exactly_once(tmp_path:
                 committed
             assert _count(db, "SELECT COUNT(*) FROM outbox o JOIN outages g ON o.dedup_key ="
                               " 'accmon/masto/' || g.handle || '/outage-' || g.id") == committed
+            # What the killed process sent just before it died may still sit in the fake's
+            # socket buffer (this loop was blocked in the queries above): every such request
+            # is taken, and refused, before the pager turns healthy, or the fake would accept
+            # a page the dead process never saw accepted, and count it twice.
+            await pd.drained()  # the killed process's connections taken and closed
             assert pd.accepted == []
 
             pd._script.clear()  # healthy again

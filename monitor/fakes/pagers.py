@@ -90,8 +90,29 @@ class FakePager:
         self.accepted: list[Any] = []  # payloads that passed validation, in order
         self._script: deque[Scripted] = deque()
         self._closing = asyncio.Event()
+        self._runners: list[web.AppRunner] = []
 
     # ------------------------------------------------------------------ Python control
+
+    def open_connections(self) -> int:
+        """Connections still open, each until its last request was answered (or its handler
+        ended): 0 once a killed client's requests, even those still in the socket buffer
+        when it died, have all been taken."""
+        return sum(len(r.server.connections) for r in self._runners if r.server is not None)
+
+    async def drained(self, timeout: float = 10.0) -> None:
+        """Wait until no connection is open, seen twice with the loop run in between (a
+        connection still in the listen backlog is accepted meanwhile, and counted)."""
+        deadline = time.monotonic() + timeout
+        closed_before = False
+        while time.monotonic() < deadline:
+            closed = self.open_connections() == 0
+            if closed and closed_before:
+                return
+            closed_before = closed
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"{self.open_connections()} connection(s) still open after "
+                           f"{timeout}s")
 
     def script(self, *answers: int | str | Scripted, retry_after: float | None = None) -> None:
         """Queue the next answers: a status, ``"hang"``, ``"ok"`` or a :class:`Scripted`.
@@ -139,7 +160,7 @@ class FakePager:
     async def running(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
         """Serve on ``host:port`` (0: any free port); yields the base URL."""
         self._closing = asyncio.Event()
-        async with serve(self.app(), self._closing, host, port) as url:
+        async with serve(self.app(), self._closing, host, port, runners=self._runners) as url:
             yield url
 
     @web.middleware

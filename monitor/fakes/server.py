@@ -44,17 +44,21 @@ ELSEWHERE = web.AppKey("elsewhere", bool)
 @contextlib.asynccontextmanager
 async def serve(app: web.Application, closing: asyncio.Event, host: str = "127.0.0.1",
                 port: int = 0, *, scheme: str = "http",
+                runners: list[web.AppRunner] | None = None,
                 **runner_options: Any) -> AsyncIterator[str]:
     """Serve a fake on ``host:port`` (0: any free port); yields its base URL. On exit,
     ``closing`` is set first so hanging and slow handlers end and shutdown is quick.
 
-    ``runner_options`` go to :class:`aiohttp.web.AppRunner`, over these defaults.
+    ``runner_options`` go to :class:`aiohttp.web.AppRunner`, over these defaults; the
+    runner is added to ``runners`` while it serves (for its open connections).
     """
     # handler_cancellation: a hanging handler ends when its client gives up.
     options: dict[str, Any] = {"access_log": None, "handler_cancellation": True,
                                "shutdown_timeout": 1.0, **runner_options}
     runner = web.AppRunner(app, **options)
     await runner.setup()
+    if runners is not None:
+        runners.append(runner)
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
@@ -63,6 +67,8 @@ async def serve(app: web.Application, closing: asyncio.Event, host: str = "127.0
         yield f"{scheme}://{shown}:{bound_port}"
     finally:
         closing.set()
+        if runners is not None:
+            runners.remove(runner)
         await runner.cleanup()
 
 
