@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import compress
-from operator import and_, attrgetter
+from operator import and_, attrgetter, or_
 from typing import TYPE_CHECKING, Any
 
 from monitor import availability as av
@@ -494,17 +494,16 @@ class PlatformSums:
         everyone = range(len(views))
         exact = [i for i in compress(everyone, map(handles.__contains__, map(
             attrgetter("key.handle"), views))) if views[i].key in outages]
-        # The indexes to read, as machine integers: a refresh after start asks for every
-        # account, and a list (or a set) of a million int objects is 36 (60) MB at the
-        # monitor's peak.
-        asked = array("q", compress(everyone, map(math.isnan, starts)))
+        # Which starts to read, a byte an account, and their indexes as machine integers:
+        # a refresh after start asks for every account, and a list (or a set) of a million
+        # int objects is 36 (60) MB at the monitor's peak.
+        ask = bytearray(map(math.isnan, starts))
         if recheck is not None:
-            asked.extend(compress(everyone, map(and_, map(horizon.__lt__, starts),
-                                                map(recheck.__gt__, starts))))
-            asked.extend(i for i in exact if not (  # (asked already: NaN, or in the range)
-                math.isnan(starts[i]) or horizon < starts[i] < recheck))
-        else:
-            asked.extend(i for i in exact if not math.isnan(starts[i]))
+            ask = bytearray(map(or_, ask, map(and_, map(horizon.__lt__, starts),
+                                              map(recheck.__gt__, starts))))
+        for i in exact:
+            ask[i] = True
+        asked = array("q", compress(everyone, ask))
         pending = _settle(store, views, asked, now)
         for i in asked:
             starts[i] = views[i].watched_from
