@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
 import json
 import os
@@ -52,6 +51,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from throughput import proc_rss_mb  # noqa: E402 (bench/ is found through sys.path)
 
 from monitor.config import MAX_CONFIG_BYTES  # noqa: E402 (after the sys.path line)
 
@@ -164,51 +165,45 @@ def run_until_watching(config: Path, state_dir: Path, settle: bool = True) -> di
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     steps: list[tuple[str, float, float, float]] = []  # event, seconds, RSS, highest so far
-    window = 0.0  # the first results' window the "watching" line states
-    for raw in proc.stdout:
-        try:
-            event = json.loads(raw).get("event", "")
-        except ValueError:
-            continue
-        now = time.perf_counter() - started
-        steps.append((event, now, rss_mb(proc.pid), highest[0]))
-        if event == "watching":
-            window = float(json.loads(raw).get("first_results_within_seconds") or 0.0)
-            break
+    window = [0.0]  # the first results' window the "watching" line states
+    watching_seen = threading.Event()
+
+    def read() -> None:  # every log line, to the end: the child never blocks on the pipe
+        for raw in proc.stdout or ():
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue
+            event = line.get("event", "")
+            steps.append((event, time.perf_counter() - started, rss_mb(proc.pid),
+                          highest[0]))
+            if event == "watching":
+                window[0] = float(line.get("first_results_within_seconds") or 0.0)
+                watching_seen.set()
+        watching_seen.set()  # (it exited first: nothing to wait for)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    watching_seen.wait()
     watching = time.perf_counter() - started
     at_watching = highest[0]
     settled: tuple[float, float] | None = None
     if settle:
         # Running: every account past its first answer (each then holds a state of its
-        # own), which is what a long run keeps. Drained meanwhile, so the child never
-        # blocks on a full pipe.
-        drain = threading.Thread(target=lambda: [None for _ in proc.stdout or ()],
-                                 daemon=True)
-        drain.start()
-        time.sleep(window + 10.0)
-        settled = (rss_mb(proc.pid), max(highest[0], hwm_mb(proc.pid)))
+        # own), which is what a long run keeps.
+        time.sleep(window[0] + 10.0)
+        rss, hwm = proc_rss_mb(proc.pid)
+        settled = (rss, max(highest[0], hwm))
     before_stop, highest[0] = highest[0], 0.0
     proc.send_signal(signal.SIGTERM)
     stopping = time.perf_counter()
-    for raw in proc.stdout:  # drain, so the child never blocks on a full pipe
-        with contextlib.suppress(ValueError):
-            event = json.loads(raw).get("event", "")
-            steps.append((event, time.perf_counter() - started, rss_mb(proc.pid),
-                          highest[0]))
+    reader.join()
     done.set()
     code, peak = wait_child(proc)
     return {"seconds": watching, "peak": peak, "steps": steps, "code": code,
             "stop_seconds": time.perf_counter() - stopping, "at_watching": at_watching,
-            "settled": settled, "window": window,
+            "settled": settled, "window": window[0],
             "highest_before_stop": before_stop, "highest_after_stop": highest[0]}
-
-
-def hwm_mb(pid: int) -> float:
-    """The process's peak RSS so far (VmHWM)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def fast_path(directory: Path, size: int, port: int) -> None:
