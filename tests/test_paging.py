@@ -207,9 +207,9 @@ async def test_killed_between_commit_and_delivery_pages_after_restart(tmp_path: 
             proc.wait(timeout=5)
             key = f"accmon/masto/alice/outage-{down['outage_id']}"
             assert outbox(db) == [(key, "pending")]
-            # (the dead process's requests still in the fake's socket buffer are all taken
-            # while the script still says hang, not accepted once it is healthy)
-            await pd.drained()  # the killed process's connections taken and closed
+            # The dead process's requests still in the fake's socket buffer are all taken
+            # while the script still says hang, not accepted once it is healthy.
+            await pd.drained()
             assert pd.accepted == []
 
             pd.script()  # healthy again

@@ -213,7 +213,7 @@ async def test_killed_mid_mass_vanish_every_page_goes_out_exactly_once(tmp_path:
             # socket buffer (this loop was blocked in the queries above): every such request
             # is taken, and refused, before the pager turns healthy, or the fake would accept
             # a page the dead process never saw accepted, and count it twice.
-            await pd.drained()  # the killed process's connections taken and closed
+            await pd.drained()
             assert pd.accepted == []
 
             pd._script.clear()  # healthy again
