@@ -54,6 +54,7 @@ class Prober:
     def __init__(self, watchlist: Watchlist, decisions: Decisions, scheduler: Scheduler,
                  metrics: Metrics, config: Config):
         self.watchlist, self.decisions, self.scheduler = watchlist, decisions, scheduler
+        self.writer = decisions.writer
         self.metrics, self.config = metrics, config
         self.probes: dict[str, Probe] = {}
         # The probes that look many accounts up at once (a runtime Protocol check is ~20 us:
@@ -87,7 +88,10 @@ class Prober:
                                                                    watched.identity.account_id))
         except Exception as exc:  # a probe bug must not end the worker (supervision)
             obs = self.internal(account.platform, "probe", exc)
-        return self._take(watched, obs, spend=True)
+        delay = self._take(watched, obs, spend=True)
+        if self.writer.full():
+            await self.writer.room()
+        return delay
 
     async def fresh(self, key: AccountKey) -> Observation | None:
         """Probe one watched account now, outside its schedule (a peer asks for a vote),
@@ -141,6 +145,8 @@ class Prober:
         for i, w in singles:
             if not w.identity.account_id:
                 delays[i] = await self.probe(w.key)
+        if self.writer.full():  # the disk is behind: this worker waits for it (MAX_BACKLOG)
+            await self.writer.room()
         return delays
 
     def _take(self, watched: Watched, obs: Observation, *, spend: bool) -> float:
@@ -149,7 +155,7 @@ class Prober:
             if spend and (obs.rate_limit is not None or obs.error is ErrorKind.RATE_LIMITED):
                 self._spend(watched.key.platform, obs)
             self.decisions.observe(watched.key, obs)
-            return machine.next_delay(watched.view.state, watched.policy)
+            return machine.next_delay(watched.state, watched.policy)
         except Exception as exc:
             self.internal(watched.key.platform, "decision", exc)
             return watched.policy.interval

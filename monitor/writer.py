@@ -48,6 +48,11 @@ log = structlog.get_logger("monitor.writer")
 
 MAX_BATCH = 1000  # writes in one commit at most
 MAX_BATCH_SECONDS = 0.05  # of applying writes in one commit, at most (then commit, yield)
+# Writes queued before whoever makes decisions waits for the disk (:meth:`room`): probes
+# then wait in their platforms' queues (the scheduler's lag shows it) instead of their
+# decisions piling up in memory: a fresh watchlist of a million decides faster than any
+# disk commits, ~1 KB a queued decision.
+MAX_BACKLOG = 5000
 
 
 @dataclass(slots=True, eq=False)  # compared (and hashed) by identity
@@ -74,7 +79,8 @@ class StoreWriter:
 
     def __init__(self, store: Store, *, on_failure: Callable[[BaseException], None],
                  retry_initial: float = 0.1, retry_max: float = 5.0,
-                 max_batch: int = MAX_BATCH, max_batch_seconds: float = MAX_BATCH_SECONDS):
+                 max_batch: int = MAX_BATCH, max_batch_seconds: float = MAX_BATCH_SECONDS,
+                 max_backlog: int = MAX_BACKLOG):
         self.store = store
         self.on_failure = on_failure
         self.retry_initial, self.retry_max = retry_initial, retry_max
@@ -85,6 +91,8 @@ class StoreWriter:
         self.committed = 0  # writes committed (or skipped as bugs)
         self._retry: asyncio.Task[None] | None = None
         self._turn: asyncio.Handle | None = None  # the commit of what queues this loop turn
+        self.max_backlog = max(1, max_backlog)
+        self._room: list[asyncio.Future[None]] = []  # who waits in room()
 
     def submit(self, write: Write) -> bool:
         """Commit ``write`` now when the writer is idle, else queue it behind the earlier
@@ -106,6 +114,30 @@ class StoreWriter:
             # this turn, submit is queued and committed together after it.
             self._turn = loop.call_soon(self._on_turn)
         return self._commit_batch()  # a batch of this one write
+
+    def full(self) -> bool:
+        """True when whoever decides should wait in :meth:`room` before deciding more."""
+        return len(self.backlog) > self.max_backlog and self.failing is None
+
+    async def room(self) -> None:
+        """Wait while the backlog is over :attr:`max_backlog` and the file takes writes.
+        While it refuses them nobody waits: the decisions stay in memory, in order, as they
+        must, and probing goes on (a watcher that stops watching is worse)."""
+        while self.full():
+            waiter = asyncio.get_running_loop().create_future()
+            self._room.append(waiter)
+            try:
+                await waiter
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._room.remove(waiter)
+
+    def _make_room(self) -> None:
+        if self._room and not self.full():
+            for waiter in self._room:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._room.clear()
 
     def holds(self, dedup_key: str) -> bool:
         """True when a queued write holds back a page of ``dedup_key``."""
@@ -146,6 +178,7 @@ class StoreWriter:
         if self.failing is not None:
             log.warning("state file writable again", backlog=len(self.backlog))
             self.failing = None
+        self._make_room()
         for write, result in zip(batch, results, strict=True):
             if write.done is not None:
                 try:
@@ -233,6 +266,7 @@ class StoreWriter:
         first = self.failing is None
         self.failing = f"state file not writable: {exc}"
         self.on_failure(exc)
+        self._make_room()  # nobody waits for a file that refuses writes
         if first:
             log.error("state file not writable; keeping decisions in memory and retrying",
                       file=self.store.path, error=str(exc), write=write.what,

@@ -381,3 +381,40 @@ def test_a_refused_commit_leaves_no_transaction_open(store: Store, path: Path) -
         locker.close()
     store.save_cursor("taken", 1, 1.0)
     assert store.load_cursor("taken") == 1
+
+
+async def test_whoever_decides_waits_while_the_backlog_is_over_its_bound(store: Store,
+                                                                          path: Path) -> None:
+    writer = writer_for(store, max_backlog=10, max_batch=4)
+    for i in range(30):  # one turn: queued behind the first, over the bound
+        writer.submit(first_sighting(f"a{i}"))
+    assert writer.full()
+    waiting = asyncio.create_task(writer.room())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    await asyncio.wait_for(waiting, 10)
+    # let through once the disk caught up to the bound, not before, and nothing lost
+    assert len(writer.backlog) <= 10 and len(committed(path)) >= 20
+    await wait_for(lambda: not writer.backlog, what="the rest written")
+    assert committed(path) == [f"a{i}" for i in range(30)]
+    await writer.room()  # room at once
+    await writer.stop()
+
+
+async def test_nobody_waits_for_a_file_that_refuses_writes(store: Store, path: Path) -> None:
+    writer = writer_for(store, max_backlog=5)
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        for i in range(20):
+            writer.submit(first_sighting(f"b{i}"))
+            await asyncio.sleep(0)
+        assert writer.failing and len(writer.backlog) == 20
+        assert not writer.full()
+        await asyncio.wait_for(writer.room(), 1)  # probing goes on; decisions kept in memory
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    await wait_for(lambda: not writer.backlog, what="written once the lock lifts")
+    assert committed(path) == [f"b{i}" for i in range(20)]
+    await writer.stop()
