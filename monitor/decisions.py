@@ -11,6 +11,7 @@ answers (staleness, reminders, holds that expire) is :meth:`Decisions.tick`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from monitor import anomaly, blindness, holds, identity, pages, routing
+from monitor import anomaly, blindness, holds, identity, logs, pages, routing
 from monitor import state as machine
 from monitor.config import Config
 from monitor.events import EventBus
@@ -43,6 +44,10 @@ from monitor.watchlist import Watched, Watchlist
 from monitor.writer import StoreWriter, Write
 
 log = structlog.get_logger("monitor")
+
+# First sightings (unknown -> a state) logged one by one per minute; the rest at debug,
+# counted in one "first sightings" line a minute (a fresh big watchlist has one per account).
+FIRST_SIGHTINGS_LOGGED = 50
 
 NOT_PROBED_BEHIND = "not probed: scheduler behind"
 NOT_PROBED = "not probed"
@@ -69,6 +74,7 @@ class Decisions:
         # whose moment came instead of every account; rebuilt after each configure().
         self._stale: Deadlines[Watched] | None = None
         self._blind: set[AccountKey] = set()  # blind accounts, kept by commit()
+        self._first_sightings = logs.Sampled(FIRST_SIGHTINGS_LOGGED, 60.0, time.monotonic)
 
     def configure(self, config: Config) -> None:
         self.config, self._period, self._stale = config, None, None
@@ -84,10 +90,9 @@ class Decisions:
         if watched is None:
             return []
         self.metrics.observed(key.platform, obs, timed=probed)
-        view = watched.view
-        view.last_probe_at = obs.at
+        watched.last_probe_at = obs.at
         if obs.result is Result.ERROR:
-            view.last_error = obs
+            watched.last_error = obs
         health = self.health.get(key.platform)
         if health is not None and (health.errors_since is not None
                                    or obs.result is Result.ERROR):
@@ -96,12 +101,12 @@ class Decisions:
         # no call at all for an answer without an id, says_nothing_new's first test).
         seen = None if obs.account_id is None or identity.says_nothing_new(
             key, watched.identity, obs) else identity.reconcile(key, watched.identity,
-                                                                view.state, obs)
-        new, events = machine.step(key, view.state, obs if seen is None else seen.observation,
+                                                                watched.state, obs)
+        new, events = machine.step(key, watched.state, obs if seen is None else seen.observation,
                                    watched.policy)
         changed = seen is not None and seen.changed
         if not (events or changed):
-            view.state = new  # the steady state: memory only, no disk, no events
+            watched.state = new  # the steady state: memory only, no disk, no events
             return events
         if seen is not None:
             watched.identity = seen.identity
@@ -117,7 +122,7 @@ class Decisions:
         """One decision: holds it starts first, then its state, outage and pages, as one
         write (queued behind earlier writes while the file refuses them)."""
         key, now = watched.key, time.time()
-        if new.state is not watched.view.state.state:
+        if new.state is not watched.state.state:
             self.watchlist.moved(watched, new)
             # Before the decision's own pages: if it makes the platform anomalous, its page
             # is written held.
@@ -131,17 +136,17 @@ class Decisions:
             who = watched.identity
             self.writer.submit(Write(f"identity {key}", lambda store: store.save_account(
                 key, new, who, now)))
-        watched.view.state = new
+        watched.state = new
         if new.blind:
             self._blind.add(key)
         else:
             self._blind.discard(key)
-        if new.blind and not watched.view.blind_reason:
+        if new.blind and not watched.blind_reason:
             blind = next((e for e in events if e.kind is EventKind.BLIND), None)
             why = blind.blind()["error"] if blind is not None else None
-            watched.view.blind_reason = why or "no answers"
+            watched.blind_reason = why or "no answers"
         elif not new.blind:
-            watched.view.blind_reason = None
+            watched.blind_reason = None
         for event in events:
             self._account_for(watched, event, new)
 
@@ -190,7 +195,7 @@ class Decisions:
             return
         now, pending = time.time(), pending or {}
         accounts = self.watchlist.accounts
-        members = [(pending.get(k, accounts[k].view.state), accounts[k].config.canary)
+        members = [(pending.get(k, accounts[k].state), accounts[k].config.canary)
                    for k in self.watchlist.absent.get(platform, set()) | pending.keys()
                    if k in accounts]
         verdict = anomaly.evaluate(members, self.watchlist.counts.get(platform, 0), now,
@@ -210,7 +215,7 @@ class Decisions:
         accounts = self.watchlist.accounts
         self._blind &= accounts.keys()  # removed by a reload meanwhile
         verdict = blindness.evaluate(
-            (blindness.BlindAccount(w.key.platform, w.view.state, w.view.blind_reason)
+            (blindness.BlindAccount(w.key.platform, w.state, w.blind_reason)
              for w in map(accounts.__getitem__, self._blind)), len(self.watchlist),
             self.config.monitor.own_blindness)
         self.holds, actions = holds.blindness_step(self.holds, verdict, time.time(),
@@ -269,6 +274,11 @@ class Decisions:
         ``waiting()`` names the accounts our own backlog keeps from a probe."""
         for platform in self.config.platforms:
             self.check_anomaly(platform)  # windows expire, canaries come back
+        withheld = self._first_sightings.withheld()
+        if withheld:
+            log.info("first sightings", more=withheld, logged="debug",
+                     note=f"beyond {FIRST_SIGHTINGS_LOGGED} a minute, each transition line "
+                          "from unknown goes to debug")
         starved: set[Any] | None = None
         stale = self._deadlines(now)
         accounts = self.watchlist.accounts
@@ -276,14 +286,14 @@ class Decisions:
             if accounts.get(watched.key) is not watched:
                 continue  # removed (or replaced) by a reload since it was filed
             try:
-                new, events = machine.tick(watched.key, watched.view.state, now,
+                new, events = machine.tick(watched.key, watched.state, now,
                                            watched.policy)
                 if events:
                     starved = waiting() if starved is None else starved
                     why = NOT_PROBED_BEHIND if watched.key in starved else NOT_PROBED
-                    new, events = machine.tick(watched.key, watched.view.state, now,
+                    new, events = machine.tick(watched.key, watched.state, now,
                                                watched.policy, why)
-                if events or new is not watched.view.state:
+                if events or new is not watched.state:
                     self.commit(watched, new, events)
             except Exception as exc:  # one account's trouble must not stop the others'
                 self.metrics.probe_counts.error(watched.key.platform, ErrorKind.INTERNAL)
@@ -294,7 +304,7 @@ class Decisions:
         # absent set (suspect or down).
         for key in [k for absent in self.watchlist.absent.values() for k in absent]:
             down = accounts.get(key)
-            st = down.view.state if down is not None else None
+            st = down.state if down is not None else None
             if down is not None and st is not None and st.state is State.DOWN \
                     and st.outage_id is not None:
                 try:
@@ -323,14 +333,14 @@ class Decisions:
             self._stale = Deadlines(self.tick_period())
             for watched in self.watchlist:
                 self._file(self._stale, watched, now)
-            self._blind = {w.key for w in self.watchlist if w.view.state.blind}
+            self._blind = {w.key for w in self.watchlist if w.state.blind}
         return self._stale
 
     @staticmethod
     def _file(stale: Deadlines[Watched], watched: Watched, now: float) -> None:
         """Next look at ``watched``: when it could go stale, or (blind now) a staleness
         bound from now; answers in between only move the moment later."""
-        at = machine.stale_at(watched.view.state, watched.policy)
+        at = machine.stale_at(watched.state, watched.policy)
         stale.file(watched, now + watched.policy.staleness if at is None else at)
 
     def _remind(self, watched: Watched, st: AccountState, now: float) -> None:
@@ -385,10 +395,11 @@ class Decisions:
         if event.reason is not None:
             fields["reason"] = event.reason.value
         if event.kind is EventKind.TRANSITION:
-            self.metrics.transitions.labels(key.platform, event.old_state.value,
-                                            event.new_state.value).inc()
-            log.info("transition", outage_id=new.outage_id or event.outage_id,
-                     **fields)
+            self.metrics.transition(key.platform, event.old_state, event.new_state)
+            if event.old_state is not State.UNKNOWN or self._first_sightings.take():
+                log.info("transition", outage_id=new.outage_id or event.outage_id, **fields)
+            elif logs.enabled(logging.DEBUG):
+                log.debug("transition", outage_id=new.outage_id or event.outage_id, **fields)
         elif event.kind is EventKind.VANISHED:
             self.metrics.outages.labels(key.platform, str(event.reason)).inc()
             log.warning("account vanished", outage_id=new.outage_id, **fields)

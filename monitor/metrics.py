@@ -53,6 +53,8 @@ class AccountView:
     last_probe_at: float | None = None  # wall clock of the last answer (any result)
     last_error: Observation | None = None  # the newest error answer, for the API
     blind_reason: str | None = None  # why it is blind: an error kind, or "not probed: ..."
+    # "config", or "api": added through the API (monitor.additions); "" not known
+    source: str = "config"
     # When the account began to be watched, as the availability gauges' refresh settled it
     # (reports.PlatformSums): NaN until then, -inf for "before anything kept". Written
     # only by that refresh; a cache, so not part of the view's equality.
@@ -305,6 +307,7 @@ class Metrics:
                                       ["platform"], registry=r)
         self.accounts_watched = Gauge("accmon_accounts_watched", "Accounts on the watchlist",
                                       ["platform"], registry=r)
+        self._transitions: dict[tuple[str, State, State], Any] = {}
         self.transitions = Counter("accmon_transitions", "State transitions",
                                    ["platform", "from_state", "to_state"], registry=r)
         self.config_reloads = Counter("accmon_config_reloads", "Config reload attempts",
@@ -408,7 +411,9 @@ class Metrics:
 
         listed: list[Any] = list(accounts)
         if listed and isinstance(listed[0], AccountKey):
-            listed = [AccountView(key, False, AccountState()) for key in dict.fromkeys(listed)]
+            # (source unknown: each start is read, as for an account added through the API)
+            listed = [AccountView(key, False, AccountState(), source="")
+                      for key in dict.fromkeys(listed)]
         if self._availability_sums is None:
             self._availability_sums = reports.PlatformSums()
         figures = self._availability_sums.refresh(store, listed, now,
@@ -428,6 +433,15 @@ class Metrics:
         yield generate_latest(self.registry)
         yield from render_accounts(self.accounts(), time.time() if now is None else now,
                                    per_account=self.per_account(), platforms=self.platforms)
+
+    def transition(self, platform: str, old: State, new: State) -> None:
+        """Count one state transition (its counter child looked up once: ``labels()``
+        costs ~5 us, and a fresh watchlist makes one transition per account)."""
+        child = self._transitions.get((platform, old, new))
+        if child is None:
+            child = self._transitions[(platform, old, new)] = self.transitions.labels(
+                platform, old.value, new.value)
+        child.inc()
 
     def observed(self, platform: str, obs: Observation, *, timed: bool = True) -> None:
         """Count one answer; its latency goes to the duration histogram unless it was no
