@@ -268,6 +268,9 @@ async def test_batch_failure_is_the_same_error_for_every_id(
     found = await make_probe(base_url, session).check_many([Target("a", TRUMP), Target("b", "1")])
     assert {i: o.error for i, o in found.items()} == {
         TRUMP: ErrorKind.SERVER_ERROR, "1": ErrorKind.SERVER_ERROR}
+    # one answer, one observation: each account's last error refers to it, not a copy
+    assert found[TRUMP] is found["1"]
+    assert found[TRUMP].latency > 0 and found[TRUMP].rate_limit is not None
 
 
 async def test_batch_needs_ids(base_url: str, session: aiohttp.ClientSession) -> None:

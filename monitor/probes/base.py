@@ -320,7 +320,17 @@ class HttpProbe:
         else:
             found, budget = _read_batch(answer, keys, time.time(), classify, rate_limit)
         latency = time.monotonic() - started
-        return {key: stamped(obs, latency, budget) for key, obs in found.items()}
+        # A failed request is one observation for every key: stamped once, it stays one,
+        # so each account's last error is a reference to it (a million accounts behind a
+        # refused port would otherwise keep a million copies, 112 bytes each).
+        once: dict[int, Observation] = {}
+        out: dict[str, Observation] = {}
+        for key, obs in found.items():
+            copy = once.get(id(obs))
+            if copy is None:
+                copy = once[id(obs)] = stamped(obs, latency, budget)
+            out[key] = copy
+        return out
 
 
 MAX_REDIRECTS = 3  # same-host hops followed; a login wall takes one, http->www another
