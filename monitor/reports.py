@@ -330,6 +330,19 @@ def settled(start: WatchStart) -> bool:
                                   or first <= start.added_at)
 
 
+def _unread(start: float, view: AccountView) -> bool:
+    """Whether the file may hold a start ``view`` has not kept: not settled (NaN), unless
+    nothing was ever written for it. An account from the config that is still unknown and
+    not blind has had no event (a first decision leaves unknown; blind is the only event
+    an unknown account can have, and only an answer ends it), and only an API addition has
+    a start without one: "no data yet" without a query. A fresh watchlist of a million is
+    all unknown for its first minute, and each refresh would read every start."""
+    if not math.isnan(start):
+        return False
+    st = view.state
+    return st.state is not State.UNKNOWN or st.blind or view.source != "config"
+
+
 def _settle(store: Store, views: Sequence[AccountView], asked: Sequence[int],
             now: float) -> dict[int, float]:
     """Read the watch starts of ``views[i]`` for ``i`` in ``asked``, in chunks; each view
@@ -497,7 +510,7 @@ class PlatformSums:
         # Which starts to read, a byte an account, and their indexes as machine integers:
         # a refresh after start asks for every account, and a list (or a set) of a million
         # int objects is 36 (60) MB at the monitor's peak.
-        ask = bytearray(map(math.isnan, starts))
+        ask = bytearray(map(_unread, starts, views))
         if recheck is not None:
             ask = bytearray(map(or_, ask, map(and_, map(horizon.__lt__, starts),
                                               map(recheck.__gt__, starts))))

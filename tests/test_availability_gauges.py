@@ -151,6 +151,18 @@ def write_runs(store: Store, gaps: Sequence[tuple[float, float]], now: float) ->
     store.run_alive(run_id, now - 5)
 
 
+def live(store: Store, views: Sequence[AccountView]) -> list[AccountView]:
+    """``views`` as the running monitor has them: each account's state as the file has it
+    (the monitor decides, then writes), the API's additions marked as such."""
+    stored = store.load_accounts()
+    api = {AccountKey(a["platform"], a["handle"]) for a in store.watch_additions()}
+    for view in views:
+        saved = stored.get(view.key)
+        view.state = saved.state if saved is not None else AccountState()
+        view.source = "api" if view.key in api else "config"
+    return list(views)
+
+
 # ----------------------------------------------------------------- comparing
 
 
@@ -231,7 +243,7 @@ def test_the_sums_are_the_reports_platform_figures(
             if spec.first is not None and spec.first > prune_age and not spec.outages:
                 decided(store, key, NOW - prune_age * DAY + 1, first=False)
         prune(store, NOW - prune_age * DAY)
-    views = [AccountView(key, False, AccountState()) for key in keys]
+    views = live(store, [AccountView(key, False, AccountState()) for key in keys])
     sums = reports.PlatformSums()
     got = sums.refresh(store, views, NOW, still_absent_at=later)
     report = reports.availability(store, keys, NOW, still_absent_at=later)
@@ -253,7 +265,7 @@ def test_the_sums_are_the_reports_platform_figures(
                last_absent=now - 700, recovered=None)
     prune(store, now - (seed % 40) * DAY)
     store.run_alive(store.runs_since(0.0)[-1].id, now - 5)
-    got = sums.refresh(store, views, now, still_absent_at=later,
+    got = sums.refresh(store, live(store, views), now, still_absent_at=later,
                        pruned_through=now - (seed % 40) * DAY)
     agree(got, reports.availability(store, keys, now, still_absent_at=later)["platforms"],
           "second")
@@ -264,7 +276,7 @@ def test_the_hand_computed_history_of_test_reports(history: Store) -> None:  # n
     store, keys = history, [ALICE, BOB, CAROL]
     later = {CAROL: THEN - 60}
     got = reports.PlatformSums().refresh(
-        store, [AccountView(k, True, AccountState()) for k in keys], THEN,
+        store, live(store, [AccountView(k, True, AccountState()) for k in keys]), THEN,
         still_absent_at=later)
     agree(got, reports.availability(store, keys, THEN, still_absent_at=later)["platforms"],
           "by hand")
@@ -309,20 +321,27 @@ def test_a_later_refresh_reads_only_the_starts_not_settled(
     api_first = AccountKey("bsky", "api")  # added, then decided: its start is the addition
     added(store, api_first, NOW - 2 * DAY)
     decided(store, api_first, NOW - DAY)
-    keys = [*quiet, gone, never, api_first]
-    views = [AccountView(key, False, AccountState()) for key in keys]
+    blind = AccountKey("bsky", "blind")  # never decided, but blind: an event of its own
+    blind_state = AccountState(State.UNKNOWN, blind=True, since=NOW - 3 * DAY)
+    store.decide(blind, blind_state, [Event(EventKind.BLIND, blind, NOW - DAY, State.UNKNOWN,
+                                            State.UNKNOWN)], None, NOW - DAY)
+    keys = [*quiet, gone, never, api_first, blind]
+    views = live(store, [AccountView(key, False, AccountState()) for key in keys])
+    assert views[keys.index(blind)].state.blind
     metrics = Metrics(list)
     monkeypatch.setattr(reports, "LOOKUP_CHUNK", 16)  # several chunks
 
     metrics.refresh_availability(store, views, NOW)
-    assert store.take() == set(keys)
+    # every start but the one of an account from the config never decided: none is written
+    assert store.take() == set(keys) - {never}
     assert max(map(len, [*store.asked, []])) <= 16
     metrics.refresh_availability(store, views, NOW + 60)
-    # the undecided, the addition older than its first decision, the one with an outage
-    assert store.take() == {never, api_first, gone}
+    # the addition older than its first decision, the one with an outage
+    assert store.take() == {api_first, gone}
     decided(store, never, NOW + 90)
+    live(store, views)
     metrics.refresh_availability(store, views, NOW + 120)
-    assert store.take() == {never, api_first, gone}
+    assert store.take() == {never, api_first, gone}  # its first decision is in
     metrics.refresh_availability(store, views, NOW + 180)
     assert store.take() == {api_first, gone}  # never is settled now
 
@@ -360,7 +379,7 @@ async def test_the_monitor_refreshes_its_gauges_from_the_live_views(tmp_path: Pa
             await wait_for(lambda: state_of(mon, "masto", "alice") is State.UP
                            and state_of(mon, "masto", "carol") is State.DOWN,
                            what="alice up and carol down")
-            carol = mon.accounts[AccountKey("masto", "carol")].view
+            carol = mon.accounts[AccountKey("masto", "carol")]
             await wait_for(lambda: (carol.state.last_absent_at or 0)
                            > (carol.state.first_absent_at or math.inf) + 0.3,
                            what="carol seen absent after her confirmation")
@@ -370,11 +389,11 @@ async def test_the_monitor_refreshes_its_gauges_from_the_live_views(tmp_path: Pa
                            what="no refresh under way")
             now = time.time()
             # the sighting the refresh snapshots (nothing runs in between)
-            absent = reports.still_absent(w.view for w in mon.accounts.values())
+            absent = reports.still_absent(w for w in mon.accounts.values())
             mon._refresh_availability(now)
             assert mon._availability is not None and absent
             await mon._availability
-            assert all(not math.isnan(w.view.watched_from) for w in mon.accounts.values())
+            assert all(not math.isnan(w.watched_from) for w in mon.accounts.values())
             assert mon.store is not None
             report = reports.availability(mon.store, list(mon.accounts), now,
                                           still_absent_at=absent)
