@@ -168,11 +168,11 @@ def loop_side(views: list[AccountView], absent_keys: set[AccountKey]) -> tuple[f
     absent = {"all": absent_keys}
     t = time.perf_counter()
     keys = list(table)
-    reports.still_absent(w.view for w in table.values())
+    reports.still_absent(w for w in table.values())
     old = time.perf_counter() - t
     t = time.perf_counter()
     watched = list(table.values())
-    reports.still_absent(table[k].view for ks in absent.values() for k in ks if k in table)
+    reports.still_absent(table[k] for ks in absent.values() for k in ks if k in table)
     new = time.perf_counter() - t
     del keys, watched
     return old * 1000, new * 1000

@@ -148,7 +148,7 @@ async def wait_all_seen(monitor: Any, seconds: float) -> float:
 
     started = time.monotonic()
     while time.monotonic() - started < seconds:
-        if (not any(w.view.state.state is State.UNKNOWN for w in monitor.accounts.values())
+        if (not any(w.state.state is State.UNKNOWN for w in monitor.accounts.values())
                 and (monitor.writer is None or not monitor.writer.backlog)):
             return time.monotonic() - started
         await asyncio.sleep(2.0)

@@ -69,7 +69,7 @@ async def run(pushed: bool, trials: int, interval: float, confirm: float) -> lis
             try:
                 watched = monitor.accounts[KEY]
                 monitor.scheduler.schedule(KEY, 0.0)
-                await until(lambda: watched.view.state.state is State.UP, 10)
+                await until(lambda: watched.state.state is State.UP, 10)
                 if pushed:
                     consumer = monitor.streams["js"]
                     await until(lambda: consumer.connected and consumer.dids, 10)
@@ -79,10 +79,10 @@ async def run(pushed: bool, trials: int, interval: float, confirm: float) -> lis
                     if pushed:
                         js.emit_account(watched.account_id or "", False, "takendown")
                     latencies.append(await until(
-                        lambda: watched.view.state.state is State.DOWN, 3 * interval + 5))
+                        lambda: watched.state.state is State.DOWN, 3 * interval + 5))
                     bsky.set_state(HANDLE, "present")
                     monitor.scheduler.schedule(KEY, 0.0)
-                    await until(lambda: watched.view.state.state is State.UP, 10)
+                    await until(lambda: watched.state.state is State.UP, 10)
             finally:
                 await monitor.stop()
     return latencies

@@ -74,7 +74,7 @@ async def answered(mon: Monitor, timeout: float = 300.0) -> None:
     """Every account probed once (they start spread over a minute)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pending = sum(w.view.last_probe_at is None for w in mon.accounts.values())
+        pending = sum(w.last_probe_at is None for w in mon.accounts.values())
         if not pending:
             return
         await asyncio.sleep(0.5)
@@ -102,7 +102,7 @@ async def bench_render(count: int, runs: int, seed: int) -> None:
                 await answered(mon)
                 states: dict[str, int] = {}
                 for w in mon.accounts.values():
-                    states[w.view.state.state.value] = states.get(w.view.state.state.value,
+                    states[w.state.state.value] = states.get(w.state.state.value,
                                                                    0) + 1
                 print(f"{count} accounts answered in {time.monotonic() - started:.0f} s: "
                       + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))

@@ -294,7 +294,7 @@ async def list_watchlist(request: web.Request) -> web.Response:
         if source is not None and origin != source:
             continue
         watched = monitor.accounts.get(account.key)
-        live = watched.view.state if watched is not None else None
+        live = watched.state if watched is not None else None
         rows.append({**account_config_json(account), "source": origin,
                      "state": live.state.value if live else None,
                      "outage_id": live.outage_id if live else None})
@@ -373,5 +373,5 @@ async def availability_report(request: web.Request) -> web.Response:
                                       if value is not None))
     windows = WINDOWS if window is None else {window: WINDOWS[window]}
     report = reports.availability(store, [w.key for w in watched], time.time(), windows,
-                                  still_absent_at=reports.still_absent(w.view for w in watched))
+                                  still_absent_at=reports.still_absent(w for w in watched))
     return web.json_response(report)

@@ -297,12 +297,12 @@ class Monitor:
             return
         accounts = self.watchlist.accounts
         watched = list(accounts.values())
-        absent = reports.still_absent(accounts[key].view for keys in
+        absent = reports.still_absent(accounts[key] for keys in
                                       self.watchlist.absent.values()
                                       for key in keys if key in accounts)
         pruned = self._pruned_through
         if self.state_path == ":memory:":  # no second connection can see that file
-            self.metrics.refresh_availability(self.store, [w.view for w in watched], now,
+            self.metrics.refresh_availability(self.store, [w for w in watched], now,
                                               still_absent_at=absent, pruned_through=pruned)
             return
         path, metrics = self.state_path, self.metrics
@@ -310,7 +310,7 @@ class Monitor:
         def refresh() -> None:
             reader = Store(path)
             try:
-                metrics.refresh_availability(reader, [w.view for w in watched], now,
+                metrics.refresh_availability(reader, [w for w in watched], now,
                                              still_absent_at=absent, pruned_through=pruned)
             finally:
                 reader.close()

@@ -137,7 +137,7 @@ async def run_demo(speed: float = 60.0, out: Callable[[str], None] = print) -> D
             monitor.bus.subscribe(on_event)
             await monitor.start()
             try:
-                await _wait(lambda: monitor.accounts[KEY].view.state.state is State.UP, 10)
+                await _wait(lambda: monitor.accounts[KEY].state.state is State.UP, 10)
                 await asyncio.sleep(clock.real_delay(GONE_AT) - (time.time() - clock.real_start))
                 x.set_state(HANDLE, "deactivated")
                 gone_real = time.time()

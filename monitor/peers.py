@@ -194,11 +194,11 @@ class QuorumKeeper:
     async def _ask_all(self, key: AccountKey, n: Notification) -> quorum.Verdict | None:
         watched = self.watchlist.accounts.get(key)
         session = self.session()
-        if watched is None or session is None or watched.view.state.state is not State.DOWN \
-                or watched.view.state.outage_id != n.outage_id:
+        if watched is None or session is None or watched.state.state is not State.DOWN \
+                or watched.state.outage_id != n.outage_id:
             return None
         config = self.config()
-        st = watched.view.state
+        st = watched.state
         own = quorum.Vote(config.monitor.vantage, "absent",
                           reason=st.reason.value if st.reason else None,
                           evidence=str(n.details.get("evidence") or "") or None)

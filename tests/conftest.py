@@ -98,12 +98,12 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0,
 
 
 def state_of(monitor: Monitor, platform: str, handle: str) -> State:
-    return monitor.accounts[AccountKey(platform, handle)].view.state.state
+    return monitor.accounts[AccountKey(platform, handle)].state.state
 
 
 def last_probed(monitor: Monitor, platform: str, handle: str) -> float:
     """When the account's latest answer came in (0 before the first)."""
-    return monitor.accounts[AccountKey(platform, handle)].view.last_probe_at or 0.0
+    return monitor.accounts[AccountKey(platform, handle)].last_probe_at or 0.0
 
 
 async def probed_again(monitor: Monitor, handles: Iterable[str], *, platform: str = "masto",

@@ -70,7 +70,7 @@ async def test_every_account_and_platform_with_bounds_and_text(monitor: Monitor)
     assert figures["text"] == f"{figures['lower_text']} to {figures['upper_text']}"
     assert figures["outages"] == 1
     (outage,) = monitor.store.outages(open_only=True) if monitor.store else []
-    live = monitor.accounts[CAROL].view.state.last_absent_at
+    live = monitor.accounts[CAROL].state.last_absent_at
     assert live is not None and live > outage.confirmed_at
     assert figures["certainly_down"] > outage.confirmed_at - outage.first_seen_absent_at
     (masto,) = body["platforms"]

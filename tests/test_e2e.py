@@ -150,7 +150,7 @@ async def test_only_errors_beyond_the_staleness_bound_is_blind_not_down(state_fi
         async with running_monitor(config) as monitor:
             await wait_for(lambda: state_of(monitor, "masto", "alice") is State.UP, what="up")
             fake.set_faults(server_error_rate=1.0)
-            view = monitor.accounts[AccountKey("masto", "alice")].view
+            view = monitor.accounts[AccountKey("masto", "alice")]
             await wait_for(lambda: view.state.blind, what="blind")
             text = await scrape(monitor.port or 0)
             assert metric(text, "accmon_account_blind", account="alice") == 1.0

@@ -75,8 +75,8 @@ async def test_a_re_registered_handle_is_never_taken_for_the_original(tmp_path: 
                            what="down: the handle is not our account any more")
             watched = mon.accounts[AccountKey("reddit", "spez")]
             assert watched.account_id == "abc12"
-            assert watched.view.state.reason is not None
-            assert watched.view.state.reason.value == "renamed"
+            assert watched.state.reason is not None
+            assert watched.state.reason.value == "renamed"
 
 
 async def test_mastodon_move_is_an_event_not_an_outage(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ def silence(*matchers: Matcher, minutes: float = 60) -> Silence:
 
 
 def outage_key(mon: Monitor, handle: str) -> str:
-    outage = mon.accounts[AccountKey("masto", handle)].view.state.outage_id
+    outage = mon.accounts[AccountKey("masto", handle)].state.outage_id
     return f"accmon/masto/{handle}/outage-{outage}"
 
 
@@ -161,7 +161,7 @@ async def test_an_ack_stops_reminders_and_reaches_pagerduty_once(state_file: str
             masto.set_state("alice", "gone")
             await pd.wait_for(2, timeout=10)  # the page and a first reminder
             key = outage_key(mon, "alice")
-            outage = mon.accounts[AccountKey("masto", "alice")].view.state.outage_id
+            outage = mon.accounts[AccountKey("masto", "alice")].state.outage_id
             assert outage is not None
             result = await mon.acknowledge(outage, "bob", "on it", "127.0.0.1")
             assert result.status == "acknowledged"

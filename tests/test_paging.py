@@ -68,7 +68,7 @@ async def test_pager_outage_then_exactly_one_trigger_and_one_resolve(state_file:
                       500, 500)
             masto.set_state("alice", "suspended")
             await wait_for(lambda: state_of(mon, "masto", "alice") is State.DOWN, what="down")
-            outage = mon.accounts[AccountKey("masto", "alice")].view.state.outage_id
+            outage = mon.accounts[AccountKey("masto", "alice")].state.outage_id
             key = f"accmon/masto/alice/outage-{outage}"
             await pd.wait_for(1, timeout=15)
             await quiet(mon, ["alice"])  # nothing more should come
@@ -150,7 +150,7 @@ async def test_reminders_repeat_while_down_with_the_outage_key(state_file: str) 
             await wait_for(lambda: state_of(mon, "masto", "alice") is State.UP, what="up")
             masto.set_state("alice", "gone")
             await pd.wait_for(3, timeout=10)
-            outage = mon.accounts[AccountKey("masto", "alice")].view.state.outage_id
+            outage = mon.accounts[AccountKey("masto", "alice")].state.outage_id
         key = f"accmon/masto/alice/outage-{outage}"
         summaries = [e["payload"]["summary"] for e in triggers(pd, key)]
         assert "vanished" in summaries[0] and "still gone after" in summaries[1]

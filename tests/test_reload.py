@@ -41,7 +41,7 @@ async def test_reload_keeps_state_and_outages_and_rejects_bad_configs(tmp_path: 
             await wait_for(lambda: state_of(mon, "masto", "bob") is State.UP, what="up")
             masto.set_state("alice", "gone")
             await wait_for(lambda: state_of(mon, "masto", "alice") is State.DOWN, what="down")
-            outage = mon.accounts[AccountKey("masto", "alice")].view.state.outage_id
+            outage = mon.accounts[AccountKey("masto", "alice")].state.outage_id
 
             assert (await _post(port, None))[0] == 401
             assert (await _post(port, "wrong"))[0] == 401
@@ -55,7 +55,7 @@ async def test_reload_keeps_state_and_outages_and_rejects_bad_configs(tmp_path: 
             assert set(mon.accounts) == {AccountKey("masto", "alice"),
                                          AccountKey("masto", "carol")}
             alice = mon.accounts[AccountKey("masto", "alice")]
-            assert (alice.view.state.state, alice.view.state.outage_id) == (State.DOWN, outage)
+            assert (alice.state.state, alice.state.outage_id) == (State.DOWN, outage)
             assert alice.policy.failure_threshold == 3
             await wait_for(lambda: state_of(mon, "masto", "carol") is State.UP, what="carol")
 

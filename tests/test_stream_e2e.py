@@ -65,7 +65,7 @@ async def test_pushed_takedown_goes_down_within_a_second_and_a_glitch_never_page
                            timeout=5, what="down")
             latency = time.monotonic() - pushed
             assert latency < 1.0, latency
-            assert mon.accounts[alice].view.state.reason is not None
+            assert mon.accounts[alice].state.reason is not None
 
             # A glitch: the stream says deactivated, the AppView says present. No page.
             pushes = mon.streams["jetstream"].events["account"]

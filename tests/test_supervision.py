@@ -56,7 +56,7 @@ def exposition(mon: Any) -> str:
 
 
 def probed_at(mon: Any, handle: str) -> float:
-    return mon.accounts[AccountKey("masto", handle)].view.last_probe_at or 0.0
+    return mon.accounts[AccountKey("masto", handle)].last_probe_at or 0.0
 
 
 async def test_an_exception_in_a_probe_ends_no_worker(buggy_probe: None,
@@ -79,7 +79,7 @@ async def test_an_exception_in_a_probe_ends_no_worker(buggy_probe: None,
                 mark = time.time()
                 await wait_for(lambda: all(probed_at(mon, h) > mark for h in handles[1:]),
                                what="others probed again")
-                deep = mon.accounts[AccountKey("masto", "deep")].view
+                deep = mon.accounts[AccountKey("masto", "deep")]
                 assert deep.state.state is State.UNKNOWN  # never toward down
                 assert deep.last_error is not None
                 assert deep.last_error.error == "internal"
@@ -141,7 +141,7 @@ async def test_a_locked_state_file_delays_the_page_and_loses_nothing(state_file:
                 await asyncio.wait_for(locker.wait(), timeout=LOCK_SECONDS + 10)
                 await wait_for(lambda: mon.ready, timeout=10, what="ready again")
                 assert time.monotonic() - locked_at >= LOCK_SECONDS
-                outage = mon.accounts[AccountKey("masto", "alice")].view.state.outage_id
+                outage = mon.accounts[AccountKey("masto", "alice")].state.outage_id
                 key = f"accmon/masto/alice/outage-{outage}"
                 # (four accounts: a vanish page also waits out the anomaly grace, 15 s from
                 # the decision, which a long enough lock has already used up)
@@ -179,7 +179,7 @@ async def test_deep_json_for_one_account_leaves_every_other_account_probed(
                 mark = time.time()
                 await wait_for(lambda m=mark: all(probed_at(mon, h) > m for h in handles[1:]),
                                timeout=2.0, what="others probed on time")
-            deep = mon.accounts[AccountKey("masto", "deep")].view
+            deep = mon.accounts[AccountKey("masto", "deep")]
             assert deep.state.state is State.UNKNOWN
             assert deep.last_error is not None and deep.last_error.error == "parse"
             assert metric(exposition(mon), "accmon_probe_errors_total", platform="masto",

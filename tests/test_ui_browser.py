@@ -206,8 +206,8 @@ async def _settled(ui: Ui) -> None:
                 and all(state_of(mon, "masto", h) is State.UP
                         for h in ("alice", "bob", *HOSTILE_HANDLES))
                 and state_of(mon, "x", "jack") is State.UP
-                and ui.watched("masto", "erin").view.last_error is not None
-                and ui.watched("x", "xerr").view.last_error is not None
+                and ui.watched("masto", "erin").last_error is not None
+                and ui.watched("x", "xerr").last_error is not None
                 and ui.watched("masto", "dave").moved_to is not None)
     await wait_for(ready, what="the watchlist settled (carol down, the rest as set up)")
     ui.x.rename("jack", X_RENAMED)
@@ -562,11 +562,11 @@ async def test_hostile_strings_stay_text_and_nothing_runs(ui: Ui, page: Page) ->
         assert not text.has_direction_controls(await page.title()), await page.title()
     # Each string a platform sent reads back exactly as the monitor recorded it.
     await open_live(page, ui.page_of("masto", "erin"))
-    erin = ui.watched("masto", "erin").view.last_error
+    erin = ui.watched("masto", "erin").last_error
     assert "<script>" in erin.evidence and "onerror" in erin.evidence
     assert await bdi_texts(page.get_by_test_id("last-error")) == [erin.evidence]
     await open_live(page, ui.page_of("x", "xerr"))
-    xerr = ui.watched("x", "xerr").view.last_error
+    xerr = ui.watched("x", "xerr").last_error
     assert "<svg" in xerr.evidence
     assert await bdi_texts(page.get_by_test_id("last-error")) == [xerr.evidence]
     await open_live(page, ui.page_of("masto", "dave"))

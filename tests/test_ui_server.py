@@ -164,7 +164,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
 
 async def settled(mon: Monitor) -> None:
     def ready() -> bool:
-        erin = mon.accounts[AccountKey("masto", "erin")].view
+        erin = mon.accounts[AccountKey("masto", "erin")]
         dave = mon.accounts[AccountKey("masto", "dave")]
         return (state_of(mon, "masto", "carol") is State.DOWN
                 and all(state_of(mon, "masto", h) is State.UP for h in ("alice", *HOSTILE))
@@ -652,7 +652,7 @@ async def test_filter_and_pagination_are_plain_links(tmp_path: Path) -> None:
             run = Running(mon, masto, base)
             # Pages are sorted worst first: let every first sighting land before paging, or
             # an account moving from unknown to up between two pages shifts the order.
-            await wait_for(lambda: all(w.view.state.state is not State.UNKNOWN
+            await wait_for(lambda: all(w.state.state is not State.UNKNOWN
                                        for w in mon.watchlist if w.key.platform == "masto"),
                            timeout=30, what="every masto account decided")
             first = Page((await run.get("/"))[1])

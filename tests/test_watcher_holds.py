@@ -135,7 +135,7 @@ async def test_own_blindness_is_one_page_and_resolves_when_we_see_again(tmp_path
             assert f"masto {blind.group(1)}" in summary, summary
             assert "connection" in summary
             assert mon.metrics.registry.get_sample_value("accmon_monitor_blind") == 1.0
-            view = mon.accounts[AccountKey("masto", "u0")].view
+            view = mon.accounts[AccountKey("masto", "u0")]
             assert view.blind_reason == "connection"
             assert mon.store is not None
             held = [r for r in mon.store.outbox_rows() if r.status == "held"]
@@ -228,7 +228,7 @@ async def test_accounts_starved_by_our_backlog_go_blind_and_say_why(tmp_path: Pa
             "rate_per_second: 1000\n    burst: 100", "rate_per_second: 4\n    burst: 1")
         async with running_monitor(text) as mon:
             starved = lambda: [w for w in mon.accounts.values()  # noqa: E731
-                               if w.view.blind_reason == "not probed: scheduler behind"]
+                               if w.blind_reason == "not probed: scheduler behind"]
             await wait_for(starved, timeout=10, what="a starved account blind")
             registry = mon.metrics.registry
             lag = registry.get_sample_value("accmon_scheduler_lag_seconds",
@@ -240,8 +240,8 @@ async def test_accounts_starved_by_our_backlog_go_blind_and_say_why(tmp_path: Pa
             assert registry.get_sample_value("accmon_scheduler_interval_seconds",
                                              {"platform": "masto"}) == 1.0
             account = starved()[0]
-            assert account.view.state.state is State.UNKNOWN  # blind, never toward down
-            assert account.view.state.blind
+            assert account.state.state is State.UNKNOWN  # blind, never toward down
+            assert account.state.blind
 
 
 async def test_start_up_says_what_is_watched_and_warns_when_the_budget_is_short(

@@ -184,7 +184,7 @@ async def account(request: web.Request) -> web.StreamResponse:
         viewer.full or key in scope.keys(monitor.config, monitor.accounts))
     figures = None
     if visible:
-        st = monitor.accounts[key].view.state
+        st = monitor.accounts[key].state
         figures = reporting.account_figures(
             monitor.store, key, now, st.last_absent_at if st.state is State.DOWN else None)
     model = views.account_page(monitor, viewer, key, now, scope, figures)

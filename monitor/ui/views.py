@@ -173,7 +173,7 @@ def headline(counts: Mapping[str, int], total: int, protected_problems: int) -> 
 
 def _rank(watched: Watched) -> tuple[bool, int, str, str]:
     """Protected first, then the worst status first, then by name."""
-    st = watched.view.state
+    st = watched.state
     return (not watched.config.protected, text.STATUS_RANK[text.status_of(st)],
             watched.key.platform, watched.key.handle)
 
@@ -182,7 +182,7 @@ def _matches(watched: Watched, flt: Filter, needle: str) -> bool:
     key = watched.key
     if flt.platform and key.platform != flt.platform:
         return False
-    if flt.state and text.status_of(watched.view.state) != flt.state:
+    if flt.state and text.status_of(watched.state) != flt.state:
         return False
     if needle:
         current = watched.current_handle or ""
@@ -209,7 +209,7 @@ def summarise(accounts: Iterable[Watched]) -> Summary:
     counts = dict.fromkeys(text.STATUSES, 0)
     total = protected_problems = 0
     for watched in accounts:
-        status = text.status_of(watched.view.state)
+        status = text.status_of(watched.state)
         counts[status] += 1
         total += 1
         if watched.config.protected and status in text.PROBLEMS:
@@ -219,11 +219,11 @@ def summarise(accounts: Iterable[Watched]) -> Summary:
 
 def row_of(monitor: UiMonitor, watched: Watched, viewer: Viewer, now: float,
            acked: Mapping[int, Outage] | None = None) -> Row:
-    st, key = watched.view.state, watched.key
+    st, key = watched.state, watched.key
     status = text.status_of(st)
     reason = text.words(st.reason) if st.reason else ""
-    if viewer.full and st.blind and watched.view.blind_reason:
-        blind = f"no trusted answer: {text.words(watched.view.blind_reason)}"
+    if viewer.full and st.blind and watched.blind_reason:
+        blind = f"no trusted answer: {text.words(watched.blind_reason)}"
         reason = f"{reason}; {blind}" if reason else blind
     elif st.blind and status != "blind":
         reason = f"{reason}; no trusted answer lately" if reason else "no trusted answer lately"
@@ -242,7 +242,7 @@ def row_of(monitor: UiMonitor, watched: Watched, viewer: Viewer, now: float,
                since=st.since, protected=watched.config.protected,
                current_handle=current if current and current != key.handle else None,
                moved_to=watched.moved_to, silenced=silenced, acked_by=acked_by,
-               last_probe_at=watched.view.last_probe_at)
+               last_probe_at=watched.last_probe_at)
 
 
 # ----------------------------------------------------------------- outages
@@ -311,9 +311,9 @@ def outage_row(outage: Outage, viewer: Viewer, now: float,
 
 def _latest_absent(monitor: UiMonitor, outage: Outage) -> float | None:
     watched = monitor.accounts.get(outage.key)
-    if watched is None or watched.view.state.outage_id != outage.id:
+    if watched is None or watched.state.outage_id != outage.id:
         return None
-    return watched.view.state.last_absent_at
+    return watched.state.last_absent_at
 
 
 # ----------------------------------------------------------------- silences
@@ -402,9 +402,9 @@ class PlatformRow:
 
 
 def _latest_was_rate_limited(watched: Watched) -> bool:
-    err = watched.view.last_error
+    err = watched.last_error
     return (err is not None and err.result is Result.ERROR
-            and err.error is ErrorKind.RATE_LIMITED and err.at == watched.view.last_probe_at)
+            and err.error is ErrorKind.RATE_LIMITED and err.at == watched.last_probe_at)
 
 
 def platform_rows(monitor: UiMonitor, accounts: Sequence[Watched],
@@ -415,7 +415,7 @@ def platform_rows(monitor: UiMonitor, accounts: Sequence[Watched],
     for watched in accounts:
         platform = watched.key.platform
         counts.setdefault(platform, dict.fromkeys(text.STATUSES, 0))
-        counts[platform][text.status_of(watched.view.state)] += 1
+        counts[platform][text.status_of(watched.state)] += 1
         if _latest_was_rate_limited(watched):
             limited[platform] = limited.get(platform, 0) + 1
     lag = monitor.scheduler.lag()
@@ -594,12 +594,12 @@ def account_page(monitor: UiMonitor, viewer: Viewer, key: AccountKey, now: float
     raw = account_transitions(store, key, TIMELINE_MAX + 1) if store is not None else []
     timeline = _timeline(raw[:TIMELINE_MAX], full)
     spec = monitor.config.platforms.get(key.platform)
-    err = watched.view.last_error
+    err = watched.last_error
     labels = None
     if full:
         labels = subject_labels(key.platform, key.handle, acct.team, acct.protected,
                                 acct.labels)
-    latest = watched.view.state.last_absent_at
+    latest = watched.state.last_absent_at
     return AccountPage(
         viewer=viewer, title=f"{key.handle} on {key.platform}", now=now, row=row,
         profile_url=text.profile_link(spec.profile_url if spec else None, key.handle,
@@ -607,14 +607,14 @@ def account_page(monitor: UiMonitor, viewer: Viewer, key: AccountKey, now: float
         account_id=watched.account_id if full else None,
         team=acct.team if full else None, owner=acct.owner if full else None,
         labels=dict(acct.labels) if full else {}, source=watched.source if full else None,
-        blind_reason=text.words(watched.view.blind_reason) if full and
-        watched.view.state.blind and watched.view.blind_reason else None,
+        blind_reason=text.words(watched.blind_reason) if full and
+        watched.state.blind and watched.blind_reason else None,
         last_error=LastError(text.words(err.error), err.evidence, err.at)
         if full and err is not None and err.error is not None else None,
         last_evidence=next((t for t in timeline if t.evidence), None) if full else None,
         timeline=timeline, timeline_more=len(raw) > TIMELINE_MAX,
-        outages=[outage_row(o, viewer, now, latest if o.id == watched.view.state.outage_id
-                            and watched.view.state.state is State.DOWN else None)
+        outages=[outage_row(o, viewer, now, latest if o.id == watched.state.outage_id
+                            and watched.state.state is State.DOWN else None)
                  for o in outages],
         silences=silence_rows(monitor, now, labels) if labels is not None else [],
         availability=availability)
