@@ -100,7 +100,7 @@ class Decisions:
         # Nearly every answer cannot change the identity: no Reconciled built for those (and
         # no call at all for an answer without an id, says_nothing_new's first test).
         seen = None if obs.account_id is None or identity.says_nothing_new(
-            key, watched.identity, obs) else identity.reconcile(key, watched.identity,
+            key, watched, obs) else identity.reconcile(key, watched.identity,
                                                                 watched.state, obs)
         new, events = machine.step(key, watched.state, obs if seen is None else seen.observation,
                                    watched.policy)

@@ -14,6 +14,7 @@ on:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from monitor.model import (
     AbsentReason,
@@ -44,7 +45,18 @@ class Reconciled:
         return self.learned or bool(self.events)
 
 
-def says_nothing_new(key: AccountKey, known: Identity, obs: Observation) -> bool:
+class Known(Protocol):
+    """What :func:`says_nothing_new` reads of the identity known: an :class:`Identity`, or a
+    watched account, which holds the same fields (no Identity built per probe)."""
+
+    @property
+    def account_id(self) -> str | None: ...
+
+    @property
+    def current_handle(self) -> str | None: ...
+
+
+def says_nothing_new(key: AccountKey, known: Known, obs: Observation) -> bool:
     """True when ``obs`` cannot change the identity (the common case, checked per probe
     before any :class:`Reconciled` is built): no id, or the known id under the known handle
     and no move."""

@@ -85,7 +85,7 @@ class Prober:
         account = watched.key
         try:
             obs = await self.probes[account.platform].check(Target(account.handle,
-                                                                   watched.identity.account_id))
+                                                                   watched.account_id))
         except Exception as exc:  # a probe bug must not end the worker (supervision)
             obs = self.internal(account.platform, "probe", exc)
         delay = self._take(watched, obs, spend=True)
@@ -101,7 +101,7 @@ class Prober:
             return None
         try:
             obs = await self.probes[key.platform].check(Target(key.handle,
-                                                               watched.identity.account_id))
+                                                               watched.account_id))
         except Exception as exc:  # supervision, as in probe()
             obs = self.internal(key.platform, "probe", exc)
         self._take(watched, obs, spend=True)
@@ -121,7 +121,7 @@ class Prober:
             w = self.watchlist.get(key)
             if w is None:
                 continue
-            account_id = w.identity.account_id
+            account_id = w.account_id
             if account_id:
                 by_id[account_id] = (i, w)
             else:
@@ -143,7 +143,7 @@ class Prober:
                 delays[i] = self._take(w, obs, spend=spend)
                 spend = False
         for i, w in singles:
-            if not w.identity.account_id:
+            if not w.account_id:
                 delays[i] = await self.probe(w.key)
         if self.writer.full():  # the disk is behind: this worker waits for it (MAX_BACKLOG)
             await self.writer.room()
