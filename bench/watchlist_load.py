@@ -17,7 +17,10 @@
    a refused loopback port with a one-hour interval: probes cost nothing but their error.
    Unless ``--no-settle``, it first runs on for the first results' window the ``watching``
    line states and 10 s more, until every account has had its first answer and holds a
-   state of its own, as a long run does: RSS and peak RSS then.
+   state of its own, as a long run does: RSS and peak RSS then. ``--answer present`` points
+   the platform at the X fake (``monitor.fakes.x``, its own process) with every account
+   present instead, and waits on until none is unknown (each first sighting a decision
+   written): the steady state of a healthy watchlist.
 3. Memory per watched account: the peak RSS of each run over N, and the marginal cost
    between the two largest sizes (peak difference / accounts difference), which leaves
    the interpreter and the imports out.
@@ -46,23 +49,32 @@ import tempfile
 import threading
 import time
 import tracemalloc
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from throughput import proc_rss_mb  # noqa: E402 (bench/ is found through sys.path)
+from throughput import (  # noqa: E402 (bench/ is found through sys.path)
+    free_port,
+    proc_rss_mb,
+    samples,
+    serve_fake,
+    stop,
+    wait_port,
+)
 
 from monitor.config import MAX_CONFIG_BYTES  # noqa: E402 (after the sys.path line)
 
 PLATFORM = ("platforms:\n  x:\n    probe: x\n    base_url: http://127.0.0.1:{port}\n"
-            "    rate_per_second: 100000\n    burst: 1000\n    concurrency: 64\n")
+            "    token: ${{BENCH_X_TOKEN:-}}\n"
+            "    rate_per_second: 100000\n    burst: 1000\n    concurrency: 16\n")
 
 
 def header(state: str) -> str:
     return (f"monitor:\n  listen_port: 0\n  state_path: {state}\n  log_format: json\n"
-            "defaults:\n  interval: 1h\n  staleness: 2h\n  timeout: 2s\n")
+            "defaults:\n  interval: 1h\n  staleness: 2h\n  timeout: 10s\n")
 
 
 def account(i: int) -> dict[str, Any]:
@@ -142,14 +154,19 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_until_watching(config: Path, state_dir: Path, settle: bool = True) -> dict[str, Any]:
+def run_until_watching(config: Path, state_dir: Path, settle: bool = True,
+                       present: bool = False) -> dict[str, Any]:
     """``run --port 0`` until it logs ``watching`` (and, with ``settle``, for its first
-    results' window and 10 s more); then SIGTERM. Times, RSS per step."""
+    results' window and 10 s more; with ``present``, until no account is unknown); then
+    SIGTERM. Times, RSS per step."""
+    from monitor.fakes.x import TOKEN
+
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "monitor", "run", "--config", str(config), "--port", "0",
          "--state", str(state_dir / "run.db"), "--log-format", "json"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**os.environ, "BENCH_X_TOKEN": TOKEN} if present else None)
     assert proc.stdout is not None
     highest = [0.0]
     done = threading.Event()
@@ -166,6 +183,7 @@ def run_until_watching(config: Path, state_dir: Path, settle: bool = True) -> di
     sampler.start()
     steps: list[tuple[str, float, float, float]] = []  # event, seconds, RSS, highest so far
     window = [0.0]  # the first results' window the "watching" line states
+    listen = [""]  # host:port, from the "monitor started" line
     watching_seen = threading.Event()
 
     def read() -> None:  # every log line, to the end: the child never blocks on the pipe
@@ -177,6 +195,8 @@ def run_until_watching(config: Path, state_dir: Path, settle: bool = True) -> di
             event = line.get("event", "")
             steps.append((event, time.perf_counter() - started, rss_mb(proc.pid),
                           highest[0]))
+            if event == "monitor started":
+                listen[0] = str(line.get("listen", ""))
             if event == "watching":
                 window[0] = float(line.get("first_results_within_seconds") or 0.0)
                 watching_seen.set()
@@ -192,6 +212,10 @@ def run_until_watching(config: Path, state_dir: Path, settle: bool = True) -> di
         # Running: every account past its first answer (each then holds a state of its
         # own), which is what a long run keeps.
         time.sleep(window[0] + 10.0)
+        if present:  # every first sighting decided, and written
+            decided = time.perf_counter()
+            while unknown(listen[0]) and time.perf_counter() - decided < 900:
+                time.sleep(10.0)  # each scrape renders every account's view: not too often
         rss, hwm = proc_rss_mb(proc.pid)
         settled = (rss, max(highest[0], hwm))
     before_stop, highest[0] = highest[0], 0.0
@@ -204,6 +228,34 @@ def run_until_watching(config: Path, state_dir: Path, settle: bool = True) -> di
             "stop_seconds": time.perf_counter() - stopping, "at_watching": at_watching,
             "settled": settled, "window": window[0],
             "highest_before_stop": before_stop, "highest_after_stop": highest[0]}
+
+
+def collapsed(steps: list[tuple[str, float, float, float]]
+              ) -> list[tuple[str, float, float, float, int, float]]:
+    """The log's steps with each run of one event (the first sightings' "transition" lines)
+    as one: its first line's time, its last line's RSS, how many more, until when."""
+    out: list[tuple[str, float, float, float, int, float]] = []
+    for event, at, rss, highest in steps:
+        if out and out[-1][0] == event:
+            out[-1] = (event, out[-1][1], rss, highest, out[-1][4] + 1, at)
+        else:
+            out.append((event, at, rss, highest, 0, at))
+    return out
+
+
+def unknown(listen: str) -> float:
+    """How many accounts the monitor at ``listen`` still has as unknown (its /metrics)."""
+    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=60) as resp:
+        text = resp.read().decode()
+    return samples(text, "accmon_accounts", state="unknown")
+
+
+def fake_child(size: int) -> int:
+    """``--fake-child N``: the X fake with this benchmark's N accounts, every one present."""
+    from monitor.fakes.x import FakeX
+
+    return serve_fake(FakeX({a["handle"]: (a["id"], "present")
+                             for a in map(account, range(size))}))
 
 
 def fast_path(directory: Path, size: int, port: int) -> None:
@@ -303,7 +355,13 @@ def main() -> int:
     parser.add_argument("--profile", type=int, default=100_000, help="0 skips")
     parser.add_argument("--no-trace", action="store_true",
                         help="profile without tracemalloc (times only)")
+    parser.add_argument("--answer", choices=("refused", "present"), default="refused",
+                        help="what the runs' X answers: a refused port (every probe an "
+                        "error), or the X fake with every account present")
+    parser.add_argument("--fake-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.fake_child:
+        return fake_child(args.fake_child)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     formats = [f for f in args.formats.split(",") if f]
     runs = [int(s) for s in args.run.split(",") if s]
@@ -329,12 +387,26 @@ def main() -> int:
                         leftover.unlink()
         peaks: dict[int, float] = {}
         for size in runs:
-            config = write_watchlist(directory, size, "csv", port)
+            present = args.answer == "present"
+            fake = None
+            if present:
+                fake_port = free_port()
+                fake = subprocess.Popen([sys.executable, __file__, "--fake-child", str(size)],
+                                        cwd=ROOT, stdout=subprocess.DEVNULL,
+                                        env={**os.environ, "BENCH_FAKE_PORT": str(fake_port)})
+                wait_port(fake_port, 300)
+            config = write_watchlist(directory, size, "csv", fake_port if present else port)
             state_dir = directory / f"run-{size}"
             state_dir.mkdir()
-            result = run_until_watching(config, state_dir, settle=not args.no_settle)
+            try:
+                result = run_until_watching(config, state_dir, settle=not args.no_settle,
+                                            present=present)
+            finally:
+                if fake is not None:
+                    stop(fake)
             peaks[size] = result["peak"]
-            print(f"\nrun, {size:,} accounts (CSV): watching after {result['seconds']:.1f} s "
+            print(f"\nrun, {size:,} accounts (CSV, X {args.answer}): watching after "
+                  f"{result['seconds']:.1f} s "
                   f"(peak RSS until then {result['at_watching']:.0f} MB); peak RSS of the whole "
                   f"run {result['peak']:.0f} MB ({result['peak'] * 1024 / size:.2f} KB per "
                   f"account), stopped in {result['stop_seconds']:.1f} s, exit {result['code']}")
@@ -343,9 +415,10 @@ def main() -> int:
                 print(f"  running, {result['window'] + 10:.0f} s after watching (every account "
                       f"past its first answer): RSS {now:.0f} MB, peak {hwm:.0f} MB "
                       f"({now * 1024 / size:.2f} KB per account)")
-            for event, at, rss, highest in result["steps"]:
+            for event, at, rss, highest, repeats, until in collapsed(result["steps"]):
+                more = f" (and {repeats:,} more until {until:.1f} s)" if repeats else ""
                 print(f"  {at:6.1f} s  RSS {rss:6.0f} MB (highest so far {highest:6.0f})  "
-                      f"{event}")
+                      f"{event}{more}")
             print(f"  RSS sampled every 0.1 s: highest {result['highest_before_stop']:.0f} MB "
                   f"before SIGTERM, {result['highest_after_stop']:.0f} MB between SIGTERM and "
                   "exit (the column restarts at SIGTERM)")
