@@ -414,8 +414,6 @@ def fake_child(platform: str, accounts: int) -> int:
     The fakes' budget headers announce X's real 300 lookups per 15 minutes, which the
     monitor would rightly follow; the benchmark measures the monitor, so the fake's budget
     is raised (the headers are still sent, and still read)."""
-    from monitor.fakes.server import serve_until_signal
-
     fake: Any
     if platform == "x":
         from monitor.fakes.x import FakeX
@@ -425,6 +423,14 @@ def fake_child(platform: str, accounts: int) -> int:
         from monitor.fakes.bluesky import FakeBluesky
 
         fake = FakeBluesky({f"u{i}.bsky.social": (did(i), "present") for i in range(accounts)})
+    return serve_fake(fake)
+
+
+def serve_fake(fake: Any) -> int:
+    """Serve a platform fake on ``$BENCH_FAKE_PORT`` until SIGTERM, its budget raised (see
+    :func:`fake_child`)."""
+    from monitor.fakes.server import serve_until_signal
+
     fake.budget_limit = 10**12
     port = int(os.environ["BENCH_FAKE_PORT"])
     asyncio.run(serve_until_signal(fake.running("127.0.0.1", port)))
