@@ -168,7 +168,7 @@ def loop_side(views: list[AccountView], absent_keys: set[AccountKey]) -> tuple[f
     absent = {"all": absent_keys}
     t = time.perf_counter()
     keys = list(table)
-    reports.still_absent(w for w in table.values())
+    reports.still_absent(table.values())
     old = time.perf_counter() - t
     t = time.perf_counter()
     watched = list(table.values())

@@ -373,5 +373,5 @@ async def availability_report(request: web.Request) -> web.Response:
                                       if value is not None))
     windows = WINDOWS if window is None else {window: WINDOWS[window]}
     report = reports.availability(store, [w.key for w in watched], time.time(), windows,
-                                  still_absent_at=reports.still_absent(w for w in watched))
+                                  still_absent_at=reports.still_absent(watched))
     return web.json_response(report)

@@ -302,7 +302,7 @@ class Monitor:
                                       for key in keys if key in accounts)
         pruned = self._pruned_through
         if self.state_path == ":memory:":  # no second connection can see that file
-            self.metrics.refresh_availability(self.store, [w for w in watched], now,
+            self.metrics.refresh_availability(self.store, watched, now,
                                               still_absent_at=absent, pruned_through=pruned)
             return
         path, metrics = self.state_path, self.metrics
@@ -310,7 +310,7 @@ class Monitor:
         def refresh() -> None:
             reader = Store(path)
             try:
-                metrics.refresh_availability(reader, [w for w in watched], now,
+                metrics.refresh_availability(reader, watched, now,
                                              still_absent_at=absent, pruned_through=pruned)
             finally:
                 reader.close()

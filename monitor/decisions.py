@@ -100,10 +100,10 @@ class Decisions:
         # Nearly every answer cannot change the identity: no Reconciled built for those (and
         # no call at all for an answer without an id, says_nothing_new's first test).
         seen = None if obs.account_id is None or identity.says_nothing_new(
-            key, watched, obs) else identity.reconcile(key, watched.identity,
-                                                                watched.state, obs)
-        new, events = machine.step(key, watched.state, obs if seen is None else seen.observation,
-                                   watched.policy)
+            key, watched, obs) else identity.reconcile(key, watched.identity, watched.state,
+                                                       obs)
+        new, events = machine.step(key, watched.state,
+                                   obs if seen is None else seen.observation, watched.policy)
         changed = seen is not None and seen.changed
         if not (events or changed):
             watched.state = new  # the steady state: memory only, no disk, no events

@@ -74,8 +74,9 @@ class Sampled:
     def withheld(self) -> int:
         """Once the period is over: how many lines it sent to debug (0: none, or not yet
         over), and a new period begins."""
-        if not self._withheld or self.clock() - self._started < self.period:
+        now = self.clock()
+        if not self._withheld or now - self._started < self.period:
             return 0
         count, self._withheld = self._withheld, 0
-        self._started, self._logged = self.clock(), 0
+        self._started, self._logged = now, 0
         return count

@@ -389,7 +389,7 @@ async def test_the_monitor_refreshes_its_gauges_from_the_live_views(tmp_path: Pa
                            what="no refresh under way")
             now = time.time()
             # the sighting the refresh snapshots (nothing runs in between)
-            absent = reports.still_absent(w for w in mon.accounts.values())
+            absent = reports.still_absent(mon.accounts.values())
             mon._refresh_availability(now)
             assert mon._availability is not None and absent
             await mon._availability
