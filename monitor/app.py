@@ -80,7 +80,8 @@ class Monitor:
         self.watchlist, self.bus = Watchlist(), EventBus()
         self.metrics = Metrics(self.watchlist.views, lambda: self.streams,
                                per_account=lambda: self.config.monitor.metrics.per_account)
-        self.scheduler = Scheduler(_not_started, jitter=config.defaults.jitter)
+        self.scheduler = Scheduler(_not_started, jitter=config.defaults.jitter,
+                                   index=self.watchlist.get)
         self.silencing = SilenceBook(lambda: self.store, self.metrics)
         self.additions = Additions(lambda: self.store, lambda: self.file_config,
                                    lambda: self.shard, self._apply_additions, {})
@@ -162,12 +163,12 @@ class Monitor:
         fresh = wanted.keys() - self.watchlist.accounts.keys()
         removed, added = self.watchlist.apply(
             config, wanted, self.store.load_accounts() if fresh else {}, time.time())
-        for key in removed:
-            self.scheduler.remove(key)
+        for gone in removed:
+            self.scheduler.drop(gone)
         for watched in added:
-            self.scheduler.add(watched.key, watched.key.platform,
-                               spread=0.0 if at_once else min(watched.policy.interval, 60.0),
-                               priority=0 if watched.config.protected else 1)
+            self.scheduler.file(watched, watched.key.platform,
+                                spread=0.0 if at_once else min(watched.policy.interval, 60.0),
+                                priority=0 if watched.config.protected else 1)
         listed = {a.key for a in file_config.accounts}
         for watched in self.watchlist:
             watched.source = "config" if watched.key in listed else "api"

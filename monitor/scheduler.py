@@ -1,12 +1,14 @@
 """When to probe what: jittered per-account timing, per-platform concurrency and rate budgets.
 
-Every account's next due time sits in a slot of :attr:`Scheduler.timer_slack` seconds (a
+Every account's next due time sits in a slot of :attr:`Scheduler.slot_width` seconds (a
 calendar queue: a dict of slots and a small heap of slot numbers, so a million accounts cost
 one list entry each, not a million-entry heap to sift per probe, nor a million sleeping
-tasks); a slot that has begun joins a small exact heap. One event-loop timer, armed for the
-next due time, moves due accounts onto their platform's queue (no dispatcher task to wake
-per probe), at most once per ``timer_slack`` when they crowd; each platform has
-``concurrency`` workers, and every request first takes its turn from the platform's rate
+tasks); a slot that has begun joins a small exact heap. What the scheduler files is the
+owner's own object (:class:`Schedulable`: the watchlist's account, which carries these few
+fields itself) or, for a bare key, an :class:`Entry` made for it. One event-loop timer,
+armed for the next due time, moves due accounts onto their platform's queue (no dispatcher
+task to wake per probe), at most once per ``timer_slack`` when they crowd; each platform
+has ``concurrency`` workers, and every request first takes its turn from the platform's rate
 budget (GCRA, i.e. a token bucket without a timer). An account is in exactly one place at a
 time — a slot, a queue or a worker — so a slow platform can never pile up duplicate probes
 of one account.
@@ -21,10 +23,11 @@ import itertools
 import math
 import random
 import time
+from array import array
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import structlog
 
@@ -80,45 +83,78 @@ ProbeFn = Callable[[Hashable], Awaitable[float | None]]
 BatchFn = Callable[[list[Hashable]], Awaitable[Sequence[float | None]]]
 
 
+# index(key) -> the owner's entry for key (see Scheduler.file), or None
+Index = Callable[[Hashable], "Schedulable | None"]
 # crashed(key, exc) -> seconds until the next probe of key, after a probe raised
 CrashFn = Callable[[Hashable, BaseException], float | None]
 CRASH_DELAY = 60.0  # the default retry after a probe that raised
 
 
+class Schedulable(Protocol):
+    """One watched key's place in the scheduler. The heap, the queues and the workers pass
+    this object around, not the key (an AccountKey's dataclass ``__hash__`` costs ~0.7 us,
+    and the hot path looked keys up a dozen times a probe). The scheduler keeps no index of
+    these: an owner that has an object per key already (the watchlist's
+    :class:`~monitor.watchlist.Watched`) gives that one to :meth:`Scheduler.file`, so a
+    million accounts are not also a million entries and a dict of them (132 bytes an
+    account). It need not be hashable: the scheduler keys nothing by it."""
+
+    @property
+    def key(self) -> Hashable: ...  # what the probe is called with
+
+    lane: str | None  # its lane; None while not filed: nothing probes it (again)
+    priority: int  # 0 (protected) before 1 when a lane's budget is short
+    slot: int  # the slot it waits in, NEAR, or NOWHERE (queued, in flight, not filed)
+    token: int  # which item of the near heap is its own, while NEAR
+
+
 class Entry:
-    """One watched key's place in the scheduler: the key itself is hashed once, when it is
-    added or rescheduled from outside; the heap, the queues and the workers pass this
-    object around instead (an AccountKey's dataclass ``__hash__`` costs ~0.7 us, and the
-    hot path looked keys up a dozen times a probe)."""
+    """A :class:`Schedulable` for a bare key (:meth:`Scheduler.add`)."""
 
-    __slots__ = ("due", "key", "lane", "priority", "slot", "token")
+    __slots__ = ("key", "lane", "priority", "slot", "token")
 
-    def __init__(self, key: Hashable, lane: str, priority: int):
+    def __init__(self, key: Hashable):
         self.key = key
-        self.lane: str | None = lane  # None once removed: nothing probes it again
-        self.priority = priority
-        self.slot = NOWHERE  # the slot it waits in, NEAR, or NOWHERE (queued, in flight)
-        self.token = 0  # which item of the near heap is its own, while NEAR
-        self.due = 0.0  # when it falls due (monotonic), while it waits
+        self.lane: str | None = None
+        self.priority = 1
+        self.slot = NOWHERE
+        self.token = 0
 
 
-NOWHERE, NEAR = -1, -2  # Entry.slot: in no slot; in the near heap
+NOWHERE, NEAR = -1, -2  # Schedulable.slot: in no slot; in the near heap
 
 
-class _Bucket(list[Entry]):
-    """The entries due in one slot, and the slot's number: one int object that every entry
-    waiting in it refers to (each ``math.ceil`` makes a new one: 32 bytes an account, 32 MB
-    at a million)."""
+class _Bucket(list[Schedulable]):
+    """The entries due in one slot, their due times beside them as machine floats (a float
+    object per account is 24 bytes; a million accounts wait in slots most of the time), and
+    the slot's number: one int object that every entry waiting in it refers to (each
+    ``math.ceil`` makes a new one: 32 bytes an account, 32 MB at a million). An entry
+    filed in one slot twice is there twice; its last filing is the one in force, and comes
+    first out of :meth:`waiting`."""
 
-    __slots__ = ("slot",)
+    __slots__ = ("dues", "slot")
 
     def __init__(self, slot: int):
         super().__init__()
         self.slot = slot
+        self.dues = array("d")
+
+    def add(self, entry: Schedulable, due: float) -> None:
+        self.append(entry)
+        self.dues.append(due)
+
+    def waiting(self) -> Iterator[tuple[Schedulable, float]]:
+        """(entry, due) of the ones still waiting here, last filed first: the caller that
+        moves an entry out (its ``slot`` changes) skips its older filings by that."""
+        slot, dues = self.slot, self.dues
+        for i in range(len(self) - 1, -1, -1):
+            entry = self[i]
+            if entry.slot == slot and entry.lane is not None:
+                yield entry, dues[i]
 
 
 # (entry, due): due is when the account fell due (monotonic), for the lag
-QueueItem = tuple[Entry, float]
+QueueItem = tuple[Schedulable, float]
 
 
 class TwoLevelQueue:
@@ -196,8 +232,8 @@ class Lane:
     queue: TwoLevelQueue = field(default_factory=TwoLevelQueue)
     in_flight: int = 0
     # Accounts a worker took from the queue but holds until the budget allows: still
-    # overdue (key -> when it fell due), for the lag figures.
-    held: dict[Hashable, float] = field(default_factory=dict)
+    # overdue (id(entry) -> entry, when it fell due), for the lag figures.
+    held: dict[int, tuple[Schedulable, float]] = field(default_factory=dict)
 
 
 T = TypeVar("T")
@@ -255,10 +291,15 @@ class Scheduler:
     """
 
     timer_slack = 0.02  # seconds
+    # The calendar's slot: one second holds what falls due in it (3,333 accounts at a
+    # million every 5 minutes, 278 every hour), so the slots are a few thousand lists, not
+    # a list, a dict entry and a heap item for each 20 ms (38 bytes an account at a
+    # million); a begun slot's accounts join the near heap, which goes by exact due times.
+    slot_width = 1.0  # seconds
 
     def __init__(self, probe: ProbeFn, *, jitter: float = 0.1, clock: Clock = time.monotonic,
                  rng: random.Random | None = None, probe_batch: BatchFn | None = None,
-                 crashed: CrashFn | None = None):
+                 crashed: CrashFn | None = None, index: Index | None = None):
         self.probe = probe
         self.probe_batch = probe_batch
         # Supervision: a probe that raises ends neither its worker nor its account's probing.
@@ -267,12 +308,15 @@ class Scheduler:
         self.clock = clock
         self.rng = rng or random.Random()
         self.lanes: dict[str, Lane] = {}
-        self._entries: dict[Hashable, Entry] = {}
-        # slot number -> entries due in it (slot n ends at n * timer_slack); an entry
+        self._entries: dict[Hashable, Entry] = {}  # the bare keys' entries (add())
+        # The owner's entries by key, for schedule() and remove() of a key it filed
+        self.index = index
+        self._filed = 0  # entries filed, bare or the owner's
+        # slot number -> entries due in it (slot n ends at n * slot_width); an entry
         # rescheduled meanwhile may sit in an older slot too, and is skipped there.
         self._slots: dict[int, _Bucket] = {}
         self._slot_heap: list[int] = []  # the slot numbers of _slots, a min-heap
-        self._near: list[tuple[float, int, Entry]] = []  # (due, token, entry) of begun slots
+        self._near: list[tuple[float, int, Schedulable]] = []  # (due, token, entry) of begun slots
         self._near_upto = -1  # the last slot moved into the near heap
         self._tokens = itertools.count(1)
         self._dispatched_at = float("-inf")  # when the timer last queued an account
@@ -304,10 +348,17 @@ class Scheduler:
         goes first when a platform's budget cannot keep up."""
         entry = self._entries.get(key)
         if entry is None:
-            entry = self._entries[key] = Entry(key, lane, priority)
-        else:
-            entry.lane, entry.priority = lane, priority
-        self._push(entry, self.rng.uniform(0, spread))
+            entry = self._entries[key] = Entry(key)
+        self.file(entry, lane, spread=spread, priority=priority)
+
+    def file(self, entry: Schedulable, lane: str, *, spread: float, priority: int = 1) -> None:
+        """Watch the owner's ``entry`` as :meth:`add` watches a key; the owner keeps it (the
+        scheduler holds it only while it waits or is probed) and drops it with
+        :meth:`drop`."""
+        if entry.lane is None:
+            self._filed += 1
+        entry.lane, entry.priority = lane, priority
+        self.reschedule(entry, self.rng.uniform(0, spread))
 
     def apply_budget(self, lane: str, plan: BudgetPlan) -> float:
         """Follow a platform's own budget (:func:`monitor.budget.plan`): pause the lane, or
@@ -327,24 +378,34 @@ class Scheduler:
 
     def remove(self, key: Hashable) -> None:
         """Stop probing ``key`` (a queued or in-flight probe finishes, then it is dropped)."""
-        entry = self._entries.pop(key, None)
+        entry = self._entries.pop(key, None) or self._owned(key)
         if entry is not None:
-            entry.lane, entry.slot = None, NOWHERE
+            self.drop(entry)
+
+    def drop(self, entry: Schedulable) -> None:
+        """Stop probing the owner's ``entry`` (see :meth:`remove`)."""
+        if entry.lane is not None:
+            self._filed -= 1
+        entry.lane, entry.slot = None, NOWHERE
 
     def schedule(self, key: Hashable, delay: float) -> None:
         """(Re)schedule ``key`` to be probed ``delay`` seconds from now."""
-        entry = self._entries.get(key)
+        entry = self._entries.get(key) or self._owned(key)
         if entry is not None:
-            self._push(entry, delay)
+            self.reschedule(entry, delay)
 
-    def _push(self, entry: Entry, delay: float) -> None:
+    def _owned(self, key: Hashable) -> Schedulable | None:
+        return self.index(key) if self.index is not None else None
+
+    def reschedule(self, entry: Schedulable, delay: float) -> None:
         """Due ``delay`` seconds from now: into the near heap if its slot has begun, else
-        into its slot; where it waited before, it is skipped (superseded)."""
+        into its slot; where it waited before, it is skipped (superseded). Nothing for an
+        entry not filed."""
         if entry.lane is None:
             return
         slack = self.timer_slack
-        due = entry.due = self.clock() + (delay if delay > 0.0 else 0.0)
-        slot = math.ceil(due / slack)
+        due = self.clock() + (delay if delay > 0.0 else 0.0)
+        slot = math.ceil(due / self.slot_width)
         if slot <= self._near_upto:
             entry.slot, token = NEAR, next(self._tokens)
             entry.token = token
@@ -356,8 +417,8 @@ class Scheduler:
                 bucket = self._slots[slot] = _Bucket(slot)
                 heapq.heappush(self._slot_heap, slot)
             entry.slot = bucket.slot
-            bucket.append(entry)
-            fire = (slot - 1) * slack  # when the slot begins, it joins the near heap
+            bucket.add(entry, due)
+            fire = (slot - 1) * self.slot_width  # when the slot begins, it joins the near heap
         if fire < self._timer_at and self.running:
             self._arm(fire)
 
@@ -365,7 +426,7 @@ class Scheduler:
         return delay * self.rng.uniform(1 - self.jitter, 1 + self.jitter)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._filed
 
     def lag(self, slack: float = 1.0) -> dict[str, tuple[float, int]]:
         """Per lane: (how far past due its most overdue account is, in seconds; how many
@@ -382,12 +443,12 @@ class Scheduler:
                 worst = max(worst, late)
                 count += late > slack
             out[name] = (worst, count)
-        for entry in self._overdue(now - slack):
+        for entry, due in self._overdue(now - slack):
             lane_name = entry.lane
             if lane_name is None or lane_name not in out:
                 continue
             worst, count = out[lane_name]
-            out[lane_name] = (max(worst, now - entry.due), count + 1)
+            out[lane_name] = (max(worst, now - due), count + 1)
         return out
 
     def _waiting_in(self, lane: Lane) -> Iterator[tuple[Hashable, float]]:
@@ -396,27 +457,29 @@ class Scheduler:
         for entry, due in lane.queue.items():
             if entry.lane is not None:
                 yield entry.key, due
-        for key, due in lane.held.items():
-            if key in self._entries:
-                yield key, due
+        for entry, due in lane.held.values():
+            if entry.lane is not None:
+                yield entry.key, due
 
-    def _overdue(self, before: float) -> Iterator[Entry]:
-        """Entries still waiting though due before ``before``: the near heap's, then the
-        slots', by a walk of the slot heap that prunes at the first later slot (a child
-        never comes before its parent): O(overdue), not O(accounts). Normally empty: the
-        timer dispatches accounts as they fall due, unless the loop stalls."""
+    def _overdue(self, before: float) -> Iterator[tuple[Schedulable, float]]:
+        """(entry, due) of the entries still waiting though due before ``before``: the near
+        heap's, then the slots', by a walk of the slot heap that prunes at the first later
+        slot (a child never comes before its parent): O(overdue), not O(accounts). Normally
+        empty: the timer dispatches accounts as they fall due, unless the loop stalls."""
         for due, token, entry in self._near:
             if due < before and entry.slot == NEAR and entry.token == token:
-                yield entry
+                yield entry, due
         heap, stack = self._slot_heap, [0]
-        last = math.ceil(before / self.timer_slack)  # later slots hold nothing due before
+        last = math.ceil(before / self.slot_width)  # later slots hold nothing due before
         while stack:
             i = stack.pop()
             if i < len(heap) and heap[i] <= last:
-                slot = heap[i]
-                for entry in self._slots.get(slot, ()):
-                    if entry.slot == slot and entry.due < before:
-                        yield entry
+                seen: set[int] = set()  # an entry filed in one slot twice counts once
+                for entry, due in self._slots[heap[i]].waiting():
+                    if id(entry) not in seen:
+                        seen.add(id(entry))
+                        if due < before:
+                            yield entry, due
                 stack += (2 * i + 1, 2 * i + 2)
 
     def waiting(self, slack: float = 1.0) -> set[Hashable]:
@@ -459,11 +522,10 @@ class Scheduler:
         heap, slots = self._slot_heap, self._slots
         while heap and heap[0] <= begun:
             slot = pop(heap)
-            for entry in slots.pop(slot):
-                if entry.slot == slot and entry.lane is not None:  # else: superseded
-                    entry.slot, token = NEAR, next(self._tokens)
-                    entry.token = token
-                    push(near, (entry.due, token, entry))
+            for entry, due in slots.pop(slot).waiting():  # (superseded ones skipped)
+                entry.slot, token = NEAR, next(self._tokens)
+                entry.token = token
+                push(near, (due, token, entry))
         self._near_upto = max(self._near_upto, begun)
         lanes, queued = self.lanes, False
         while near and near[0][0] <= now:
@@ -477,23 +539,23 @@ class Scheduler:
             self._dispatched_at = now
         fire = max(near[0][0], self._dispatched_at + slack) if near else float("inf")
         if heap:
-            fire = min(fire, (heap[0] - 1) * slack)
+            fire = min(fire, (heap[0] - 1) * self.slot_width)
         if fire != float("inf"):
             self._arm(fire)
 
     def _last_begun(self, now: float) -> int:
-        """The last slot that has begun by ``now``: the largest n with (n - 1) * slack <=
-        now, in the very float arithmetic _push and _dispatch arm the timer with (a
+        """The last slot that has begun by ``now``: the largest n with (n - 1) * width <=
+        now, in the very float arithmetic reschedule and _dispatch arm the timer with (a
         division alone can land one slot off, and the timer would fire for ever)."""
-        slack = self.timer_slack
-        n = math.floor(now / slack) + 1
-        while n * slack <= now:
+        width = self.slot_width
+        n = math.floor(now / width) + 1
+        while n * width <= now:
             n += 1
-        while (n - 1) * slack > now:
+        while (n - 1) * width > now:
             n -= 1
         return n
 
-    async def _take(self, lane: Lane) -> Entry:
+    async def _take(self, lane: Lane) -> Schedulable:
         """The next due, still-watched account of ``lane``, once the budget allows a request
         for it (held meanwhile, for the lag figures)."""
         queue = lane.queue
@@ -505,14 +567,14 @@ class Scheduler:
                     await self._hold(lane, entry, due, wait)
                 return entry
 
-    async def _hold(self, lane: Lane, entry: Entry, due: float, wait: float) -> None:
+    async def _hold(self, lane: Lane, entry: Schedulable, due: float, wait: float) -> None:
         """Hold ``entry`` until its request slot (``wait`` seconds): still overdue meanwhile,
         for the lag figures."""
-        lane.held[entry.key] = due
+        lane.held[id(entry)] = entry, due
         try:
             await asyncio.sleep(wait)
         finally:
-            del lane.held[entry.key]
+            del lane.held[id(entry)]
 
     async def _work(self, lane: Lane) -> None:
         """One worker of a lane, forever. Nothing a probe raises ends it (supervision): the
@@ -548,7 +610,7 @@ class Scheduler:
                 busy.discard(me)
             if delay is not None and not self._stopping:
                 # jittered(), inlined: the same draw from the same generator
-                self._push(entry, delay * uniform(1 - jitter, 1 + jitter))
+                self.reschedule(entry, delay * uniform(1 - jitter, 1 + jitter))
 
     def _crash(self, key: Hashable, exc: BaseException) -> float | None:
         try:
@@ -581,9 +643,9 @@ class Scheduler:
         jitter, uniform = self.jitter, self.rng.uniform
         for entry, delay in zip(entries, delays, strict=True):
             if delay is not None:  # jittered(), inlined as in _work
-                self._push(entry, delay * uniform(1 - jitter, 1 + jitter))
+                self.reschedule(entry, delay * uniform(1 - jitter, 1 + jitter))
 
-    async def _collect(self, lane: Lane) -> list[Entry]:
+    async def _collect(self, lane: Lane) -> list[Schedulable]:
         """The first due account, then the budget, then whatever came due meanwhile: when
         the budget is short, every request leaves with a full batch."""
         entries = [await self._take(lane)]

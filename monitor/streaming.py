@@ -68,16 +68,16 @@ class Streams:
             if (obs.result is Result.ABSENT and st.state in (State.UP, State.UNKNOWN)
                     and watched.policy.failure_threshold >= 2):
                 self.decisions.observe(key, obs, probed=False)
-            self.scheduler.schedule(key, 0.0)  # the confirming poll, now
+            self.scheduler.reschedule(watched, 0.0)  # the confirming poll, now
             log.info("pushed account event", platform=platform, account=key.handle,
                      result=obs.result.value, evidence=obs.evidence)
         return pushed
 
     def _poll(self, platform: str, did: str, handle: str | None = None) -> None:
         """A handle change announced on the stream: poll now, the answer tells the rename."""
-        key = self.watchlist.dids(platform).get(did)
-        if key is not None:
-            self.scheduler.schedule(key, 0.0)
+        watched = self.watchlist.get(self.watchlist.dids(platform).get(did))
+        if watched is not None:
+            self.scheduler.reschedule(watched, 0.0)
 
     def _save_cursor(self, name: str, value: int) -> None:
         try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from monitor import anomaly, sharding
+from monitor import anomaly, scheduler, sharding
 from monitor import state as machine
 from monitor.capacity import PlatformLoad
 from monitor.config import AccountConfig, Config
@@ -28,16 +28,23 @@ log = structlog.get_logger("monitor")
 
 @dataclass(slots=True, eq=False)
 class Watched(AccountView):
-    """One account on the watchlist: its live view (what the collector reads) and its
-    config, policy and identity, in one slotted object. A million accounts are a million of
-    these: a view and a record apart cost 48 bytes an account more, and an Identity object
-    of its own 40 more than its three fields here."""
+    """One account on the watchlist: its live view (what the collector reads), its config,
+    policy and identity, and its place in the scheduler, in one slotted object. A million
+    accounts are a million of these: a view and a record apart cost 48 bytes an account
+    more, an Identity object of its own 40 more than its three fields here, and a
+    scheduler entry of its own (with its due time's float, and the scheduler's dict of
+    them) 124 more than its four."""
 
     config: AccountConfig = field(kw_only=True)
     policy: Policy = field(kw_only=True)
     account_id: str | None = field(default=None, kw_only=True)  # as Identity's fields
     current_handle: str | None = field(default=None, kw_only=True)
     moved_to: str | None = field(default=None, kw_only=True)
+    # Its place in the scheduler (monitor.scheduler.Schedulable), the scheduler's to write.
+    lane: str | None = field(default=None, init=False, repr=False)
+    priority: int = field(default=1, init=False, repr=False)
+    slot: int = field(default=scheduler.NOWHERE, init=False, repr=False)
+    token: int = field(default=0, init=False, repr=False)
 
     @property
     def identity(self) -> Identity:
@@ -81,11 +88,11 @@ class Watchlist:
 
     def apply(self, config: Config, wanted: Mapping[AccountKey, AccountConfig],
               stored: Mapping[AccountKey, StoredAccount],
-              now: float) -> tuple[list[AccountKey], list[Watched]]:
-        """Match ``wanted``; returns (keys removed, accounts added)."""
-        removed = [k for k in self.accounts if k not in wanted]
-        for key in removed:
-            del self.accounts[key]
+              now: float) -> tuple[list[Watched], list[Watched]]:
+        """Match ``wanted``; returns (accounts removed, accounts added)."""
+        removed = [w for k, w in self.accounts.items() if k not in wanted]
+        for gone in removed:
+            del self.accounts[gone.key]
         added: list[Watched] = []
         fresh: AccountState | None = None  # one shared (frozen) state for every new account
         for key, account in wanted.items():
