@@ -168,10 +168,13 @@ class Monitor:
         for watched in added:
             self.scheduler.file(watched, watched.key.platform,
                                 spread=0.0 if at_once else min(watched.policy.interval, 60.0),
-                                priority=0 if watched.config.protected else 1)
+                                priority=0 if watched.protected else 1)
         listed = {a.key for a in file_config.accounts}
         for watched in self.watchlist:
             watched.source = "config" if watched.key in listed else "api"
+            # Protected accounts go first when a platform's budget is short: kept ones too,
+            # when a reload changes their flag.
+            self.scheduler.prioritize(watched, 0 if watched.protected else 1)
         self.metrics.watchlist(self.watchlist.counts, self.watchlist.intervals)
 
     def _apply_additions(self) -> None:

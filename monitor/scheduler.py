@@ -360,6 +360,12 @@ class Scheduler:
         entry.lane, entry.priority = lane, priority
         self.reschedule(entry, self.rng.uniform(0, spread))
 
+    def prioritize(self, entry: Schedulable, priority: int) -> None:
+        """Change a filed entry's ``priority`` (a reload protects or unprotects its
+        account). It counts from the next time the entry falls due: one already queued
+        keeps its place."""
+        entry.priority = priority
+
     def apply_budget(self, lane: str, plan: BudgetPlan) -> float:
         """Follow a platform's own budget (:func:`monitor.budget.plan`): pause the lane, or
         change its sustained rate. Returns how many seconds of pause this added."""

@@ -76,6 +76,30 @@ async def test_reload_keeps_state_and_outages_and_rejects_bad_configs(tmp_path: 
             await mon.stop()
 
 
+async def test_reload_that_protects_a_kept_account_raises_its_priority(
+        tmp_path: Path) -> None:
+    masto = FakeMastodon({"alice": "present", "bob": "present"})
+    async with masto.running() as base:
+        cfg = tmp_path / "m.yaml"
+        text = mastodon_config(base, ["alice", "bob"], state_path=str(tmp_path / "s"),
+                               protected=False)
+        cfg.write_text(text)
+        mon = Monitor(load_config(cfg), config_path=str(cfg), reload_token=TOKEN)
+        await mon.start()
+        try:
+            alice = mon.accounts[AccountKey("masto", "alice")]
+            assert (alice.protected, alice.priority) == (False, 1)
+            cfg.write_text(text.replace("handle: alice\n    protected: false",
+                                        "handle: alice\n    protected: true"))
+            assert (await _post(mon.port or 0, TOKEN))[0] == 200
+            assert mon.accounts[AccountKey("masto", "alice")] is alice  # kept, not re-added
+            assert (alice.protected, alice.priority) == (True, 0)
+            bob = mon.accounts[AccountKey("masto", "bob")]
+            assert (bob.protected, bob.priority) == (False, 1)
+        finally:
+            await mon.stop()
+
+
 async def test_reload_over_http_is_off_without_a_token(tmp_path: Path) -> None:
     masto = FakeMastodon({"alice": "present"})
     async with masto.running() as base:

@@ -303,10 +303,13 @@ async def test_protected_accounts_go_first_when_the_budget_is_short() -> None:
 
     sched = Scheduler(probe, clock=clock)
     sched.add_lane("p", concurrency=1, rate=20, burst=1)
-    for i in range(20):
-        sched.add(f"plain{i}", "p", spread=0.0, priority=1)
-    for i in range(3):
-        sched.add(f"protected{i}", "p", spread=0.0, priority=0)
+    # Filed among the others, so neither filing order nor its reverse puts them first.
+    protected = iter(range(3))
+    for i in range(23):
+        if i in (6, 11, 16):
+            sched.add(f"protected{next(protected)}", "p", spread=0.0, priority=0)
+        else:
+            sched.add(f"plain{i}", "p", spread=0.0, priority=1)
     await sched.start()
     await until(lambda: len(order) >= 4, within=0.4)
     await sched.stop()
@@ -314,6 +317,26 @@ async def test_protected_accounts_go_first_when_the_budget_is_short() -> None:
     assert {str(k) for k in order[1:4]} | {str(order[0])} >= {"protected0", "protected1",
                                                                "protected2"}
     assert all(str(k).startswith("protected") for k in order[1:3])
+
+
+@on_virtual_time
+async def test_a_reprioritized_account_goes_first_from_its_next_turn() -> None:
+    order: list[Hashable] = []
+
+    async def probe(key: Hashable) -> float | None:
+        order.append(key)
+        return None
+
+    owned = [Owned(f"plain{i}") for i in range(20)]
+    sched = Scheduler(probe, clock=clock)
+    sched.add_lane("p", concurrency=1, rate=20, burst=1)
+    for entry in owned:
+        sched.file(entry, "p", spread=0.0, priority=1)
+    sched.prioritize(owned[10], 0)  # probed tenth or so, unless a reload protects it
+    await sched.start()
+    await until(lambda: len(order) >= 3, within=0.4)
+    await sched.stop()
+    assert "plain10" in order[:2]  # the first request may already be on its way
 
 
 def test_rate_budget_can_follow_what_the_platform_says_is_left() -> None:
