@@ -100,13 +100,13 @@ class Decisions:
         # Nearly every answer cannot change the identity: no Reconciled built for those (and
         # no call at all for an answer without an id, says_nothing_new's first test).
         seen = None if obs.account_id is None or identity.says_nothing_new(
-            key, watched, obs) else identity.reconcile(key, watched.identity, watched.state,
-                                                       obs)
-        new, events = machine.step(key, watched.state,
+            key, watched, obs) else identity.reconcile(key, watched.identity,
+                                                       watched.working, obs)
+        new, events = machine.step(key, watched.working,
                                    obs if seen is None else seen.observation, watched.policy)
         changed = seen is not None and seen.changed
         if not (events or changed):
-            watched.state = new  # the steady state: memory only, no disk, no events
+            watched.stepped(new)  # the steady state: memory only, no disk, no events
             return events
         if seen is not None:
             watched.identity = seen.identity
@@ -120,9 +120,10 @@ class Decisions:
     def commit(self, watched: Watched, new: AccountState, events: list[Event],
                *, persist: bool = False) -> None:
         """One decision: holds it starts first, then its state, outage and pages, as one
-        write (queued behind earlier writes while the file refuses them)."""
+        write (queued behind earlier writes while the file refuses them). The state
+        machine goes on from ``new`` at once; it is shown once committed."""
         key, now = watched.key, time.time()
-        if new.state is not watched.state.state:
+        if new.state is not watched.working.state:
             self.watchlist.moved(watched, new)
             # Before the decision's own pages: if it makes the platform anomalous, its page
             # is written held.
@@ -131,12 +132,15 @@ class Decisions:
             if new.outage_id is None and any(e.kind is EventKind.VANISHED for e in events):
                 new = replace(new, outage_id=self.store.next_outage_id())
             written = self._pages(watched, new, events, now)
+            watched.decided(new)
             self._write_decision(watched, new, events, written, now)
         elif persist:
             who = watched.identity
+            watched.decided(new)
             self.writer.submit(Write(f"identity {key}", lambda store: store.save_account(
-                key, new, who, now)))
-        watched.state = new
+                key, new, who, now), lambda _: watched.committed(new)))
+        else:
+            watched.stepped(new)
         if new.blind:
             self._blind.add(key)
         else:
@@ -172,6 +176,7 @@ class Decisions:
             return store.decide(key, new, events, who, now, planned.items, planned.drop)
 
         def done(result: tuple[AccountState, list[int]]) -> None:
+            watched.committed(new)
             self.wake_outbox()
             for event, row_id in zip(events, result[1], strict=True):
                 self.bus.publish(event, row_id, new)
@@ -195,7 +200,7 @@ class Decisions:
             return
         now, pending = time.time(), pending or {}
         accounts = self.watchlist.accounts
-        members = [(pending.get(k, accounts[k].state), accounts[k].config.canary)
+        members = [(pending.get(k, accounts[k].working), accounts[k].config.canary)
                    for k in self.watchlist.absent.get(platform, set()) | pending.keys()
                    if k in accounts]
         verdict = anomaly.evaluate(members, self.watchlist.counts.get(platform, 0), now,
@@ -215,7 +220,7 @@ class Decisions:
         accounts = self.watchlist.accounts
         self._blind &= accounts.keys()  # removed by a reload meanwhile
         verdict = blindness.evaluate(
-            (blindness.BlindAccount(w.key.platform, w.state, w.blind_reason)
+            (blindness.BlindAccount(w.key.platform, w.working, w.blind_reason)
              for w in map(accounts.__getitem__, self._blind)), len(self.watchlist),
             self.config.monitor.own_blindness)
         self.holds, actions = holds.blindness_step(self.holds, verdict, time.time(),
@@ -286,14 +291,14 @@ class Decisions:
             if accounts.get(watched.key) is not watched:
                 continue  # removed (or replaced) by a reload since it was filed
             try:
-                new, events = machine.tick(watched.key, watched.state, now,
+                new, events = machine.tick(watched.key, watched.working, now,
                                            watched.policy)
                 if events:
                     starved = waiting() if starved is None else starved
                     why = NOT_PROBED_BEHIND if watched.key in starved else NOT_PROBED
-                    new, events = machine.tick(watched.key, watched.state, now,
+                    new, events = machine.tick(watched.key, watched.working, now,
                                                watched.policy, why)
-                if events or new is not watched.state:
+                if events or new is not watched.working:
                     self.commit(watched, new, events)
             except Exception as exc:  # one account's trouble must not stop the others'
                 self.metrics.probe_counts.error(watched.key.platform, ErrorKind.INTERNAL)
@@ -304,7 +309,7 @@ class Decisions:
         # absent set (suspect or down).
         for key in [k for absent in self.watchlist.absent.values() for k in absent]:
             down = accounts.get(key)
-            st = down.state if down is not None else None
+            st = down.working if down is not None else None
             if down is not None and st is not None and st.state is State.DOWN \
                     and st.outage_id is not None:
                 try:
@@ -333,14 +338,14 @@ class Decisions:
             self._stale = Deadlines(self.tick_period())
             for watched in self.watchlist:
                 self._file(self._stale, watched, now)
-            self._blind = {w.key for w in self.watchlist if w.state.blind}
+            self._blind = {w.key for w in self.watchlist if w.working.blind}
         return self._stale
 
     @staticmethod
     def _file(stale: Deadlines[Watched], watched: Watched, now: float) -> None:
         """Next look at ``watched``: when it could go stale, or (blind now) a staleness
         bound from now; answers in between only move the moment later."""
-        at = machine.stale_at(watched.state, watched.policy)
+        at = machine.stale_at(watched.working, watched.policy)
         stale.file(watched, now + watched.policy.staleness if at is None else at)
 
     def _remind(self, watched: Watched, st: AccountState, now: float) -> None:

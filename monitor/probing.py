@@ -155,7 +155,7 @@ class Prober:
             if spend and (obs.rate_limit is not None or obs.error is ErrorKind.RATE_LIMITED):
                 self._spend(watched.key.platform, obs)
             self.decisions.observe(watched.key, obs)
-            return machine.next_delay(watched.state, watched.policy)
+            return machine.next_delay(watched.working, watched.policy)
         except Exception as exc:
             self.internal(watched.key.platform, "decision", exc)
             return watched.policy.interval

@@ -64,7 +64,7 @@ class Streams:
             watched = self.watchlist.get(key)
             if key is None or watched is None:
                 return
-            st = watched.state
+            st = watched.working
             if (obs.result is Result.ABSENT and st.state in (State.UP, State.UNKNOWN)
                     and watched.policy.failure_threshold >= 2):
                 self.decisions.observe(key, obs, probed=False)

@@ -26,6 +26,15 @@ from monitor.store import StoredAccount
 log = structlog.get_logger("monitor")
 
 
+@dataclass(slots=True)
+class Ahead:
+    """While a decision of an account is being written: the state the state machine goes
+    on from, and the last state handed to the writer (its commit shows what is ahead)."""
+
+    working: AccountState
+    written: AccountState
+
+
 @dataclass(slots=True, eq=False)
 class Watched(AccountView):
     """One account on the watchlist: its live view (what the collector reads), its config,
@@ -33,7 +42,11 @@ class Watched(AccountView):
     accounts are a million of these: a view and a record apart cost 48 bytes an account
     more, an Identity object of its own 40 more than its three fields here, and a
     scheduler entry of its own (with its due time's float, and the scheduler's dict of
-    them) 124 more than its four."""
+    them) 124 more than its four.
+
+    ``state`` is what is shown (metrics, API, status page): a decision's state only once
+    the state file has committed it. The state machine goes on from :attr:`working`, which
+    is ahead of it while a decision is being written (an :class:`Ahead`, only then)."""
 
     config: AccountConfig = field(kw_only=True)
     policy: Policy = field(kw_only=True)
@@ -45,6 +58,40 @@ class Watched(AccountView):
     priority: int = field(default=1, init=False, repr=False)
     slot: int = field(default=scheduler.NOWHERE, init=False, repr=False)
     token: int = field(default=0, init=False, repr=False)
+    ahead: Ahead | None = field(default=None, init=False, repr=False)
+
+    @property
+    def working(self) -> AccountState:
+        """The state the state machine goes on from: the newest, committed or not."""
+        ahead = self.ahead
+        return self.state if ahead is None else ahead.working
+
+    def stepped(self, new: AccountState) -> None:
+        """A state kept in memory only (an answer that changes nothing to write): shown at
+        once, unless a decision is being written, then once it is committed."""
+        ahead = self.ahead
+        if ahead is None:
+            self.state = new
+        else:
+            ahead.working = new
+
+    def decided(self, new: AccountState) -> None:
+        """A decision's state, about to be handed to the writer: worked from now, shown
+        once committed (:meth:`committed`)."""
+        ahead = self.ahead
+        if ahead is None:
+            self.ahead = Ahead(new, new)
+        else:
+            ahead.working = ahead.written = new
+
+    def committed(self, new: AccountState) -> None:
+        """The writer committed the decision that made ``new``: show it, or (the last one
+        written) whatever has been worked out since."""
+        ahead = self.ahead
+        if ahead is not None and ahead.written is new:
+            self.state, self.ahead = ahead.working, None
+        else:
+            self.state = new
 
     @property
     def identity(self) -> Identity:
@@ -125,7 +172,7 @@ class Watchlist:
         self.intervals = {}
         for key, watched in self.accounts.items():
             self.counts[key.platform] += 1
-            if watched.state.state in anomaly.ABSENT_STATES:
+            if watched.working.state in anomaly.ABSENT_STATES:
                 self.absent[key.platform].add(key)
             if watched.config.canary:
                 self.canaries.add(key.platform)

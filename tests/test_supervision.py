@@ -117,7 +117,8 @@ async def test_a_locked_state_file_delays_the_page_and_loses_nothing(state_file:
                 assert (await locker.stdout.readline()).strip() == b"locked"
                 locked_at = time.monotonic()
                 masto.set_state("alice", "suspended")
-                await wait_for(lambda: state_of(mon, "masto", "alice") is State.DOWN,
+                alice = mon.accounts[AccountKey("masto", "alice")]
+                await wait_for(lambda: alice.working.state is State.DOWN,
                                what="alice decided down (in memory)")
                 # The decision could not be written: kept, retried, and reported.
                 assert mon.writer is not None and mon.writer.backlog
@@ -130,6 +131,14 @@ async def test_a_locked_state_file_delays_the_page_and_loses_nothing(state_file:
                 assert body["checks"]["store"] is False
                 assert "database is locked" in body["problems"]["store"]
                 assert (metric(exposition(mon), "accmon_store_write_failures_total") or 0) >= 1
+                # A decision is shown only once it is committed: metrics, API and status
+                # page still say up, though probing goes on from down.
+                assert state_of(mon, "masto", "alice") is State.UP
+                assert metric(exposition(mon), "accmon_account_up", account="alice") == 1
+                async with aiohttp.ClientSession() as http, \
+                        http.get(f"http://127.0.0.1:{mon.port}/api/v1/watchlist") as resp:
+                    shown = {a["handle"]: a["state"] for a in (await resp.json())["accounts"]}
+                assert shown["alice"] == "up"
                 # Meanwhile every other account is still probed, on time.
                 for _ in range(3):
                     mark = time.time()
@@ -140,6 +149,9 @@ async def test_a_locked_state_file_delays_the_page_and_loses_nothing(state_file:
                 # The lock lifts: the decision and its page arrive, exactly once.
                 await asyncio.wait_for(locker.wait(), timeout=LOCK_SECONDS + 10)
                 await wait_for(lambda: mon.ready, timeout=10, what="ready again")
+                assert state_of(mon, "masto", "alice") is State.DOWN  # committed: shown
+                assert alice.ahead is None and alice.working is alice.state
+                assert metric(exposition(mon), "accmon_account_up", account="alice") == 0
                 assert time.monotonic() - locked_at >= LOCK_SECONDS
                 outage = mon.accounts[AccountKey("masto", "alice")].state.outage_id
                 key = f"accmon/masto/alice/outage-{outage}"
