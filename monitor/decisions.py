@@ -151,8 +151,6 @@ class Decisions:
             watched.blind_reason = why or "no answers"
         elif not new.blind:
             watched.blind_reason = None
-        for event in events:
-            self._account_for(watched, event, new)
 
     def _pages(self, watched: Watched, new: AccountState, events: list[Event],
                now: float) -> pages.Pages:
@@ -177,6 +175,8 @@ class Decisions:
 
         def done(result: tuple[AccountState, list[int]]) -> None:
             watched.committed(new)
+            for event in events:
+                self._account_for(watched, event, new)
             self.wake_outbox()
             for event, row_id in zip(events, result[1], strict=True):
                 self.bus.publish(event, row_id, new)
@@ -391,7 +391,7 @@ class Decisions:
     # ----------------------------------------------------------------- accounting
 
     def _account_for(self, watched: Watched, event: Event, new: AccountState) -> None:
-        """Metrics and one log line per decision."""
+        """Metrics and one log line per decision, once committed."""
         key = watched.key
         fields: dict[str, Any] = {"platform": key.platform, "account": key.handle,
                                   "protected": watched.config.protected,

@@ -135,6 +135,7 @@ async def test_a_locked_state_file_delays_the_page_and_loses_nothing(state_file:
                 # page still say up, though probing goes on from down.
                 assert state_of(mon, "masto", "alice") is State.UP
                 assert metric(exposition(mon), "accmon_account_up", account="alice") == 1
+                assert not metric(exposition(mon), "accmon_outages_total", platform="masto")
                 async with aiohttp.ClientSession() as http, \
                         http.get(f"http://127.0.0.1:{mon.port}/api/v1/watchlist") as resp:
                     shown = {a["handle"]: a["state"] for a in (await resp.json())["accounts"]}
@@ -152,6 +153,7 @@ async def test_a_locked_state_file_delays_the_page_and_loses_nothing(state_file:
                 assert state_of(mon, "masto", "alice") is State.DOWN  # committed: shown
                 assert alice.ahead is None and alice.working is alice.state
                 assert metric(exposition(mon), "accmon_account_up", account="alice") == 0
+                assert metric(exposition(mon), "accmon_outages_total", platform="masto") == 1
                 assert time.monotonic() - locked_at >= LOCK_SECONDS
                 outage = mon.accounts[AccountKey("masto", "alice")].state.outage_id
                 key = f"accmon/masto/alice/outage-{outage}"
