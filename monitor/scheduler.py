@@ -88,6 +88,9 @@ Index = Callable[[Hashable], "Schedulable | None"]
 # crashed(key, exc) -> seconds until the next probe of key, after a probe raised
 CrashFn = Callable[[Hashable, BaseException], float | None]
 CRASH_DELAY = 60.0  # the default retry after a probe that raised
+# A worker that raised outside its probe (a bug of ours, or of an owner's entry) starts
+# again after this long: a lane never silently loses a worker.
+WORKER_RESTART_DELAY = 1.0
 
 
 class Schedulable(Protocol):
@@ -505,7 +508,21 @@ class Scheduler:
 
     def _start_lane(self, lane: Lane) -> None:
         for i in range(lane.concurrency):
-            self._tasks.append(asyncio.create_task(self._work(lane), name=f"{lane.name}-{i}"))
+            self._tasks.append(asyncio.create_task(self._supervised(lane),
+                                                   name=f"{lane.name}-{i}"))
+
+    async def _supervised(self, lane: Lane) -> None:
+        """Run one worker of ``lane``; when it raises outside a probe (:meth:`_work`
+        supervises the probe itself), log it and start it again, so a lane never silently
+        runs short of workers. The account it held, if any, is not rescheduled: its
+        staleness bound makes it blind ("not probed"), which is alerted on."""
+        while not self._stopping:
+            try:
+                await self._work(lane)
+            except Exception as exc:
+                log.error("scheduler worker failed; starting it again", lane=lane.name,
+                          restart_in_seconds=WORKER_RESTART_DELAY, exc_info=exc)
+                await asyncio.sleep(WORKER_RESTART_DELAY)
 
     def _arm(self, due: float) -> None:
         """Fire :meth:`_dispatch` at ``due`` (monotonic), replacing a later timer."""

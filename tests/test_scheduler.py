@@ -218,6 +218,8 @@ class Owned:
 
     __slots__ = ("due", "key", "lane", "priority", "slot", "token")
     __hash__ = None  # type: ignore[assignment]
+    key: str
+    lane: str | None
 
     def __init__(self, key: str):
         self.key, self.lane, self.priority, self.slot, self.token, self.due = (
@@ -337,6 +339,38 @@ async def test_a_reprioritized_account_goes_first_from_its_next_turn() -> None:
     await until(lambda: len(order) >= 3, within=0.4)
     await sched.stop()
     assert "plain10" in order[:2]  # the first request may already be on its way
+
+
+class Faulty(Owned):
+    """An owner's entry whose key raises when read: the worker fails outside the probe."""
+
+    __slots__ = ()
+
+    @property  # type: ignore[override]
+    def key(self) -> str:
+        raise RuntimeError("an owner's bug")
+
+    @key.setter
+    def key(self, value: str) -> None:
+        pass
+
+
+@on_virtual_time
+async def test_a_worker_that_fails_outside_its_probe_is_started_again() -> None:
+    probed: list[Hashable] = []
+
+    async def probe(key: Hashable) -> float | None:
+        probed.append(key)
+        return 0.1
+
+    sched = Scheduler(probe, clock=clock)
+    sched.add_lane("p", concurrency=1, rate=1000, burst=10)  # one worker: its loss stops all
+    sched.file(Faulty("bad"), "p", spread=0.0)
+    sched.add("good", "p", spread=0.5)
+    await sched.start()
+    await until(lambda: len(probed) >= 20, within=10.0)
+    await sched.stop()
+    assert set(probed) == {"good"}
 
 
 def test_rate_budget_can_follow_what_the_platform_says_is_left() -> None:
