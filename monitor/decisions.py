@@ -295,7 +295,7 @@ class Decisions:
                                            watched.policy)
                 if events:
                     starved = waiting() if starved is None else starved
-                    why = NOT_PROBED_BEHIND if watched.key in starved else NOT_PROBED
+                    why = self._blind_why(watched, watched.key in starved)
                     new, events = machine.tick(watched.key, watched.working, now,
                                                watched.policy, why)
                 if events or new is not watched.working:
@@ -331,6 +331,21 @@ class Decisions:
                 kind, count, hint = warning
                 log.warning("every answer from this platform is an error", platform=platform,
                             error=kind, errors=count, seconds=ALL_ERRORS_FOR, hint=hint)
+
+    @staticmethod
+    def _blind_why(watched: Watched, starved: bool) -> str:
+        """Why the tick finds ``watched`` stale: our own backlog; else the kind of the
+        errors it answered with since its last decisive answer (the tick came a moment
+        before the next error would have said the same: at a fresh start both fall due
+        together); else not probed at all."""
+        if starved:
+            return NOT_PROBED_BEHIND
+        st, error = watched.working, watched.last_error
+        since = machine.blind_reference(st)
+        if error is not None and error.error is not None and since is not None \
+                and error.at >= since:
+            return error.error.value
+        return NOT_PROBED
 
     def _deadlines(self, now: float) -> Deadlines[Watched]:
         """The staleness index, built (O(accounts)) after each configure()."""

@@ -91,7 +91,7 @@ def stale_at(st: AccountState, policy: Policy) -> float | None:
     first at this moment instead of at every tick."""
     if st.blind:
         return None
-    ref = _blind_reference(st)
+    ref = blind_reference(st)
     return None if ref is None else ref + policy.staleness
 
 
@@ -151,7 +151,7 @@ def watching(st: AccountState, now: float) -> AccountState:
     return replace(st, watched_since=now)
 
 
-def _blind_reference(st: AccountState) -> float | None:
+def blind_reference(st: AccountState) -> float | None:
     """When we last knew something: the last decisive answer, else when watching began;
     never earlier than this process began watching."""
     ref = st.last_decisive_at if st.last_decisive_at is not None else st.since
@@ -162,12 +162,12 @@ def _blind_reference(st: AccountState) -> float | None:
 
 def _is_stale(st: AccountState, now: float, policy: Policy) -> bool:
     """True when a not-yet-blind account has had no decisive answer for over ``staleness``."""
-    ref = _blind_reference(st)
+    ref = blind_reference(st)
     return not st.blind and ref is not None and now - ref > policy.staleness
 
 
 def _blind_event(key: AccountKey, st: AccountState, at: float, error: str | None) -> Event:
-    ref = _blind_reference(st)
+    ref = blind_reference(st)
     details = BlindDetails(
         last_decisive_at=st.last_decisive_at,
         last_observed_at=st.last_observed_at,
@@ -178,7 +178,7 @@ def _blind_event(key: AccountKey, st: AccountState, at: float, error: str | None
 
 
 def _sighted_event(key: AccountKey, st: AccountState, obs: Observation) -> Event:
-    ref = _blind_reference(st)
+    ref = blind_reference(st)
     details = SightedDetails(
         last_decisive_at=st.last_decisive_at,
         result=obs.result.value,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from structlog.testing import capture_logs
 
 from monitor.fakes.mastodon import FakeMastodon
 from monitor.fakes.pagers import FakePagerDuty, FakeSlack
-from monitor.model import AccountKey, State
+from monitor.model import AccountKey, ErrorKind, Observation, State
 from monitor.store import OutboxRow
 from tests.conftest import (
     FAST_DEFAULTS,
@@ -61,8 +62,8 @@ routing: {{reminder_interval: null, retry_initial: 50ms, retry_max: 200ms, monit
 """
 
 
-# Staleness of 3 s: dozens of refused probes per account first (every 100 ms), so each
-# goes blind on an error answer even on a loaded machine, not on "not probed" by the tick.
+# Staleness of 3 s: dozens of refused probes per account first (every 100 ms), so each is
+# blind for its connection errors, whether an error answer or the tick sees it stale first.
 BLIND_FAST = FAST_DEFAULTS.replace("staleness: 1h", "staleness: 3s").replace(
     "timeout: 500ms", "timeout: 200ms")
 
@@ -263,3 +264,23 @@ async def test_start_up_says_what_is_watched_and_warns_when_the_budget_is_short(
     (short,) = [e for e in logs if "cannot keep up" in e["event"]]
     assert short["platform"] == "masto"
     assert "rate_per_second" in short["detail"] and "Fix:" in short["detail"]
+
+
+async def test_a_tick_that_finds_an_erroring_account_stale_names_its_errors(
+        tmp_path: Path) -> None:
+    """At a fresh start the tick and the first error past staleness fall due together;
+    when the tick comes first, the account is blind for its errors, not "not probed"."""
+    refused = RefusedPort()
+    pd = FakePagerDuty()
+    async with pd.running() as pd_url:
+        text = config(f"http://127.0.0.1:{refused.port}", pd_url, ["u0"],
+                      str(tmp_path / "s.db"), defaults=FAST_DEFAULTS.replace(
+                          "interval: 100ms", "interval: 1h").replace(
+                          "staleness: 1h", "staleness: 1s"))
+        async with running_monitor(text) as mon:
+            key = AccountKey("masto", "u0")
+            assert mon.decisions is not None
+            # One answer, an error, as a probe's (the next probe is up to a minute away).
+            mon.decisions.observe(key, Observation.failed(time.time(), ErrorKind.TIMEOUT))
+            await wait_for(lambda: mon.accounts[key].state.blind, what="blind")
+            assert mon.accounts[key].blind_reason in ("timeout", "connection")
