@@ -165,15 +165,14 @@ class Monitor:
             config, wanted, self.store.load_accounts() if fresh else {}, time.time())
         for gone in removed:
             self.scheduler.drop(gone)
-        for watched in added:
+        for watched in added:  # (their priority is set below, before any falls due)
             self.scheduler.file(watched, watched.key.platform,
-                                spread=0.0 if at_once else min(watched.policy.interval, 60.0),
-                                priority=0 if watched.protected else 1)
+                                spread=0.0 if at_once else min(watched.policy.interval, 60.0))
         listed = {a.key for a in file_config.accounts}
         for watched in self.watchlist:
             watched.source = "config" if watched.key in listed else "api"
-            # Protected accounts go first when a platform's budget is short: kept ones too,
-            # when a reload changes their flag.
+            # Protected accounts go first when a platform's budget is short: added and kept
+            # ones alike, so a reload that changes the flag changes the order too.
             self.scheduler.prioritize(watched, 0 if watched.protected else 1)
         self.metrics.watchlist(self.watchlist.counts, self.watchlist.intervals)
 
