@@ -16,7 +16,7 @@ from collections.abc import Hashable
 
 import pytest
 
-from monitor.scheduler import RateBudget, Scheduler
+from monitor.scheduler import ProbeFn, RateBudget, Scheduler
 from tests.conftest import on_virtual_time
 
 
@@ -35,6 +35,18 @@ async def until(predicate: object, *, within: float, step: float = 0.01) -> floa
             pytest.fail(f"not true within {within} virtual seconds")
         await asyncio.sleep(step)
     return clock() - start
+
+
+def recording(again: float | None) -> tuple[list[Hashable], ProbeFn]:
+    """A probe that records each key it is called with, in order, and asks to be called
+    again ``again`` seconds later (None: not again)."""
+    keys: list[Hashable] = []
+
+    async def probe(key: Hashable) -> float | None:
+        keys.append(key)
+        return again
+
+    return keys, probe
 
 
 def test_rate_budget_allows_a_burst_then_spaces_requests() -> None:
@@ -189,12 +201,7 @@ async def test_stop_lets_in_flight_probes_finish() -> None:
 
 @on_virtual_time
 async def test_removed_accounts_are_not_probed_again() -> None:
-    seen: list[Hashable] = []
-
-    async def probe(key: Hashable) -> float | None:
-        seen.append(key)
-        return 0.02
-
+    seen, probe = recording(0.02)
     sched = Scheduler(probe, clock=clock)
     sched.add_lane("p", concurrency=1, rate=1e6, burst=10)
     sched.add("a", "p", spread=0.0)
@@ -232,12 +239,8 @@ class Owned:
 @on_virtual_time
 async def test_owner_entries_are_filed_held_found_by_key_and_dropped() -> None:
     owned = {k: Owned(k) for k in ("a", "b", "c")}
-    seen: list[Hashable] = []
-
-    async def probe(key: Hashable) -> float | None:
-        seen.append(key)
-        return 10.0  # next one much later: a prompt probe is schedule()'s doing
-
+    # The next probe much later: a prompt one is schedule()'s doing.
+    seen, probe = recording(10.0)
     sched = Scheduler(probe, clock=clock, index=owned.get)
     sched.add_lane("p", concurrency=1, rate=5, burst=1)  # the second waits, held for budget
     for entry in owned.values():
@@ -297,12 +300,7 @@ async def test_a_key_scheduled_twice_in_one_slot_goes_at_the_later_last_time() -
 
 @on_virtual_time
 async def test_protected_accounts_go_first_when_the_budget_is_short() -> None:
-    order: list[Hashable] = []
-
-    async def probe(key: Hashable) -> float | None:
-        order.append(key)
-        return None
-
+    order, probe = recording(None)
     sched = Scheduler(probe, clock=clock)
     sched.add_lane("p", concurrency=1, rate=20, burst=1)
     # Filed among the others, so neither filing order nor its reverse puts them first.
@@ -323,12 +321,7 @@ async def test_protected_accounts_go_first_when_the_budget_is_short() -> None:
 
 @on_virtual_time
 async def test_a_reprioritized_account_goes_first_from_its_next_turn() -> None:
-    order: list[Hashable] = []
-
-    async def probe(key: Hashable) -> float | None:
-        order.append(key)
-        return None
-
+    order, probe = recording(None)
     owned = [Owned(f"plain{i}") for i in range(20)]
     sched = Scheduler(probe, clock=clock)
     sched.add_lane("p", concurrency=1, rate=20, burst=1)
@@ -357,12 +350,7 @@ class Faulty(Owned):
 
 @on_virtual_time
 async def test_a_worker_that_fails_outside_its_probe_is_started_again() -> None:
-    probed: list[Hashable] = []
-
-    async def probe(key: Hashable) -> float | None:
-        probed.append(key)
-        return 0.1
-
+    probed, probe = recording(0.1)
     sched = Scheduler(probe, clock=clock)
     sched.add_lane("p", concurrency=1, rate=1000, burst=10)  # one worker: its loss stops all
     sched.file(Faulty("bad"), "p", spread=0.0)
